@@ -1,0 +1,1 @@
+"""The ``contrafuse`` command line: one module per subcommand, each with add_parser/run."""

@@ -1,0 +1,38 @@
+"""``contrafuse convert IN OUT.safetensors``: an author's pickle (or our file) to our format."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import ContrafuseError
+from ..models import create_model
+from ..models.weights import load_weights, save_weights
+
+INPUT_CONVENTION = "forward(ir, vis): (B,1,H,W) luma in [0,1] -> fused luma in [0,1]"
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("convert", help="convert weights (e.g. the authors' .pth pickles) to safetensors")
+    parser.add_argument("source", type=Path, help="input weights: an author's whole-module .pth, or .safetensors")
+    parser.add_argument("target", type=Path, help="output .safetensors file")
+    parser.add_argument("--model", default="cs2fusion", help="registered model the weights belong to")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    parser.set_defaults(func=run)
+
+
+def convert(source: Path, target: Path, model_name: str = "cs2fusion", overwrite: bool = False) -> Path:
+    """Read ``source`` safely, check it fits ``model_name``, write it as safetensors."""
+    if target.suffix != ".safetensors":
+        raise ContrafuseError(f"{target}: the output must end in .safetensors")
+    if target.exists() and not overwrite:
+        raise ContrafuseError(f"{target}: already exists (pass --overwrite to replace it)")
+    model = create_model(model_name, weights=None)
+    load_weights(model, source, model_name=model_name)
+    metadata = {"model": model_name, "input_convention": INPUT_CONVENTION, "source": source.name}
+    return save_weights(model, target, metadata)
+
+
+def run(args: argparse.Namespace) -> int:
+    path = convert(args.source, args.target, args.model, args.overwrite)
+    print(f"wrote {path}")
+    return 0

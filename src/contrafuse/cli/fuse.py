@@ -1,0 +1,60 @@
+"""``contrafuse fuse``: fuse one pair of files, or every pair of two folders."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import ContrafuseError
+from ..fusion import COLOR_MODES, ROUNDING_MODES, fuse, fuse_folders
+from ..io import write_image
+from ..models import DEFAULT_MODEL
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "fuse",
+        help="fuse an infrared/visible (or functional/MRI) pair, or two folders of pairs",
+        description="Fuse IR with VIS. Files give one output file; folders are paired by file stem.",
+    )
+    parser.add_argument("--ir", required=True, type=Path, help="infrared image or folder (medical: CT/PET/SPECT)")
+    parser.add_argument("--vis", required=True, type=Path, help="visible image or folder (medical: MRI)")
+    parser.add_argument("--out", required=True, type=Path, help="output file (pair) or folder (folders)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"registered model (default: {DEFAULT_MODEL}); see `contrafuse models`")
+    parser.add_argument("--weights", type=Path, help="weights file (.safetensors or an author's .pth) instead of the shipped ones")
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    parser.add_argument("--color", choices=COLOR_MODES, default="auto", help="colour output (default auto)")
+    parser.add_argument("--rounding", choices=ROUNDING_MODES, default="round", help="float-to-integer rule; truncate = reference code")
+    parser.add_argument("--resize", action="store_true", help="resample IR to the VIS size when they differ")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("--suffix", default=".png", help="output suffix in folder mode (default .png)")
+    parser.set_defaults(func=run)
+
+
+def _weights(args: argparse.Namespace) -> str | Path:
+    return args.weights if args.weights is not None else "default"
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.ir.is_dir() != args.vis.is_dir():
+        raise ContrafuseError(f"--ir {args.ir} and --vis {args.vis}: give two files or two folders")
+    if args.ir.is_dir():
+        return _run_folders(args)
+    out = args.out / f"{args.vis.stem}.png" if args.out.is_dir() else args.out
+    fused = fuse(args.ir, args.vis, args.model, _weights(args), args.color, args.rounding, args.resize, args.device)
+    write_image(out, fused, overwrite=args.overwrite)
+    print(f"wrote {out}")
+    return 0
+
+
+def _run_folders(args: argparse.Namespace) -> int:
+    report = fuse_folders(
+        args.ir, args.vis, args.out, args.model, _weights(args), args.color, args.rounding, args.resize,
+        args.device, args.overwrite, args.suffix,
+    )
+    for path in report.unmatched:
+        print(f"unmatched (no partner with the same stem): {path}", file=sys.stderr)
+    for stem, message in report.failed:
+        print(f"failed {stem}: {message}", file=sys.stderr)
+    print(f"fused {len(report.written)} pair(s) into {args.out}; {len(report.failed)} failed, {len(report.unmatched)} unmatched")
+    return 0 if report.ok else 1

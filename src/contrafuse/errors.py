@@ -1,0 +1,34 @@
+"""Exceptions raised by contrafuse. Every message names the file it is about."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class ContrafuseError(Exception):
+    """Base class of every error contrafuse raises on purpose."""
+
+
+class ImageReadError(ContrafuseError):
+    """An input file is missing, empty, truncated or not an image."""
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+class ImageWriteError(ContrafuseError):
+    """An output could not be written (it exists, or the folder is not writable)."""
+
+    def __init__(self, path: str | Path, problem: str):
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+class PairError(ContrafuseError):
+    """The two images of a pair do not fit together (sizes differ, a partner is missing)."""
+
+
+class WeightsError(ContrafuseError):
+    """A weights file cannot be read or does not fit the model."""

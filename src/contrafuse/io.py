@@ -1,0 +1,194 @@
+"""Reading and writing images, and pairing the files of two folders.
+
+Images come back as NumPy arrays: ``(H, W)`` for gray, ``(H, W, 3)`` for colour (RGB), with
+dtype ``uint8`` or ``uint16`` as stored. Alpha is dropped, palettes are expanded. Writes are
+atomic (a temporary file in the target folder, then a rename) and never replace an existing
+file unless ``overwrite=True``.
+"""
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import ImageReadError, ImageWriteError, PairError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as ``uint8``/``uint16`` ``(H, W)`` gray or ``(H, W, 3)`` RGB.
+
+    Raises:
+        ImageReadError: the file is missing, empty, truncated, not an image, or of a pixel
+            format we do not fuse (the message names the file and the problem).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(path, "file not found")
+    if path.is_dir():
+        raise ImageReadError(path, "is a folder, expected an image file")
+    if path.stat().st_size == 0:
+        raise ImageReadError(path, "file is empty")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            return _to_array(image, path)
+    except UnidentifiedImageError:
+        raise ImageReadError(path, "not a readable image (unknown or corrupt format)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageReadError(path, f"cannot decode image ({exc})") from None
+
+
+def _to_array(image: Image.Image, path: Path) -> np.ndarray:
+    mode = image.mode
+    if mode in _SIXTEEN_BIT_MODES:
+        return np.asarray(image, dtype=np.uint16).copy()
+    if mode == "I":
+        values = np.asarray(image)
+        if values.min() < 0 or values.max() > 65535:
+            raise ImageReadError(path, "32-bit integer pixels outside 0..65535 are not supported")
+        return values.astype(np.uint16)
+    if mode == "F":
+        raise ImageReadError(path, "floating-point images are not supported; save as 8- or 16-bit")
+    if mode in ("1", "L"):
+        return np.asarray(image.convert("L"), dtype=np.uint8).copy()
+    if mode == "LA":
+        return np.asarray(image.convert("L"), dtype=np.uint8).copy()
+    if mode == "P":
+        has_alpha = "transparency" in image.info
+        image = image.convert("RGBA" if has_alpha else "RGB")
+    return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+
+
+def is_color(image: np.ndarray) -> bool:
+    """True for a ``(H, W, 3)`` image whose channels are not all equal."""
+    if image.ndim != 3:
+        return False
+    return not (np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 0], image[..., 2]))
+
+
+def max_value(image: np.ndarray) -> int:
+    """Full-scale value of an integer image: 255 for ``uint8``, 65535 for ``uint16``."""
+    return int(np.iinfo(image.dtype).max)
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray, overwrite: bool = False) -> Path:
+    """Write ``uint8``/``uint16`` gray ``(H, W)`` or RGB ``(H, W, 3)`` atomically.
+
+    The format follows the suffix (PNG, JPEG, BMP, TIFF). 16-bit colour is written as 48-bit
+    PNG. The parent folder is created. An existing file is kept unless ``overwrite``.
+    """
+    path = Path(path)
+    _check_writable_array(path, image)
+    if path.exists() and not overwrite:
+        raise ImageWriteError(path, "already exists (pass overwrite=True / --overwrite to replace it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(handle)
+    temp = Path(temp_name)
+    try:
+        _encode(temp, image)
+        _publish(temp, path, overwrite)
+    finally:
+        temp.unlink(missing_ok=True)
+    return path
+
+
+def _check_writable_array(path: Path, image: np.ndarray) -> None:
+    if image.dtype not in (np.uint8, np.uint16):
+        raise ImageWriteError(path, f"pixels must be uint8 or uint16, got {image.dtype}")
+    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)):
+        raise ImageWriteError(path, f"expected (H, W) or (H, W, 3) pixels, got shape {image.shape}")
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ImageWriteError(path, f"unknown image suffix {path.suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}")
+    if image.dtype == np.uint16 and path.suffix.lower() in (".jpg", ".jpeg", ".bmp"):
+        raise ImageWriteError(path, "16-bit pixels need PNG or TIFF")
+
+
+def _encode(temp: Path, image: np.ndarray) -> None:
+    suffix = temp.suffix.lower()
+    if image.dtype == np.uint16 and image.ndim == 3:
+        if suffix != ".png":
+            raise ImageWriteError(temp, "16-bit colour is written as PNG only")
+        temp.write_bytes(_png_rgb48(image))
+        return
+    if image.dtype == np.uint16:
+        pil = Image.fromarray(image.astype("<u2"), mode="I;16")
+    else:
+        pil = Image.fromarray(image)
+    pil.save(temp, format=_PIL_FORMATS[suffix], **({"quality": 95} if suffix in (".jpg", ".jpeg") else {}))
+
+
+_PIL_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}
+
+
+def _png_rgb48(image: np.ndarray) -> bytes:
+    """Encode 16-bit RGB as PNG (Pillow cannot write 48-bit PNG)."""
+    height, width, _ = image.shape
+    rows = image.astype(">u2").reshape(height, width * 3)
+    raw = b"".join(b"\x00" + row.tobytes() for row in rows)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
+
+
+def _publish(temp: Path, path: Path, overwrite: bool) -> None:
+    if overwrite:
+        os.replace(temp, path)
+        return
+    try:
+        os.link(temp, path)  # fails if the target appeared meanwhile: never clobbers
+    except FileExistsError:
+        raise ImageWriteError(path, "already exists (pass overwrite=True / --overwrite to replace it)") from None
+    except OSError:
+        if path.exists():
+            raise ImageWriteError(path, "already exists (pass overwrite=True / --overwrite to replace it)") from None
+        os.replace(temp, path)  # file systems without hard links
+
+
+@dataclass
+class FolderPairs:
+    """Files of two folders matched by stem (the name without its suffix)."""
+
+    pairs: list[tuple[str, Path, Path]] = field(default_factory=list)
+    only_in_first: list[Path] = field(default_factory=list)
+    only_in_second: list[Path] = field(default_factory=list)
+
+
+def list_images(folder: str | os.PathLike) -> dict[str, Path]:
+    """Map stem -> path for the image files of a folder (sorted, not recursive)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PairError(f"{folder}: not a folder")
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith("."):
+            continue
+        if path.stem in found:
+            raise PairError(f"{folder}: two files share the stem {path.stem!r} ({found[path.stem].name}, {path.name})")
+        found[path.stem] = path
+    return found
+
+
+def match_folders(first: str | os.PathLike, second: str | os.PathLike) -> FolderPairs:
+    """Pair the images of two folders by stem; suffixes may differ (``a.png`` ~ ``a.jpg``)."""
+    left, right = list_images(first), list_images(second)
+    result = FolderPairs()
+    for stem in sorted(left):
+        if stem in right:
+            result.pairs.append((stem, left[stem], right[stem]))
+        else:
+            result.only_in_first.append(left[stem])
+    result.only_in_second = [right[stem] for stem in sorted(right) if stem not in left]
+    return result

@@ -1,0 +1,110 @@
+"""Memory-bounded CS2Fusion inference in horizontal bands, equal to the whole-image forward.
+
+Every layer is a 3x3 convolution, so a band plus a halo of 8 rows (the network's depth)
+reproduces the whole-image result inside the band. The three DDM gates are the only
+whole-image quantities: each needs the channel max and mean of a decoder stage over all
+rows before the next stage can be computed.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .cs2fusion import Cs2FusionBackbone, _act, stack_levels
+
+HALO = 8
+
+
+def _bands(height: int, rows: int, halo: int = HALO) -> list[tuple[int, int, int, int]]:
+    """(start, stop) of each band and the (lo, hi) input rows it is computed from."""
+    spans = []
+    for start in range(0, height, rows):
+        stop = min(start + rows, height)
+        spans.append((start, stop, max(0, start - halo), min(height, stop + halo)))
+    return spans
+
+
+class _Statistics:
+    """Running channel max and sum of a decoder stage over bands."""
+
+    def __init__(self) -> None:
+        self.maximum: Tensor | None = None
+        self.total: Tensor | None = None
+        self.count = 0
+
+    def add(self, d: Tensor) -> None:
+        band_max = d.amax(dim=(2, 3), keepdim=True)
+        band_sum = d.sum(dim=(2, 3), keepdim=True, dtype=torch.float64)
+        self.maximum = band_max if self.maximum is None else torch.maximum(self.maximum, band_max)
+        self.total = band_sum if self.total is None else self.total + band_sum
+        self.count += d.shape[2] * d.shape[3]
+
+    def stacked(self) -> Tensor:
+        assert self.maximum is not None and self.total is not None
+        mean = (self.total / self.count).to(self.maximum.dtype)
+        return torch.cat([self.maximum, mean], 1)
+
+
+def _band_encode(net: Cs2FusionBackbone, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    fa, fb = stack_levels(net.encoder_x(x)), stack_levels(net.encoder_y(y))
+    weight, bias = net.decoder[0].weight, net.decoder[0].bias
+    # decoder[0] on cat[FA, FB] split into its two input halves: avoids a 128-channel copy
+    d1 = torch.nn.functional.conv2d(fa, weight[:, :64], bias, padding=1)
+    d1 += torch.nn.functional.conv2d(fb, weight[:, 64:], None, padding=1)
+    return _act(d1), fa, fb
+
+
+def _band_forward(net: Cs2FusionBackbone, x: Tensor, y: Tensor, gates: list[Tensor]) -> Tensor:
+    """Decoder stage ``len(gates)`` (before its gate) of one band; the output once all 3 are known."""
+    d, fa, fb = _band_encode(net, x, y)
+    for stage, gate in enumerate(gates):
+        d = d + gate * net.ddm[stage].projection(fa, fb)
+        layer = net.decoder[stage + 1]
+        d = layer(d) if stage == 2 else _act(layer(d))
+    return d
+
+
+def _recomputing(net: Cs2FusionBackbone, x: Tensor, y: Tensor, rows: int) -> Tensor:
+    """One sweep over the bands per gate, then one for the output: memory O(band)."""
+    spans = _bands(x.shape[2], rows)
+    gates: list[Tensor] = []
+    for stage in range(3):
+        stats = _Statistics()
+        for start, stop, lo, hi in spans:
+            d = _band_forward(net, x[:, :, lo:hi], y[:, :, lo:hi], gates)
+            stats.add(d[:, :, start - lo : stop - lo])
+        gates.append(net.ddm[stage].gate.from_statistics(stats.stacked()))
+    out = x.new_empty(x.shape)
+    for start, stop, lo, hi in spans:
+        out[:, :, start:stop] = _band_forward(net, x[:, :, lo:hi], y[:, :, lo:hi], gates)[:, :, start - lo : stop - lo]
+    return out
+
+
+def _caching(net: Cs2FusionBackbone, x: Tensor, y: Tensor, rows: int) -> Tensor:
+    """One sweep keeping D1 and the three DDM projections (176 channels), then the decoder tail."""
+    b, _, h, w = x.shape
+    d = x.new_empty(b, 64, h, w)
+    projections = [x.new_empty(b, ddm.project.out_channels, h, w) for ddm in net.ddm]
+    # D1 and the projections sit 5 convolutions deep: a 5-row halo is exact
+    for start, stop, lo, hi in _bands(h, rows, halo=5):
+        d_band, fa, fb = _band_encode(net, x[:, :, lo:hi], y[:, :, lo:hi])
+        d[:, :, start:stop] = d_band[:, :, start - lo : stop - lo]
+        # the projections need one row of FA/FB beyond the kept rows, not the whole halo
+        top, bottom = max(start - 1, lo) - lo, min(stop + 1, hi) - lo
+        keep = slice(start - lo - top, stop - lo - top)
+        fa, fb = fa[:, :, top:bottom], fb[:, :, top:bottom]
+        for ddm, target in zip(net.ddm, projections):
+            target[:, :, start:stop] = ddm.projection(fa, fb)[:, :, keep]
+    for stage in range(3):
+        d.addcmul_(net.ddm[stage].gate(d), projections[stage])
+        projections[stage] = d.new_empty(0)  # release it before the next stage
+        layer = net.decoder[stage + 1]
+        d = layer(d) if stage == 2 else _act(layer(d))
+    return d
+
+
+def banded_cs2fusion(net: Cs2FusionBackbone, x: Tensor, y: Tensor, rows: int, max_cached_pixels: int) -> Tensor:
+    """Fused luma (0-255 scale) of inputs ``x``, ``y`` ``(B, 1, H, W)``, band by band."""
+    if x.shape[2] * x.shape[3] <= max_cached_pixels:
+        return _caching(net, x, y, rows)
+    return _recomputing(net, x, y, rows)
