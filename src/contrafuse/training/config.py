@@ -1,0 +1,182 @@
+"""Typed training configuration: nested dataclasses, loaded from YAML, overridden by ``key.path=value``.
+
+Every method's config is a subclass of :class:`TrainConfig`; it keeps the shared ``data`` and
+``train`` sections and adds its own (``optim``, ``loss``, ...). Unknown keys are errors, so a
+typo in a YAML file or a ``--set`` override never passes silently.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from ..errors import ContrafuseError
+
+T = TypeVar("T")
+
+
+class ConfigError(ContrafuseError):
+    """A configuration file or override does not fit the config dataclass."""
+
+
+@dataclass
+class DataConfig:
+    """Where the training pairs come from and how patches are cut.
+
+    ``dataset`` is a named dataset (see :func:`contrafuse.data.list_datasets`) resolved under
+    ``root`` (None: ``$CONTRAFUSE_DATA``, else ``../shared/data`` beside the checkout, else
+    ``./shared/data``), or ``folders`` with explicit ``ir_dir``/``vis_dir``.
+    """
+
+    dataset: str = "roadscene"
+    split: str = "train"
+    root: str | None = None
+    ir_dir: str | None = None  # only for dataset: folders
+    vis_dir: str | None = None
+    manifest: str | None = None  # only for dataset: folders; a file of names to keep
+    patch_size: int = 128
+    flips: bool = True
+    workers: int = 2  # DataLoader worker processes per training process (0: load in the main process)
+
+
+@dataclass
+class LoopConfig:
+    """The engine's loop: length, batch, seeding, device, checkpoints and logging."""
+
+    steps: int = 1000  # total optimisation steps over all stages
+    batch_size: int = 16  # per process; the global batch is batch_size x world size
+    seed: int = 123
+    device: str = "auto"  # auto, cpu, cuda, cuda:N (under torchrun: cuda uses LOCAL_RANK)
+    checkpoint_every: int = 500  # steps; a checkpoint is always written at the end
+    log_every: int = 10  # steps between progress-bar/TensorBoard updates
+    tensorboard: bool = False  # needs the `tensorboard` extra
+    channels_last: bool = False
+    deterministic: bool = False  # torch.use_deterministic_algorithms (slower on GPU)
+
+
+@dataclass
+class TrainConfig:
+    """Base of every method's config; ``method`` selects the recipe."""
+
+    method: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    train: LoopConfig = field(default_factory=LoopConfig)
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """Plain nested dict of a config dataclass (JSON/YAML serialisable)."""
+    return dataclasses.asdict(config)
+
+
+def config_to_json(config: Any) -> str:
+    return json.dumps(config_to_dict(config), sort_keys=True)
+
+
+def config_from_dict(cls: type[T], values: dict[str, Any], where: str = "config") -> T:
+    """Build dataclass ``cls`` from a nested dict, checking names and coercing scalar types."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(names)}")
+    kwargs = {key: _coerce(hints[key], value, f"{where}.{key}") for key, value in values.items()}
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return config_from_dict(hint, value, where)
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(option, value, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(hint)[:1] or (Any,)
+        items = [_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return items if origin is list else tuple(items)
+    if hint is Any:
+        return value
+    return _coerce_scalar(hint, value, where)
+
+
+def _coerce_scalar(hint: Any, value: Any, where: str) -> Any:
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML reads "2e-3" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"optim.lr_backbone=1e-3"`` -> (["optim", "lr_backbone"], 0.001); the value is YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r}: expected key.path=value")
+    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else None
+
+
+def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set dotted keys in a nested dict (a copy); validation happens in :func:`config_from_dict`."""
+    result = json.loads(json.dumps(values))
+    for text in overrides:
+        path, value = parse_override(text)
+        node = result
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {text!r}: {part} is not a section")
+        node[path[-1]] = value
+    return result
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """The mapping of a YAML config file (empty file: empty mapping)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return values

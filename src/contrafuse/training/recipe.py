@@ -1,0 +1,186 @@
+"""The Recipe interface: everything that differs between methods; the engine does the rest.
+
+The engine (:mod:`contrafuse.training.engine`) owns the loop, seeding, device placement,
+DistributedDataParallel wrapping, the sampler, checkpoints/resume, progress bar, TensorBoard
+and the final export. A recipe owns the networks, optimisers, schedulers, dataset, the body of
+one optimisation step (forward, losses, its own backward/step order) and the inference export.
+
+Call order, per process::
+
+    cfg      = recipe.config_class (from YAML + overrides)
+    models   = recipe.build_models(cfg)                       # dict name -> nn.Module (CPU, fp32)
+    (engine moves models to the device; wraps every module with trainable parameters in DDP)
+    opts, schedulers = recipe.build_optimizers(unwrapped models, cfg)   # built once, kept across stages
+    dataset  = recipe.build_dataset(cfg, cfg.data.split)
+    for step in range(start, total):                          # global step, 0-based
+        stage = the Stage holding `step` (recipe.stages(cfg), consecutive)
+        if step == first step of stage: recipe.start_stage(stage, models, opts, schedulers, cfg)
+        losses = recipe.training_step(models, opts, batch, step, stage)   # batch on device
+        for s in schedulers.values(): s.step()                # every step: schedules are in steps
+    module, name = recipe.export_model(unwrapped models, cfg)   # -> <out>/<name>.safetensors
+
+Rules a recipe follows so that resume and DDP stay exact:
+
+* All randomness of a step comes from the batch (the data pipeline seeds every sample from
+  the run seed and the sample's position) or from torch's global RNG, which the engine seeds
+  per process and checkpoints. Keep no other hidden state; anything that must survive a resume
+  goes in the optimisers/schedulers or in :meth:`Recipe.state_dict`.
+* Call a DDP-wrapped module through its ``forward`` (``models[name](...)``) for every pass that
+  needs gradients; use :func:`unwrap` for gradient-free passes or to reach submodules.
+* Optimiser param groups are fixed after :meth:`build_optimizers`; a stage may change values in
+  place (e.g. learning rates) in :meth:`start_stage`, which then land in the checkpoint. The
+  same optimiser objects (and their Adam moments) carry over from one stage to the next.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
+
+from torch import Tensor, nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+from torch.utils.data import Dataset
+
+from .config import TrainConfig
+
+Losses = Mapping[str, "float | Tensor"]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A contiguous block of ``steps`` optimisation steps sharing one objective."""
+
+    name: str
+    steps: int
+
+
+class Recipe:
+    """Base class of a method's training recipe. Subclass, fill in, decorate with :func:`register_recipe`."""
+
+    name: ClassVar[str] = ""
+    config_class: ClassVar[type[TrainConfig]] = TrainConfig
+
+    def stages(self, cfg: TrainConfig) -> list[Stage]:
+        """Consecutive stages whose steps sum to the run length. Default: one stage of ``train.steps``."""
+        return [Stage("main", cfg.train.steps)]
+
+    def build_models(self, cfg: TrainConfig) -> dict[str, nn.Module]:
+        """Freshly initialised networks (seeded by the engine before this call), on CPU."""
+        raise NotImplementedError
+
+    def build_optimizers(
+        self, models: dict[str, nn.Module], cfg: TrainConfig
+    ) -> tuple[dict[str, Optimizer], dict[str, LRScheduler]]:
+        """Optimisers and per-step schedulers for the (unwrapped, on-device) ``models``."""
+        raise NotImplementedError
+
+    def build_dataset(self, cfg: TrainConfig, split: str) -> Dataset:
+        """A map-style dataset of training items.
+
+        ``dataset[key]`` must accept the engine's sample keys ``(pair_index, sample_seed)``
+        and return a dict of tensors (plus optional strings) that the default collate can
+        batch. ``len(dataset)`` is the number of distinct pairs. :class:`contrafuse.data.PatchPairs`
+        implements this; its ``transform`` hook adds method-specific views.
+        """
+        raise NotImplementedError
+
+    def start_stage(
+        self,
+        stage: Stage,
+        models: dict[str, nn.Module],
+        optimizers: dict[str, Optimizer],
+        schedulers: dict[str, LRScheduler],
+        cfg: TrainConfig,
+    ) -> None:
+        """Hook run right before the first step of each stage (also after a resume that lands there)."""
+
+    def training_step(
+        self,
+        models: dict[str, nn.Module],
+        optimizers: dict[str, Optimizer],
+        batch: dict[str, Any],
+        step: int,
+        stage: Stage,
+    ) -> Losses:
+        """One optimisation step: forward, losses, backward and optimiser steps in the method's order.
+
+        ``models`` may be DDP-wrapped; ``batch`` is on the training device. Returns the scalar
+        losses to log, as floats or detached 0-d tensors (the engine reads them only when it
+        logs, so no device sync is forced every step).
+        """
+        raise NotImplementedError
+
+    def export_model(self, models: dict[str, nn.Module], cfg: TrainConfig) -> tuple[nn.Module, str]:
+        """The registered inference module filled with the trained weights, and its registry name."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """Extra recipe state to checkpoint (default: none)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+
+_RECIPES: dict[str, type[Recipe]] = {}
+_BUILTIN_RECIPE_MODULES = ("cs2fusion", "coconet")
+
+
+def register_recipe(cls: type[Recipe]) -> type[Recipe]:
+    """Class decorator: make ``cls`` available as ``contrafuse train <cls.name>``."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__}: a recipe needs a non-empty `name`")
+    existing = _RECIPES.get(cls.name)
+    if existing is not None and existing.__qualname__ != cls.__qualname__:
+        raise ValueError(f"recipe {cls.name!r} is registered twice ({existing.__qualname__}, {cls.__qualname__})")
+    _RECIPES[cls.name] = cls
+    return cls
+
+
+def _import_builtin_recipes() -> None:
+    import importlib
+
+    for module in _BUILTIN_RECIPE_MODULES:
+        try:
+            importlib.import_module(f"{__package__}.{module}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__package__}.{module}":  # a missing dependency, not a missing recipe
+                raise
+
+
+def list_recipes() -> list[str]:
+    """Names of the registered training recipes, sorted."""
+    _import_builtin_recipes()
+    return sorted(_RECIPES)
+
+
+def get_recipe(name: str) -> Recipe:
+    """A fresh instance of the recipe registered as ``name``."""
+    _import_builtin_recipes()
+    if name not in _RECIPES:
+        from ..errors import ContrafuseError
+
+        raise ContrafuseError(f"unknown training method {name!r}; available: {', '.join(sorted(_RECIPES)) or 'none'}")
+    return _RECIPES[name]()
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The plain module inside a DistributedDataParallel (or similar ``.module``) wrapper."""
+    return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
+
+
+def detached(value: Tensor) -> Tensor:
+    """A loss value to return from :meth:`Recipe.training_step` without forcing a device sync."""
+    return value.detach()
+
+
+__all__ = [
+    "Losses",
+    "Recipe",
+    "Stage",
+    "detached",
+    "get_recipe",
+    "list_recipes",
+    "register_recipe",
+    "unwrap",
+]
