@@ -1,0 +1,37 @@
+"""Shared pytest fixtures. Keep this file generic: other test modules add their fixtures here.
+
+``shared_dir``: the folder of shared reference data (golden values, test images). It is
+``$CONTRAFUSE_SHARED`` if set, else the ``shared`` folder beside the repository. When it is
+missing, tests that need it are skipped locally but FAIL under CI (``CI`` set), so a CI run
+can never pass by silently skipping the reference checks.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def locate_shared_dir() -> Path:
+    """``$CONTRAFUSE_SHARED`` or ``<repo>/../shared``; not checked for existence."""
+    env = os.environ.get("CONTRAFUSE_SHARED")
+    return Path(env).expanduser() if env else REPO_ROOT.parent / "shared"
+
+
+def require_path(path: Path, what: str) -> Path:
+    """Return ``path`` if it exists; else fail under CI, skip otherwise."""
+    if path.exists():
+        return path
+    message = f"{what} not found at {path} (set CONTRAFUSE_SHARED)"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The shared data folder (see module docstring)."""
+    return require_path(locate_shared_dir(), "shared data folder")
