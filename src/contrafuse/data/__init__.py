@@ -1,0 +1,36 @@
+"""Training and evaluation data: named paired-folder datasets, splits, random patches, occlusion.
+
+Items hold the infrared/functional image as ``ir`` and the visible/MRI image as ``vis``, both
+BT.601 luma as float32 in [0, 1]; each training recipe rescales (CS2Fusion: x 255).
+"""
+from .datasets import (
+    DATA_ENV,
+    DatasetError,
+    PairFiles,
+    custom_pairs,
+    dataset_pairs,
+    folder_pairs,
+    list_datasets,
+    read_manifest,
+    resolve_data_root,
+)
+from .occlusion import OcclusionPolicy, occlude
+from .patches import PatchPairs, load_pair, load_pairs, luma01
+
+__all__ = [
+    "DATA_ENV",
+    "DatasetError",
+    "OcclusionPolicy",
+    "PairFiles",
+    "PatchPairs",
+    "custom_pairs",
+    "dataset_pairs",
+    "folder_pairs",
+    "list_datasets",
+    "load_pair",
+    "load_pairs",
+    "luma01",
+    "occlude",
+    "read_manifest",
+    "resolve_data_root",
+]
