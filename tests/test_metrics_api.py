@@ -1,0 +1,225 @@
+"""API, registry, gray conversion, bad input and the ``eval`` command."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from contrafuse import metrics
+from contrafuse.cli import eval as eval_cli
+from contrafuse.errors import ImageReadError, PairError
+from contrafuse.metrics import MetricWarning
+
+
+def _triplet(shape=(64, 80), seed=0):
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 256, shape).astype(np.uint8)
+    b = np.clip(np.add.outer(np.arange(shape[0]) * 3, np.arange(shape[1])) % 256, 0, 255).astype(np.uint8)
+    f = ((a.astype(int) + b) // 2).astype(np.uint8)
+    return f, a, b
+
+
+# --------------------------------------------------------------------------- registry / API
+
+
+def test_registry_describes_every_metric():
+    assert metrics.list() == list(metrics.ALL_NAMES)
+    for name in metrics.list():
+        info = metrics.metric_info(name)
+        assert info.direction in ("higher", "lower")
+        assert info.description and info.domain and info.reduction
+        assert set(info.notes) == set(metrics.CONVENTIONS)
+    assert metrics.metric_info("nabf").direction == "lower"
+    assert metrics.metric_info("ms-ssim").name == "MS_SSIM"
+
+
+def test_default_set_is_everything_but_fmi():
+    assert set(metrics.ALL_NAMES) - set(metrics.DEFAULT_NAMES) == {"FMI_pixel", "FMI_dct", "FMI_wavelet"}
+    values = metrics.compute(*_triplet())
+    assert list(values) == list(metrics.DEFAULT_NAMES)
+    assert all(math.isfinite(v) for v in values.values())
+
+
+def test_unknown_metric_and_convention_are_clear_errors():
+    with pytest.raises(ValueError, match="unknown metric 'XYZ'"):
+        metrics.compute(*_triplet(), names=["XYZ"])
+    with pytest.raises(ValueError, match="unknown convention"):
+        metrics.compute(*_triplet(), convention="pytorch")
+
+
+def test_conventions_differ_where_documented():
+    f, a, b = _triplet()
+    c = metrics.compute(f, a, b, convention="cddfuse")
+    m = metrics.compute(f, a, b, convention="matlab")
+    assert m["MI"] == pytest.approx(c["MI"] / math.log(2))
+    assert m["MSE"] == pytest.approx(c["MSE"] / 255**2)
+    assert m["SF"] == pytest.approx(c["SF"] / 255)
+    h, w = f.shape
+    assert m["AG"] == pytest.approx(c["AG"] * h * w / ((h - 1) * (w - 1)))
+    for same in ("EN", "SD", "VIF", "SCD", "CC", "Nabf", "MS_SSIM"):
+        assert m[same] == pytest.approx(c[same])
+
+
+def test_identical_images_give_the_ideal_values():
+    f, _, _ = _triplet()
+    m = metrics.compute(f, f, f, names=["SSIM", "CC", "VIF", "MS_SSIM"], convention="matlab")
+    assert m["SSIM"] == pytest.approx(1.0)
+    assert m["CC"] == pytest.approx(1.0)
+    assert m["VIF"] == pytest.approx(2.0)
+    assert m["MS_SSIM"] == pytest.approx(1.0, abs=1e-6)
+    assert metrics.compute(f, f, f, names=["SSIM"])["SSIM"] == pytest.approx(2.0)
+
+
+def test_colour_is_converted_like_opencv():
+    rgb = np.zeros((4, 4, 3), np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 200, 100, 50
+    gray = metrics.to_gray(rgb)
+    assert gray.dtype == np.float64 and gray.shape == (4, 4)
+    assert gray[0, 0] == round(0.299 * 200 + 0.587 * 100 + 0.114 * 50)
+
+
+def test_paths_and_arrays_agree(tmp_path):
+    f, a, b = _triplet()
+    paths = []
+    for name, img in zip("fab", (f, a, b)):
+        Image.fromarray(img).save(tmp_path / f"{name}.png")
+        paths.append(tmp_path / f"{name}.png")
+    assert metrics.compute(*paths) == metrics.compute(f, a, b)
+
+
+# ------------------------------------------------------------------------------- bad input
+
+
+def test_size_mismatch_names_the_files(tmp_path):
+    f, a, b = _triplet()
+    Image.fromarray(f[:-1]).save(tmp_path / "f.png")
+    Image.fromarray(a).save(tmp_path / "a.png")
+    with pytest.raises(PairError, match=r"f\.png 63x80.*a\.png 64x80"):
+        metrics.compute(tmp_path / "f.png", tmp_path / "a.png", b)
+
+
+def test_missing_and_non_image_files_name_the_file(tmp_path):
+    f, a, b = _triplet()
+    with pytest.raises(ImageReadError, match="nope.png"):
+        metrics.compute(tmp_path / "nope.png", a, b)
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(ImageReadError, match="notes.png"):
+        metrics.compute(f, tmp_path / "notes.png", b)
+
+
+def test_constant_images_give_documented_values_with_a_warning():
+    f, a, b = _triplet()
+    flat = np.full_like(f, 128)
+    with pytest.warns(MetricWarning, match="CC"):
+        cc = metrics.compute(flat, a, b, names=["CC"])["CC"]
+    assert cc == 0.0
+    with pytest.warns(MetricWarning, match="SCD"):
+        scd = metrics.compute(f, flat, flat, names=["SCD"])["SCD"]
+    assert scd == 0.0
+    with pytest.warns(MetricWarning, match="VIF"):
+        vif = metrics.compute(f, flat, b, names=["VIF"])["VIF"]
+    assert math.isfinite(vif)
+    black = np.zeros_like(f)  # zero padding gives a constant non-zero image edges at its border
+    with pytest.warns(MetricWarning, match="Qabf"):
+        assert metrics.compute(f, black, black, names=["Qabf"])["Qabf"] == 0.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        values = metrics.compute(flat, a, b, names=["EN", "SD", "SF", "AG", "MI", "Nabf", "SSIM", "MS_SSIM"])
+    assert values["EN"] == 0 and values["SD"] == 0 and values["SF"] == 0 and values["AG"] == 0
+    assert not any(math.isnan(v) for v in values.values())
+
+
+def test_psnr_of_a_perfect_match_is_infinite_not_nan():
+    f, _, _ = _triplet()
+    with pytest.warns(MetricWarning, match="PSNR"):
+        assert metrics.compute(f, f, f, names=["PSNR"])["PSNR"] == math.inf
+
+
+def test_images_too_small_for_vif_raise():
+    tiny = np.zeros((20, 20), np.uint8)
+    with pytest.raises(ValueError, match="too small"):
+        metrics.compute(tiny, tiny, tiny, names=["VIF"])
+
+
+# --------------------------------------------------------------------------------- the CLI
+
+
+def _folders(tmp_path, bad=True):
+    for sub in ("fused", "ir", "vis"):
+        (tmp_path / sub).mkdir()
+    for i in range(3):
+        f, a, b = _triplet(seed=i)
+        Image.fromarray(f).save(tmp_path / "fused" / f"{i:02d}.png")
+        Image.fromarray(a).save(tmp_path / "ir" / f"{i:02d}.png")
+        Image.fromarray(b).save(tmp_path / "vis" / f"{i:02d}.jpg" if i == 1 else tmp_path / "vis" / f"{i:02d}.png")
+    if bad:
+        Image.fromarray(np.zeros((10, 10), np.uint8)).save(tmp_path / "fused" / "03.png")
+        Image.fromarray(np.zeros((12, 12), np.uint8)).save(tmp_path / "ir" / "03.png")
+        Image.fromarray(np.zeros((12, 12), np.uint8)).save(tmp_path / "vis" / "03.png")
+        (tmp_path / "fused" / "04.png").write_bytes(b"garbage")
+        Image.fromarray(np.zeros((64, 80), np.uint8)).save(tmp_path / "fused" / "05.png")  # no sources
+    return tmp_path
+
+
+def _args(tmp_path, *extra):
+    parser = argparse.ArgumentParser()
+    eval_cli.add_parser(parser.add_subparsers())
+    return parser.parse_args(
+        ["eval", "--fused", str(tmp_path / "fused"), "--ir", str(tmp_path / "ir"), "--vis", str(tmp_path / "vis"), *extra]
+    )
+
+
+def test_cli_json_rows_mean_std_and_convention(tmp_path):
+    root = _folders(tmp_path, bad=False)
+    out = root / "res.json"
+    rc = eval_cli.run(_args(root, "--metrics", "EN", "MI", "--convention", "matlab", "--format", "json", "--out", str(out)))
+    assert rc == 0
+    doc = json.loads(out.read_text())
+    assert doc["convention"] == "matlab"
+    assert list(doc["images"]) == ["00", "01", "02"]
+    values = [doc["images"][k]["EN"] for k in doc["images"]]
+    assert doc["mean"]["EN"] == pytest.approx(np.mean(values))
+    assert doc["std"]["EN"] == pytest.approx(np.std(values))
+    f, a, b = _triplet(seed=2)
+    assert doc["images"]["02"]["MI"] == pytest.approx(metrics.compute(f, a, b, ["MI"], "matlab")["MI"])
+
+
+def test_cli_keeps_going_past_bad_images_and_exits_nonzero(tmp_path, capsys):
+    root = _folders(tmp_path)
+    rc = eval_cli.run(_args(root, "--metrics", "EN", "SSIM", "--format", "csv", "--workers", "2"))
+    captured = capsys.readouterr()
+    assert rc == 1
+    lines = captured.out.strip().splitlines()
+    assert lines[0] == "image,convention,EN,SSIM"
+    assert [line.split(",")[0] for line in lines[1:]] == ["00", "01", "02", "mean", "std"]
+    assert "3 of 6 images failed" in captured.err
+    assert "03" in captured.err and "size mismatch" in captured.err
+    assert "04.png" in captured.err
+    assert "05.png: no matching ir or vis" in captured.err
+
+
+def test_cli_out_is_not_overwritten_without_flag(tmp_path, capsys):
+    root = _folders(tmp_path, bad=False)
+    out = root / "table.md"
+    out.write_text("keep me")
+    assert eval_cli.run(_args(root, "--metrics", "EN", "--out", str(out), "--format", "markdown")) == 2
+    assert out.read_text() == "keep me"
+    assert "already exists" in capsys.readouterr().err
+    assert eval_cli.run(_args(root, "--metrics", "EN", "--out", str(out), "--format", "markdown", "--overwrite")) == 0
+    text = out.read_text()
+    assert text.startswith("Convention: `cddfuse`") and "| mean |" in text
+    assert not [p for p in root.iterdir() if p.name.startswith(".table.md")]  # no temp file left
+
+
+def test_cli_table_and_bad_metric(tmp_path, capsys):
+    root = _folders(tmp_path, bad=False)
+    assert eval_cli.run(_args(root, "--metrics", "Nabf", "Qabf")) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("convention: cddfuse") and "Nabf↓" in out and "Qabf↑" in out
+    assert eval_cli.run(_args(root, "--metrics", "bogus")) == 2
+    assert "unknown metric" in capsys.readouterr().err
