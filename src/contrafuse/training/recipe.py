@@ -8,6 +8,7 @@ one optimisation step (forward, losses, its own backward/step order) and the inf
 Call order, per process::
 
     cfg      = recipe.config_class (from YAML + overrides)
+    recipe.configure(cfg)                                      # default: self.cfg = cfg
     models   = recipe.build_models(cfg)                       # dict name -> nn.Module (CPU, fp32)
     (engine moves models to the device; wraps every module with trainable parameters in DDP)
     opts, schedulers = recipe.build_optimizers(unwrapped models, cfg)   # built once, kept across stages
@@ -59,6 +60,13 @@ class Recipe:
 
     name: ClassVar[str] = ""
     config_class: ClassVar[type[TrainConfig]] = TrainConfig
+
+    cfg: TrainConfig
+
+    def configure(self, cfg: TrainConfig) -> None:
+        """Called once with the run's config before anything is built; default keeps it as ``self.cfg``
+        (so :meth:`training_step` can read it). Validate the config here."""
+        self.cfg = cfg
 
     def stages(self, cfg: TrainConfig) -> list[Stage]:
         """Consecutive stages whose steps sum to the run length. Default: one stage of ``train.steps``."""
