@@ -1,0 +1,180 @@
+"""CS2Fusion's two losses, as functions of tensors (see docs/training.md and cs2fusion.md §2, §7).
+
+Backbone loss (stepped on the fusion network only)::
+
+    L_f = ||P * (F - I_ir)||_F + ||(1 - P) * (F - I_vis)||_F + SSIM3(F, I_ir) + SSIM3(F, I_vis)
+
+with Frobenius norms over the whole batch (not averaged, not squared) on the 0-255 scale and
+SSIM3 = kornia ``ssim_loss(window_size=3, max_val=1.0)``, i.e. mean(clamp((1 - SSIM) / 2, 0, 1)),
+as the authors use it (``max_val=1`` on 0-255 data makes the SSIM constants negligible).
+
+Contrastive loss of the compensation perception network (CPN), CCAM-style on whole-image
+feature vectors, all B x B batch pairs::
+
+    L_c1 = SimMax(M_ir, m_ir) + SimMax(M_vis, m_vis) + SimMin(m_vis, m_ir)
+    L_c2 = <augmented positive> + SimMin(m_ir, AM_vis)
+    L_c  = L_c1 + k * L_c2                                   (k = 2)
+
+M_* are SSO features of the encoder levels, m_* the compensation embeddings P*Z and (1-P)*Z,
+AM_vis the SSO features of the occluded visible patch. The augmented positive is
+``SimMax(m_ir, AM_ir)`` in the authors' code, where AM_ir == M_ir (the infrared branch sees the
+same patch in both passes), so it only repeats L_c1's pairing; by default (``"paper"``) we use
+``SimMax(Am_ir, M_ir)``: the infrared compensation embedding of the *occluded* pass must still
+match the infrared features, a second, distinct positive as the paper describes.
+"""
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+AUGMENTED_POSITIVES = ("paper", "code")
+AugmentedPositive = Literal["paper", "code"]
+
+_COS_MIN, _COS_MAX = 5e-4, 0.9995
+
+
+class BackboneLoss(NamedTuple):
+    total: Tensor
+    intensity: Tensor  # the two compensation-weighted Frobenius norms
+    structure: Tensor  # the two SSIM terms
+
+
+class ContrastiveLoss(NamedTuple):
+    total: Tensor
+    pairing: Tensor  # L_c1
+    augmented: Tensor  # L_c2
+
+
+# -- SSIM ----------------------------------------------------------------------------------------
+
+def _gaussian_window(size: int, sigma: float, like: Tensor) -> Tensor:
+    x = torch.arange(size, dtype=like.dtype, device=like.device) - size // 2
+    if size % 2 == 0:
+        x = x + 0.5
+    window = torch.exp(-(x**2) / (2.0 * sigma**2))
+    return window / window.sum()
+
+
+def _blur(image: Tensor, window: Tensor) -> Tensor:
+    """Separable Gaussian filter with reflect padding, per channel, keeping (H, W)."""
+    channels, radius = image.shape[1], window.numel() // 2
+    horizontal = window.view(1, 1, 1, -1).expand(channels, 1, 1, -1)
+    vertical = window.view(1, 1, -1, 1).expand(channels, 1, -1, 1)
+    out = F.conv2d(F.pad(image, [radius, radius, 0, 0], mode="reflect"), horizontal, groups=channels)
+    return F.conv2d(F.pad(out, [0, 0, radius, radius], mode="reflect"), vertical, groups=channels)
+
+
+def _ssim_loss_torch(a: Tensor, b: Tensor, window_size: int, max_val: float, eps: float = 1e-12) -> Tensor:
+    """The arithmetic of kornia's ``ssim_loss`` (Gaussian sigma 1.5, reflect padding, 'same', mean)."""
+    window = _gaussian_window(window_size, 1.5, a)
+    c1, c2 = (0.01 * max_val) ** 2, (0.03 * max_val) ** 2
+    mu_a, mu_b = _blur(a, window), _blur(b, window)
+    mu_a_sq, mu_b_sq, mu_ab = mu_a**2, mu_b**2, mu_a * mu_b
+    sigma_a = _blur(a * a, window) - mu_a_sq
+    sigma_b = _blur(b * b, window) - mu_b_sq
+    sigma_ab = _blur(a * b, window) - mu_ab
+    ssim = ((2.0 * mu_ab + c1) * (2.0 * sigma_ab + c2)) / ((mu_a_sq + mu_b_sq + c1) * (sigma_a + sigma_b + c2) + eps)
+    return torch.clamp((1.0 - ssim) / 2.0, 0.0, 1.0).mean()
+
+
+def ssim_loss(a: Tensor, b: Tensor, window_size: int = 3, max_val: float = 1.0) -> Tensor:
+    """Mean structural dissimilarity of ``(B, C, H, W)`` images, kornia's ``ssim_loss``.
+
+    Uses kornia when it is installed, otherwise an equal torch implementation (tested against
+    kornia), so that training runs where kornia is missing.
+    """
+    try:
+        from kornia.losses import ssim_loss as kornia_ssim_loss
+    except ImportError:
+        return _ssim_loss_torch(a, b, window_size, float(max_val))
+    return kornia_ssim_loss(a, b, window_size, max_val=float(max_val))
+
+
+# -- backbone loss -------------------------------------------------------------------------------
+
+def backbone_loss(
+    fused: Tensor,
+    ir: Tensor,
+    vis: Tensor,
+    compensation: Tensor,
+    ssim_window: int = 3,
+    ssim_max_val: float = 1.0,
+) -> BackboneLoss:
+    """L_f for ``(B, 1, H, W)`` tensors on the 0-255 scale; ``compensation`` is P in [0, 1].
+
+    P weights the infrared error, 1 - P the visible error. Pass P detached: the authors zero
+    the CPN's gradients from this loss before they are used, so a detached P is equivalent and
+    skips that backward pass.
+    """
+    intensity = torch.linalg.vector_norm(compensation * (fused - ir)) + torch.linalg.vector_norm(
+        (1.0 - compensation) * (fused - vis)
+    )
+    structure = ssim_loss(fused, ir, ssim_window, ssim_max_val) + ssim_loss(fused, vis, ssim_window, ssim_max_val)
+    return BackboneLoss(intensity + structure, intensity, structure)
+
+
+# -- contrastive loss ----------------------------------------------------------------------------
+
+def pairwise_cosine(a: Tensor, b: Tensor) -> Tensor:
+    """``(B, B)`` cosine similarities of the rows of ``a`` and ``b`` (``(B, D)``), clamped to [5e-4, 0.9995]."""
+    return torch.clamp(F.normalize(a, dim=1) @ F.normalize(b, dim=1).T, _COS_MIN, _COS_MAX)
+
+
+def rank_weights(similarity: Tensor, alpha: float) -> Tensor:
+    """CCAM's weights exp(-alpha * (rank - 1)), rank 0 for the most similar pair of each row.
+
+    The ``- 1`` (top pair weighted e^alpha) is CCAM's and the authors' as written. Ties keep
+    their column order (stable sort), so the weights are deterministic.
+    """
+    order = torch.sort(similarity.detach(), dim=1, descending=True, stable=True).indices
+    ranks = torch.argsort(order, dim=1, stable=True)
+    return torch.exp(-alpha * (ranks.to(similarity.dtype) - 1.0))
+
+
+def sim_max_loss(a: Tensor, b: Tensor, alpha: float = 0.25) -> Tensor:
+    """Pull every pair together: mean_ij w_ij * -log cos(a_i, b_j), rank-weighted per row of ``a``."""
+    similarity = pairwise_cosine(a.flatten(1), b.flatten(1))
+    return (rank_weights(similarity, alpha) * -torch.log(similarity)).mean()
+
+
+def sim_min_loss(a: Tensor, b: Tensor) -> Tensor:
+    """Push every pair apart: mean_ij -log(1 - cos(a_i, b_j))."""
+    similarity = pairwise_cosine(a.flatten(1), b.flatten(1))
+    return (-torch.log(1.0 - similarity)).mean()
+
+
+def cpn_contrastive_loss(
+    sso_ir: Tensor,
+    sso_vis: Tensor,
+    embedding_ir: Tensor,
+    embedding_vis: Tensor,
+    sso_vis_occluded: Tensor,
+    embedding_ir_occluded: Tensor | None = None,
+    k: float = 2.0,
+    alpha: float = 0.25,
+    augmented_positive: AugmentedPositive = "paper",
+) -> ContrastiveLoss:
+    """L_c = L_c1 + k * L_c2 (module doc). Inputs are ``(B, ...)``, flattened per sample.
+
+    ``sso_*`` are constants (SSO of detached encoder features); the ``embedding_*`` carry the
+    CPN's gradients. ``embedding_ir_occluded`` (the CPN's infrared embedding for the pair with
+    the occluded visible patch) is needed for ``augmented_positive="paper"`` only.
+    """
+    pairing = (
+        sim_max_loss(sso_ir, embedding_ir, alpha)
+        + sim_max_loss(sso_vis, embedding_vis, alpha)
+        + sim_min_loss(embedding_vis, embedding_ir)
+    )
+    if augmented_positive == "paper":
+        if embedding_ir_occluded is None:
+            raise ValueError("augmented_positive='paper' needs embedding_ir_occluded")
+        positive = sim_max_loss(embedding_ir_occluded, sso_ir, alpha)
+    elif augmented_positive == "code":
+        positive = sim_max_loss(embedding_ir, sso_ir, alpha)  # the authors' SimMax(m_ir, AM_x), AM_x == M_x
+    else:
+        raise ValueError(f"augmented_positive must be one of {AUGMENTED_POSITIVES}, got {augmented_positive!r}")
+    augmented = positive + sim_min_loss(embedding_ir, sso_vis_occluded)
+    return ContrastiveLoss(pairing + k * augmented, pairing, augmented)

@@ -1,0 +1,219 @@
+"""CS2Fusion training recipe: backbone + compensation perception network, two Adam optimisers.
+
+One step, in the authors' order: backbone zero_grad, L_f backward, backbone step, CPN
+zero_grad, L_c backward, CPN step. What we compute differently from the authors' train.py,
+with the same result:
+
+* The occluded ("augmented") pass runs only the visible encoder, without gradients: the
+  infrared branch sees the same patch as in the first pass (its levels are reused), the
+  decoder output of that pass is never used, and the CPN's inputs are detached anyway.
+* P enters L_f detached: the CPN gradients L_f would produce are zeroed before use.
+* SSO features (parameter-free, on detached inputs) are computed without autograd.
+
+Branch order: by default the visible patch goes into branch x and the infrared into branch y,
+the order of the authors' test script and of our inference wrapper ``Cs2Fusion``, so the
+exported weights are used as they were trained. ``branch_order: authors`` trains as train.py
+does (infrared into x); loss roles follow the modalities either way.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.optim import Adam, Optimizer
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler
+from torch.utils.data import Dataset
+
+from ..data import OcclusionPolicy, PatchPairs, custom_pairs, dataset_pairs, occlude
+from ..losses.cs2fusion import AUGMENTED_POSITIVES, backbone_loss, cpn_contrastive_loss
+from ..models.cs2fusion import CompensationPerceptionNet, Cs2Fusion, Cs2FusionBackbone, self_correlation_saliency, stack_levels
+from .config import ConfigError, DataConfig, TrainConfig
+from .recipe import Losses, Recipe, Stage, register_recipe, unwrap
+from .schedules import WarmupMultiStep, fraction_milestones
+
+BRANCH_ORDERS = ("inference", "authors")
+
+
+@dataclass
+class Cs2FusionOptim:
+    """Adam for each network, MultiStepLR in steps (milestones as fractions of ``train.steps``)."""
+
+    lr_backbone: float = 2e-3
+    lr_cpn: float = 2e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    milestones: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75])
+    gamma: float = 0.1
+    warmup_steps: int = 0  # linear warm-up of both learning rates
+
+
+@dataclass
+class Cs2FusionLoss:
+    k: float = 2.0  # weight of L_c2 (the authors' "lambda")
+    alpha: float = 0.25  # SimMax rank-weight decay
+    augmented_positive: str = "paper"  # "paper" or "code" (see losses.cs2fusion)
+    ssim_window: int = 3
+    ssim_max_val: float = 1.0  # the authors' kornia default on 0-255 data
+
+
+@dataclass
+class Cs2FusionConfig(TrainConfig):
+    method: str = "cs2fusion"
+    data: DataConfig = field(default_factory=lambda: DataConfig(patch_size=128))
+    optim: Cs2FusionOptim = field(default_factory=Cs2FusionOptim)
+    loss: Cs2FusionLoss = field(default_factory=Cs2FusionLoss)
+    occlusion: OcclusionPolicy = field(default_factory=OcclusionPolicy)
+    branch_order: str = "inference"  # "inference": x = VIS, y = IR; "authors": x = IR, y = VIS
+
+
+def check_config(cfg: Cs2FusionConfig) -> None:
+    if cfg.loss.augmented_positive not in AUGMENTED_POSITIVES:
+        raise ConfigError(f"loss.augmented_positive must be one of {AUGMENTED_POSITIVES}, got {cfg.loss.augmented_positive!r}")
+    if cfg.branch_order not in BRANCH_ORDERS:
+        raise ConfigError(f"branch_order must be one of {BRANCH_ORDERS}, got {cfg.branch_order!r}")
+    try:
+        cfg.occlusion.check()
+    except ValueError as exc:
+        raise ConfigError(f"occlusion: {exc}") from None
+
+
+def training_pairs(data: DataConfig, split: str) -> list:
+    """The file pairs of the configured dataset and split (``folders``: explicit folders)."""
+    if data.dataset == "folders":
+        if not data.ir_dir or not data.vis_dir:
+            raise ConfigError("data.dataset: folders needs data.ir_dir and data.vis_dir")
+        return custom_pairs(data.ir_dir, data.vis_dir, data.manifest)
+    return dataset_pairs(data.dataset, split, data.root)
+
+
+class AddOccludedVisible:
+    """Dataset transform adding ``vis_occluded``: the visible patch with random black squares."""
+
+    def __init__(self, policy: OcclusionPolicy) -> None:
+        self.policy = policy
+
+    def __call__(self, item: dict[str, Any], rng: Any) -> dict[str, Any]:
+        item["vis_occluded"] = occlude(item["vis"], rng, self.policy)
+        return item
+
+
+@dataclass
+class Cs2FusionViews:
+    """The tensors one step needs, with loss roles resolved from the branch order."""
+
+    fused: Tensor
+    compensation: Tensor
+    sso_ir: Tensor
+    sso_vis: Tensor
+    embedding_ir: Tensor
+    embedding_vis: Tensor
+    sso_vis_occluded: Tensor
+    embedding_ir_occluded: Tensor | None
+
+
+def forward_views(
+    backbone: nn.Module,
+    cpn: nn.Module,
+    ir: Tensor,
+    vis: Tensor,
+    vis_occluded: Tensor,
+    vis_first: bool,
+    need_occluded_embedding: bool,
+) -> Cs2FusionViews:
+    """Both passes of a step on 0-255 ``(B, 1, H, W)`` inputs (module doc: what is skipped and why)."""
+    out = backbone(vis, ir) if vis_first else backbone(ir, vis)
+    levels_x = [e.detach() for e in out.levels_x]
+    levels_y = [e.detach() for e in out.levels_y]
+    levels_vis, levels_ir = (levels_x, levels_y) if vis_first else (levels_y, levels_x)
+    with torch.no_grad():
+        plain = unwrap(backbone)
+        visible_encoder = plain.encoder_x if vis_first else plain.encoder_y
+        levels_occluded = visible_encoder(vis_occluded)
+        sso_occluded = torch.cat([self_correlation_saliency(e) for e in levels_occluded], 1)
+    main = cpn(levels_x, levels_y, out.features.detach())
+    sso_vis, sso_ir = (main.sso_x, main.sso_y) if vis_first else (main.sso_y, main.sso_x)
+    embedding_ir_occluded = None
+    if need_occluded_embedding:
+        with torch.no_grad():
+            stacked = (stack_levels(levels_occluded), stack_levels(levels_ir))
+            features = torch.cat(stacked if vis_first else stacked[::-1], 1)
+        pair = (levels_occluded, levels_ir) if vis_first else (levels_ir, levels_occluded)
+        embedding_ir_occluded = cpn(pair[0], pair[1], features).embedding_ir
+    return Cs2FusionViews(
+        out.fused, main.compensation, sso_ir, sso_vis, main.embedding_ir, main.embedding_vis, sso_occluded, embedding_ir_occluded
+    )
+
+
+@register_recipe
+class Cs2FusionRecipe(Recipe):
+    name = "cs2fusion"
+    config_class = Cs2FusionConfig
+
+    def configure(self, cfg: Cs2FusionConfig) -> None:
+        check_config(cfg)
+        self.cfg = cfg
+
+    def build_models(self, cfg: Cs2FusionConfig) -> dict[str, nn.Module]:
+        check_config(cfg)
+        return {"backbone": Cs2FusionBackbone(), "cpn": CompensationPerceptionNet()}
+
+    def build_optimizers(
+        self, models: dict[str, nn.Module], cfg: Cs2FusionConfig
+    ) -> tuple[dict[str, Optimizer], dict[str, LRScheduler]]:
+        o = cfg.optim
+        betas = (float(o.betas[0]), float(o.betas[1]))
+        optimizers = {
+            "backbone": Adam(models["backbone"].parameters(), lr=o.lr_backbone, betas=betas),
+            "cpn": Adam(models["cpn"].parameters(), lr=o.lr_cpn, betas=betas),
+        }
+        milestones = fraction_milestones(o.milestones, cfg.train.steps)
+        schedulers = {
+            name: LambdaLR(opt, WarmupMultiStep(milestones, o.gamma, o.warmup_steps)) for name, opt in optimizers.items()
+        }
+        return optimizers, schedulers
+
+    def build_dataset(self, cfg: Cs2FusionConfig, split: str) -> Dataset:
+        check_config(cfg)
+        pairs = training_pairs(cfg.data, split)
+        return PatchPairs(pairs, cfg.data.patch_size, cfg.data.flips, AddOccludedVisible(cfg.occlusion))
+
+    def training_step(
+        self,
+        models: dict[str, nn.Module],
+        optimizers: dict[str, Optimizer],
+        batch: dict[str, Any],
+        step: int,
+        stage: Stage,
+    ) -> Losses:
+        cfg: Cs2FusionConfig = self.cfg
+        ir, vis, occluded = (batch[k] * 255.0 for k in ("ir", "vis", "vis_occluded"))
+        views = forward_views(
+            models["backbone"], models["cpn"], ir, vis, occluded,
+            vis_first=cfg.branch_order == "inference",
+            need_occluded_embedding=cfg.loss.augmented_positive == "paper",
+        )
+        fusion = backbone_loss(views.fused, ir, vis, views.compensation.detach(), cfg.loss.ssim_window, cfg.loss.ssim_max_val)
+        optimizers["backbone"].zero_grad(set_to_none=True)
+        fusion.total.backward()
+        optimizers["backbone"].step()
+        contrast = cpn_contrastive_loss(
+            views.sso_ir, views.sso_vis, views.embedding_ir, views.embedding_vis, views.sso_vis_occluded,
+            views.embedding_ir_occluded, cfg.loss.k, cfg.loss.alpha, cfg.loss.augmented_positive,
+        )
+        optimizers["cpn"].zero_grad(set_to_none=True)
+        contrast.total.backward()
+        optimizers["cpn"].step()
+        return {
+            "fusion": fusion.total.detach(),
+            "intensity": fusion.intensity.detach(),
+            "ssim": fusion.structure.detach(),
+            "contrast": contrast.total.detach(),
+            "contrast_pairing": contrast.pairing.detach(),
+            "contrast_augmented": contrast.augmented.detach(),
+        }
+
+    def export_model(self, models: dict[str, nn.Module], cfg: Cs2FusionConfig) -> tuple[nn.Module, str]:
+        model = Cs2Fusion()
+        model.backbone.load_state_dict(unwrap(models["backbone"]).state_dict())
+        return model.eval(), "cs2fusion"
