@@ -62,7 +62,8 @@ def compute(
         fused, ir, vis: paths or arrays (uint8/uint16/float 0..255; gray ``(H, W)`` or RGB
             ``(H, W, 3)``, converted to gray like the CDDFuse evaluator). Same ``(H, W)``.
         names: metric names (see :func:`list`); ``None`` = :data:`DEFAULT_NAMES` (everything
-            except the slow FMI family); ``"all"`` = every metric.
+            except the MATLAB-only extras FMI_* (seconds per image) and MS_SSIM (~0.15 s));
+            ``"all"`` = every metric.
         convention: ``"cddfuse"`` (default) or ``"matlab"``.
 
     Returns:
