@@ -1,0 +1,32 @@
+"""Benchmarking: fuse named datasets with several models, score them beside published results,
+and write metrics.csv/json, report.md, report.html and figures.
+
+    >>> from contrafuse.bench import parse_models, resolve_dataset, run_bench, write_report
+    >>> bench = run_bench([resolve_dataset("tno42")], parse_models(["average,laplacian"]), "out/")
+    >>> write_report(bench, "out/")
+"""
+from .report import ReportFiles, software_versions, write_report
+from .runner import BenchResult, MethodResult, Timing, run_bench
+from .specs import BenchDataset, BenchError, Method, Pair, check_unique, parse_models, parse_results, parse_weights, resolve_dataset
+from .summary import DatasetSummary, summarise
+
+__all__ = [
+    "BenchDataset",
+    "BenchError",
+    "BenchResult",
+    "DatasetSummary",
+    "Method",
+    "MethodResult",
+    "Pair",
+    "ReportFiles",
+    "Timing",
+    "check_unique",
+    "parse_models",
+    "parse_results",
+    "parse_weights",
+    "resolve_dataset",
+    "run_bench",
+    "software_versions",
+    "summarise",
+    "write_report",
+]

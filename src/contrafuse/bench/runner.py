@@ -1,0 +1,272 @@
+"""Running a benchmark: fuse every dataset with every model (cached), then score every method.
+
+Layout of the output folder (only ``fused/`` and ``.cache/`` are written here; the report
+files come from :mod:`.report`)::
+
+    OUT/fused/<dataset>/<model label>/<pair>.png    fused outputs, reused on the next run
+    OUT/fused/<dataset>/<model label>/run.json      how they were made, and the seconds per pair
+    OUT/.cache/metrics.json                         metric values keyed by file identity
+
+Fused outputs are reused when ``run.json`` says they were made the same way (model, weights
+file, colour and rounding); ``refresh=True`` recomputes everything.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .. import metrics
+from ..errors import ContrafuseError
+from ..fusion import fuse_arrays, resolve_device
+from ..io import read_image, write_image
+from ..models import create_model
+from .specs import BenchDataset, Method, Pair
+from .textio import write_text_atomic
+
+RUN_FILE = "run.json"
+
+
+@dataclass
+class Timing:
+    """Seconds spent fusing each pair (model plus colour handling; reading and writing excluded)."""
+
+    device: str
+    seconds: dict[str, float] = field(default_factory=dict)
+    reused: int = 0  # pairs whose output (and time) came from an earlier run
+
+    @property
+    def per_pair(self) -> float:
+        """Median seconds per pair (robust on a shared machine); NaN when nothing was timed."""
+        return statistics.median(self.seconds.values()) if self.seconds else float("nan")
+
+
+@dataclass
+class MethodResult:
+    """One method on one dataset: fused files, metric values per pair, failures and timing."""
+
+    method: Method
+    outputs: dict[str, Path] = field(default_factory=dict)
+    values: dict[str, dict[str, float]] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    timing: Timing | None = None
+
+
+@dataclass
+class BenchResult:
+    """All results, by dataset label then method label, plus the settings the report states."""
+
+    datasets: list[BenchDataset]
+    methods: list[Method]
+    metric_names: list[str]
+    convention: str
+    device: str
+    results: dict[str, dict[str, MethodResult]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _weights_identity(weights: str | None) -> dict[str, object] | None:
+    if weights is None or weights == "default":
+        return {"weights": weights}
+    stat = Path(weights).stat()
+    return {"weights": str(Path(weights).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _recipe(method: Method, color: str, rounding: str) -> dict[str, object]:
+    """What determines the fused pixels; outputs made with another recipe are not reused."""
+    return {"model": method.model, "weights": _weights_identity(method.weights), "color": color, "rounding": rounding}
+
+
+def _read_run_file(folder: Path) -> dict:
+    try:
+        return json.loads((folder / RUN_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def fuse_dataset(
+    method: Method,
+    dataset: BenchDataset,
+    folder: Path,
+    device: torch.device,
+    color: str = "gray",
+    rounding: str = "round",
+    refresh: bool = False,
+    progress: bool = True,
+) -> MethodResult:
+    """Fuse every pair of ``dataset`` with a model method into ``folder/<pair>.png``.
+
+    Existing outputs made with the same recipe are reused (their earlier time is kept);
+    a pair that fails is recorded with its message and the others still run.
+    """
+    from tqdm import tqdm
+
+    recipe = _recipe(method, color, rounding)
+    previous = _read_run_file(folder)
+    reusable = not refresh and previous.get("recipe") == recipe
+    old_seconds = previous.get("seconds", {}) if reusable else {}
+    result = MethodResult(method, timing=Timing(str(device)))
+    network = None
+    for pair in tqdm(dataset.pairs, desc=f"{dataset.label}/{method.label}", unit="pair", disable=not progress, file=sys.stderr):
+        target = folder / f"{pair.name}.png"
+        if reusable and target.is_file():
+            result.outputs[pair.name] = target
+            if pair.name in old_seconds:
+                result.timing.seconds[pair.name] = float(old_seconds[pair.name])
+                result.timing.reused += 1
+            continue
+        try:
+            network = network or create_model(method.model, weights=method.weights, device=device)
+            ir, vis = read_image(pair.ir), read_image(pair.vis)
+            start = time.perf_counter()
+            fused = fuse_arrays(network, ir, vis, color, rounding, False, device, (str(pair.ir), str(pair.vis)))
+            result.timing.seconds[pair.name] = time.perf_counter() - start
+            result.outputs[pair.name] = write_image(target, fused, overwrite=True)
+        except ContrafuseError as exc:
+            result.failed[pair.name] = str(exc)
+    if previous.get("device") not in (None, str(device)) and result.timing.reused:
+        result.timing.device = f"{previous['device']} (cached) / {device}"
+    run_record = {"recipe": recipe, "device": str(device), "seconds": result.timing.seconds}
+    write_text_atomic(folder / RUN_FILE, json.dumps(run_record, indent=1) + "\n")
+    return result
+
+
+def collect_results(method: Method, dataset: BenchDataset) -> MethodResult:
+    """The fused images of a result folder, matched to the dataset's pairs by name."""
+    result = MethodResult(method)
+    for pair in dataset.pairs:
+        path = method.find_result(dataset.label, pair.name)
+        if path is None:
+            result.failed[pair.name] = f"{method.results_folder(dataset.label)}: no fused image named {pair.name}.*"
+        else:
+            result.outputs[pair.name] = path
+    return result
+
+
+def _evaluate_one(fused: Path, pair: Pair, names: list[str], convention: str) -> tuple[dict[str, float] | None, str | None]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", metrics.MetricWarning)
+        try:
+            return metrics.compute(fused, pair.ir, pair.vis, names=names, convention=convention), None
+        except (ContrafuseError, ValueError, OSError) as exc:
+            return None, f"{fused}: {exc}"
+
+
+class MetricCache:
+    """Metric values of fused files, keyed by the files' identity (path, size, mtime) and convention."""
+
+    def __init__(self, path: Path, enabled: bool = True) -> None:
+        self.path = path
+        self.entries: dict[str, dict[str, float]] = {}
+        if enabled and path.is_file():
+            try:
+                self.entries = json.loads(path.read_text())
+            except ValueError:
+                self.entries = {}
+
+    @staticmethod
+    def key(fused: Path, pair: Pair, convention: str) -> str:
+        parts = [convention]
+        for path in (fused, pair.ir, pair.vis):
+            stat = path.stat()
+            parts += [str(path.resolve()), str(stat.st_size), str(stat.st_mtime_ns)]
+        return "|".join(parts)
+
+    def get(self, key: str, names: list[str]) -> dict[str, float] | None:
+        found = self.entries.get(key, {})
+        return {n: found[n] for n in names} if all(n in found for n in names) else None
+
+    def put(self, key: str, values: dict[str, float]) -> None:
+        self.entries.setdefault(key, {}).update(values)
+
+    def save(self) -> None:
+        write_text_atomic(self.path, json.dumps(self.entries) + "\n")
+
+
+def evaluate(
+    result: MethodResult,
+    dataset: BenchDataset,
+    names: list[str],
+    convention: str,
+    cache: MetricCache,
+    workers: int = 1,
+) -> None:
+    """Fill ``result.values`` with the metrics of every fused output (cached values reused)."""
+    pairs = {p.name: p for p in dataset.pairs}
+    todo: list[tuple[str, str]] = []
+    for name, fused in result.outputs.items():
+        key = cache.key(fused, pairs[name], convention)
+        cached = cache.get(key, names)
+        if cached is not None:
+            result.values[name] = cached
+        else:
+            todo.append((name, key))
+    args = [(result.outputs[name], pairs[name], names, convention) for name, _ in todo]
+    if workers > 1 and len(args) > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            outcomes = list(pool.map(_evaluate_one, *zip(*args)))
+    else:
+        outcomes = [_evaluate_one(*a) for a in args]
+    for (name, key), (values, error) in zip(todo, outcomes):
+        if values is None:
+            result.failed[name] = error or "metrics failed"
+        else:
+            result.values[name] = values
+            cache.put(key, values)
+    result.values = {p.name: result.values[p.name] for p in dataset.pairs if p.name in result.values}
+
+
+def run_bench(
+    datasets: list[BenchDataset],
+    methods: list[Method],
+    out_dir: str | os.PathLike,
+    metric_names: list[str] | str | None = None,
+    convention: str = metrics.DEFAULT_CONVENTION,
+    device: str | torch.device = "auto",
+    color: str = "gray",
+    rounding: str = "round",
+    refresh: bool = False,
+    workers: int = 1,
+    progress: bool = True,
+) -> BenchResult:
+    """Fuse (models) or collect (result folders), then score every method on every dataset.
+
+    Args:
+        datasets, methods: see :mod:`.specs`.
+        out_dir: output folder; fused images go to ``out_dir/fused/<dataset>/<method>/``.
+        metric_names: names for :func:`contrafuse.metrics.compute` (None = its defaults).
+        convention: metric convention (``"cddfuse"`` or ``"matlab"``).
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"`` for the models.
+        color: colour mode of the fused outputs; ``"gray"`` (default) is the usual protocol.
+        refresh: recompute fused outputs and metric values even when cached.
+        workers: processes computing metrics.
+    """
+    out_dir = Path(out_dir)
+    names = metrics.resolve_names(metric_names)
+    device = resolve_device(device)
+    bench = BenchResult(datasets, methods, names, convention, str(device))
+    cache = MetricCache(out_dir / ".cache" / "metrics.json", enabled=not refresh)
+    try:
+        for dataset in datasets:
+            per_method: dict[str, MethodResult] = {}
+            for method in methods:
+                if method.kind == "model":
+                    folder = out_dir / "fused" / dataset.label / method.label
+                    result = fuse_dataset(method, dataset, folder, device, color, rounding, refresh, progress)
+                else:
+                    result = collect_results(method, dataset)
+                evaluate(result, dataset, names, convention, cache, workers)
+                per_method[method.label] = result
+                bench.warnings += [f"{dataset.label}/{method.label}/{n}: {msg}" for n, msg in result.failed.items()]
+            bench.results[dataset.label] = per_method
+    finally:
+        cache.save()
+    return bench

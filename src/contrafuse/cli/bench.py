@@ -1,0 +1,76 @@
+"""``contrafuse bench``: fuse datasets with several models, score them with the metrics suite, report.
+
+Writes into --out: metrics.csv, metrics.json, report.md, report.html (+ assets/), figures/
+(box plots and image grids as PNG and PDF) and fused/ (model outputs, reused by the next run
+unless --refresh). See docs/bench.md.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .. import metrics
+from ..bench import check_unique, parse_models, parse_results, parse_weights, resolve_dataset, run_bench, write_report
+from ..errors import ContrafuseError
+from ..fusion import COLOR_MODES, ROUNDING_MODES
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register the ``bench`` subcommand (sets ``func=run``)."""
+    parser = subparsers.add_parser(
+        "bench",
+        help="benchmark models and published results on datasets; write metrics and reports",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--data", action="append", required=True, metavar="NAME[:SPLIT] | [LABEL=]IR_DIR,VIS_DIR",
+                        help="a named dataset (tno42, roadscene:test50, harvard_mri_ct, ...) or two folders paired "
+                        "by file stem; repeat for several datasets (one table each)")
+    parser.add_argument("--models", action="append", metavar="NAME[=WEIGHTS],...",
+                        help="comma-separated registered models, each optionally with a weights file")
+    parser.add_argument("--weights", action="append", metavar="NAME=PATH",
+                        help="weights file of a model listed in --models ('none' = random weights); repeatable")
+    parser.add_argument("--results", action="append", metavar="LABEL=DIR",
+                        help="a folder of fused images of another method, named like the pairs (or DIR/<dataset>/); repeatable")
+    parser.add_argument("--metrics", nargs="+", metavar="NAME",
+                        help=f"metric names, 'default' or 'all' (default: {' '.join(metrics.DEFAULT_NAMES)})")
+    parser.add_argument("--convention", choices=metrics.CONVENTIONS, default=metrics.DEFAULT_CONVENTION,
+                        help="metric conventions (default: %(default)s)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default) for the models")
+    parser.add_argument("--color", choices=COLOR_MODES, default="gray",
+                        help="colour of the fused outputs (default gray: metrics are computed on gray images)")
+    parser.add_argument("--rounding", choices=ROUNDING_MODES, default="round", help="float-to-integer rule (default round)")
+    parser.add_argument("--refresh", action="store_true", help="recompute fused outputs and metrics even when cached")
+    parser.add_argument("--limit", type=int, help="use only the first N pairs of each dataset (quick runs)")
+    parser.add_argument("--data-root", type=Path, help="root of the named datasets (default: $CONTRAFUSE_DATA or shared/data)")
+    parser.add_argument("--workers", type=int, default=1, help="processes computing metrics (default 1)")
+    parser.add_argument("--grid", type=int, default=3, metavar="N", help="pairs per dataset in the image grids (default 3)")
+    parser.add_argument("--grid-pairs", metavar="NAME,...", help="pair names to show in the image grids instead")
+    parser.add_argument("--no-plots", action="store_true", help="skip the matplotlib figures (no matplotlib needed)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark; 0 when every pair of every method was scored, 1 when some failed."""
+    if args.workers < 1:
+        raise ContrafuseError(f"--workers must be >= 1, got {args.workers}")
+    if args.limit is not None and args.limit < 1:
+        raise ContrafuseError(f"--limit must be >= 1, got {args.limit}")
+    try:
+        names = metrics.resolve_names(args.metrics)
+    except ValueError as exc:
+        raise ContrafuseError(f"--metrics: {exc}") from None
+    datasets = [resolve_dataset(spec, args.data_root, args.limit) for spec in args.data]
+    methods = check_unique(parse_models(args.models, parse_weights(args.weights)) + parse_results(args.results))
+    bench = run_bench(datasets, methods, args.out, names, args.convention, args.device, args.color, args.rounding,
+                      args.refresh, args.workers, progress=not args.quiet)
+    grid_pairs = [n.strip() for n in args.grid_pairs.split(",")] if args.grid_pairs else None
+    files = write_report(bench, args.out, args.grid, grid_pairs, plots=not args.no_plots)
+    for warning in bench.warnings:
+        print(f"failed {warning}", file=sys.stderr)
+    print(f"wrote {files.markdown}, {files.html}, {files.csv}, {files.json}"
+          + (f" and {len(files.figures)} figure file(s)" if files.figures else ""))
+    return 1 if bench.warnings else 0

@@ -1,0 +1,42 @@
+"""``contrafuse export``: write a registered model as an ONNX file (dynamic height and width)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..models import list_models
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register the ``export`` subcommand (sets ``func=run``)."""
+    from ..export import ONNX_OPSET
+
+    parser = subparsers.add_parser(
+        "export",
+        help="export a model to ONNX (run it with `contrafuse fuse --backend onnxruntime`)",
+        description="Export a registered model's forward(ir, vis) to ONNX: inputs ir, vis float32 (N,1,H,W) "
+        "luma in [0,1], output fused; N, H and W dynamic. The result is checked against PyTorch on odd sizes.",
+    )
+    parser.add_argument("--model", required=True, help=f"registered model ({', '.join(list_models())})")
+    parser.add_argument("--weights", help="weights file instead of the shipped ones; 'none' = random weights")
+    parser.add_argument("--format", choices=("onnx",), default="onnx", help="export format (default onnx)")
+    parser.add_argument("--opset", type=int, default=ONNX_OPSET, help=f"ONNX opset (default {ONNX_OPSET})")
+    parser.add_argument("--out", required=True, type=Path, help="output .onnx file")
+    parser.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    parser.set_defaults(func=run)
+
+
+def _weights(value: str | None) -> str | None:
+    if value is None:
+        return "default"
+    return None if value.lower() == "none" else value
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..export import export_onnx
+
+    path = export_onnx(args.model, args.out, _weights(args.weights), args.opset, verify=not args.no_verify,
+                       overwrite=args.overwrite)
+    print(f"wrote {path} (opset {args.opset}, dynamic batch/height/width)")
+    return 0

@@ -1,0 +1,192 @@
+"""ONNX export of registered models, and :class:`OnnxModel` to run an exported file like a model.
+
+The exported graph is the model's plain ``forward(ir, vis)``: inputs ``ir`` and ``vis`` are
+float32 ``(N, 1, H, W)`` luma in [0, 1]; the output ``fused`` is ``(N, 1, H, W)`` on the same
+scale, not clamped. Batch, height and width are dynamic. (Models' memory-bounded ``fuse``
+methods are not exported: they loop over bands in Python.) The file's metadata names the
+model, the input convention and the opset.
+
+Needs the optional extra ``onnx`` (``pip install 'contrafuse[onnx]'``).
+"""
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import ContrafuseError
+
+ONNX_OPSET = 17
+INPUT_NAMES = ("ir", "vis")
+OUTPUT_NAME = "fused"
+INPUT_CONVENTION = (
+    "inputs ir, vis: float32 (N, 1, H, W) BT.601 luma in [0, 1] (ir = infrared/CT/PET/SPECT, vis = visible/MRI); "
+    "output fused: float32 (N, 1, H, W) luma on the same scale, unclamped; N, H, W dynamic"
+)
+# Sizes the exported graph is checked on: odd, and unlike the size it was traced with.
+CHECK_SIZES = ((7, 13), (123, 77))
+TRACE_SIZE = (64, 80)
+
+
+class ExportError(ContrafuseError):
+    """A model cannot be exported, or its exported graph does not reproduce PyTorch."""
+
+
+def _require(module: str):
+    try:
+        return __import__(module)
+    except ImportError:
+        raise ContrafuseError(f"ONNX support needs {module}: pip install 'contrafuse[onnx]'") from None
+
+
+def _providers(device: str | torch.device) -> list[str]:
+    ort = _require("onnxruntime")
+    wanted = ["CUDAExecutionProvider"] if torch.device(device).type == "cuda" else []
+    available = ort.get_available_providers()
+    return [p for p in wanted if p in available] + ["CPUExecutionProvider"]
+
+
+class OnnxModel(nn.Module):
+    """An exported ``.onnx`` file run by ONNX Runtime behind the registry's ``forward(ir, vis)``.
+
+    Lets the fusing pipeline treat an exported model like any other: tensors ``(N, 1, H, W)``
+    in [0, 1] in, fused tensor out, on the inputs' device.
+    """
+
+    def __init__(self, path: str | os.PathLike, device: str | torch.device = "cpu") -> None:
+        super().__init__()
+        ort = _require("onnxruntime")
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ContrafuseError(f"{self.path}: ONNX model file not found")
+        try:
+            self.session = ort.InferenceSession(str(self.path), providers=_providers(device))
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ContrafuseError(f"{self.path}: not a loadable ONNX model ({exc})") from None
+        inputs = [i.name for i in self.session.get_inputs()]
+        if inputs != list(INPUT_NAMES):
+            raise ContrafuseError(f"{self.path}: expected inputs {list(INPUT_NAMES)}, found {inputs} (export with `contrafuse export`)")
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+
+    def forward(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
+        feeds = {name: t.detach().float().cpu().numpy() for name, t in zip(INPUT_NAMES, (ir, vis))}
+        fused = self.session.run([OUTPUT_NAME], feeds)[0]
+        return torch.from_numpy(fused).to(ir.device)
+
+
+def _trace_to_bytes(model: nn.Module, opset: int) -> bytes:
+    sample = tuple(torch.rand(1, 1, *TRACE_SIZE) for _ in INPUT_NAMES)
+    axes = {0: "batch", 2: "height", 3: "width"}
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated in favour of the dynamo one, which needs
+        # onnxscript (not in the `onnx` extra); it still supports dynamic axes and opset 17.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model, sample, buffer, dynamo=False, opset_version=opset, input_names=list(INPUT_NAMES),
+            output_names=[OUTPUT_NAME], dynamic_axes={n: axes for n in (*INPUT_NAMES, OUTPUT_NAME)},
+            do_constant_folding=True,
+        )
+    return buffer.getvalue()
+
+
+def _with_metadata(data: bytes, entries: dict[str, str]) -> bytes:
+    onnx = _require("onnx")
+    proto = onnx.load_from_string(data)
+    for key, value in entries.items():
+        prop = proto.metadata_props.add()
+        prop.key, prop.value = key, value
+    proto.producer_name = "contrafuse"
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
+
+
+def max_difference(model: nn.Module, data: bytes, size: tuple[int, int], seed: int = 0) -> float:
+    """Largest absolute difference between PyTorch and ONNX Runtime on random ``size`` inputs."""
+    ort = _require("onnxruntime")
+    generator = torch.Generator().manual_seed(seed)
+    ir, vis = (torch.rand(1, 1, *size, generator=generator) for _ in range(2))
+    with torch.no_grad():
+        expected = model(ir, vis).numpy()
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    got = session.run([OUTPUT_NAME], {"ir": ir.numpy(), "vis": vis.numpy()})[0]
+    if got.shape != expected.shape:
+        return float("inf")
+    return float(np.abs(got - expected).max())
+
+
+def _verify(name: str, model: nn.Module, data: bytes, tolerance: float) -> None:
+    """Fail unless the graph reproduces PyTorch on sizes other than the traced one."""
+    for size in CHECK_SIZES:
+        try:
+            difference = max_difference(model, data, size)
+        except Exception as exc:  # onnxruntime's own error types
+            difference, detail = float("inf"), f"ONNX Runtime failed: {str(exc).splitlines()[0][:200]}"
+        else:
+            detail = f"max difference {difference:.3g}"
+        if not difference <= tolerance:
+            raise ExportError(
+                f"model {name!r} cannot be exported with dynamic height and width: the traced graph does not "
+                f"reproduce PyTorch at {size[0]}x{size[1]} (traced at {TRACE_SIZE[0]}x{TRACE_SIZE[1]}; {detail}). "
+                "Its computation depends on the image size in Python (e.g. the number of pyramid levels), "
+                "which tracing freezes."
+            )
+
+
+def export_onnx(
+    model: str,
+    out: str | os.PathLike,
+    weights: str | os.PathLike | None = "default",
+    opset: int = ONNX_OPSET,
+    verify: bool = True,
+    tolerance: float = 1e-4,
+    overwrite: bool = False,
+) -> Path:
+    """Export a registered model's ``forward(ir, vis)`` to an ONNX file.
+
+    Args:
+        model: a registered model name.
+        out: the ``.onnx`` file to write (atomically; kept unless ``overwrite``).
+        weights: as for :func:`contrafuse.create_model` (``"default"``, a path, or None).
+        opset: ONNX opset version (default 17).
+        verify: check with ONNX Runtime that the graph reproduces PyTorch on odd sizes
+            (:data:`CHECK_SIZES`) within ``tolerance``; a model whose structure depends on
+            the image size fails here with an :class:`ExportError` that says so.
+
+    Returns:
+        The written path.
+    """
+    from . import __version__
+    from .io import _publish
+    from .models import create_model
+
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise ContrafuseError(f"{out}: already exists (pass --overwrite to replace it)")
+    network = create_model(model, weights=weights, device="cpu")
+    try:
+        data = _trace_to_bytes(network, opset)
+    except Exception as exc:  # the exporter raises many unrelated types
+        raise ExportError(f"model {model!r} cannot be exported to ONNX: {exc}") from None
+    if verify:
+        _verify(model, network, data, tolerance)
+    data = _with_metadata(data, {
+        "contrafuse_model": model,
+        "contrafuse_weights": "shipped" if weights == "default" else (Path(weights).name if weights else "random"),
+        "contrafuse_version": __version__,
+        "input_convention": INPUT_CONVENTION,
+        "opset": str(opset),
+    })
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        temp.write_bytes(data)
+        _publish(temp, out, overwrite)
+    finally:
+        temp.unlink(missing_ok=True)
+    return out
