@@ -70,7 +70,7 @@ _METRICS = [
                {"cddfuse": "'VIFF' of the evaluator; not Han et al.'s VIFF", "matlab": _SAME}),
     MetricInfo("Qabf", "Xydeas-Petrovic edge information preserved in F", HIGHER, "F, A, B",
                "edge-strength-weighted over both sources", gradient.qabf,
-               {"cddfuse": "float32 as the evaluator", "matlab": "float64 on [0,1] images (differs ~1e-4)"}),
+               {"cddfuse": "float32 as the evaluator", "matlab": "float64 on [0,1] images; the equal-strength quirk then scores ~0 instead of ~Tg (about -0.2% on TNO)"}),
     MetricInfo("Nabf", "artifacts: edges in F stronger than in both sources (Shreyamsha Kumar)", LOWER, "F, A, B, [0,1]",
                "weighted over both sources", gradient.nabf, {"cddfuse": _SAME + " (CDDFuse has no Nabf)", "matlab": "analysis_nabf.m"}),
     MetricInfo("SSIM", "structural similarity of F with each source", HIGHER, "F, A, B", "see notes",
