@@ -2,11 +2,30 @@
 
     >>> import contrafuse
     >>> fused = contrafuse.fuse("ir.png", "vis.png", model="cs2fusion")
+
+Attributes are imported on first use, so ``import contrafuse.metrics`` does not load torch.
 """
-from .fusion import fuse, fuse_folders
-from .io import read_image, write_image
-from .models import DEFAULT_MODEL, create_model, list_models
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["DEFAULT_MODEL", "create_model", "fuse", "fuse_folders", "list_models", "read_image", "write_image", "__version__"]
+_LAZY = {
+    "fuse": "fusion",
+    "fuse_folders": "fusion",
+    "read_image": "io",
+    "write_image": "io",
+    "DEFAULT_MODEL": "models",
+    "create_model": "models",
+    "list_models": "models",
+}
+
+__all__ = [*_LAZY, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'contrafuse' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)

@@ -83,8 +83,9 @@ def _recomputing(net: Cs2FusionBackbone, x: Tensor, y: Tensor, rows: int) -> Ten
 def _caching(net: Cs2FusionBackbone, x: Tensor, y: Tensor, rows: int) -> Tensor:
     """One sweep keeping D1 and the three DDM projections (176 channels), then the decoder tail."""
     b, _, h, w = x.shape
-    d = x.new_empty(b, 64, h, w)
-    projections = [x.new_empty(b, ddm.project.out_channels, h, w) for ddm in net.ddm]
+    empty = lambda channels: torch.empty(b, channels, h, w, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)  # noqa: E731
+    d = empty(64)
+    projections = [empty(ddm.project.out_channels) for ddm in net.ddm]
     # D1 and the projections sit 5 convolutions deep: a 5-row halo is exact
     for start, stop, lo, hi in _bands(h, rows, halo=5):
         d_band, fa, fb = _band_encode(net, x[:, :, lo:hi], y[:, :, lo:hi])
@@ -105,6 +106,9 @@ def _caching(net: Cs2FusionBackbone, x: Tensor, y: Tensor, rows: int) -> Tensor:
 
 def banded_cs2fusion(net: Cs2FusionBackbone, x: Tensor, y: Tensor, rows: int, max_cached_pixels: int) -> Tensor:
     """Fused luma (0-255 scale) of inputs ``x``, ``y`` ``(B, 1, H, W)``, band by band."""
+    # channels-last lets oneDNN run these thin 3x3 convolutions about twice as fast on CPU
+    net = net.to(memory_format=torch.channels_last)
+    x, y = x.contiguous(memory_format=torch.channels_last), y.contiguous(memory_format=torch.channels_last)
     if x.shape[2] * x.shape[3] <= max_cached_pixels:
         return _caching(net, x, y, rows)
     return _recomputing(net, x, y, rows)
