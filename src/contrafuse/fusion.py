@@ -132,9 +132,13 @@ def _resize_pixels(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return image[rows][:, cols]
 
 
-def _model(model: str | nn.Module, weights: str | os.PathLike | None, device: torch.device) -> nn.Module:
+def _model(model: str | os.PathLike | nn.Module, weights: str | os.PathLike | None, device: torch.device) -> nn.Module:
     if isinstance(model, nn.Module):
         return model.to(device).eval()
+    if str(model).endswith(".onnx"):
+        from .export import OnnxModel  # an exported model, run by ONNX Runtime
+
+        return OnnxModel(model, device)
     return create_model(model, weights=weights, device=device)
 
 
@@ -152,7 +156,8 @@ def fuse(
 
     Args:
         ir, vis: file paths, ``uint8``/``uint16`` arrays or PIL images of the same size.
-        model: a registered model name (see :func:`contrafuse.list_models`) or a module.
+        model: a registered model name (see :func:`contrafuse.list_models`), a module, or an
+            ``.onnx`` file from ``contrafuse export`` (run by ONNX Runtime; ``weights`` unused).
         weights: ``"default"`` (shipped), a weights file, or None.
         color: ``"auto"`` keeps colour when an input has it, ``"gray"`` or ``"color"`` force it.
         rounding: ``"round"`` (default) or ``"truncate"`` (the authors' reference code).

@@ -9,13 +9,15 @@ from ..errors import ContrafuseError
 from ..fusion import COLOR_MODES, ROUNDING_MODES, fuse, fuse_folders
 from ..io import write_image
 from ..models import DEFAULT_MODEL
+from ..video import is_video
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "fuse",
         help="fuse an infrared/visible (or functional/MRI) pair, or two folders of pairs",
-        description="Fuse IR with VIS. Files give one output file; folders are paired by file stem.",
+        description="Fuse IR with VIS. Files give one output file; folders are paired by file stem; "
+        "two videos (.mp4, .mkv, ...) are fused frame by frame.",
     )
     parser.add_argument("--ir", required=True, type=Path, help="infrared image or folder (medical: CT/PET/SPECT)")
     parser.add_argument("--vis", required=True, type=Path, help="visible image or folder (medical: MRI)")
@@ -28,6 +30,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resize", action="store_true", help="resample IR to the VIS size when they differ")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--suffix", default=".png", help="output suffix in folder mode (default .png)")
+    parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+                        help="torch (default) or onnxruntime (--model is then a .onnx file from `contrafuse export`)")
     parser.set_defaults(func=run)
 
 
@@ -35,7 +39,20 @@ def _weights(args: argparse.Namespace) -> str | Path:
     return args.weights if args.weights is not None else "default"
 
 
+def _check_backend(args: argparse.Namespace) -> None:
+    is_onnx = args.model.endswith(".onnx")
+    if args.backend == "onnxruntime" and not is_onnx:
+        raise ContrafuseError(f"--backend onnxruntime needs --model FILE.onnx (see `contrafuse export`), got {args.model!r}")
+    if args.backend == "onnxruntime" and args.weights is not None:
+        raise ContrafuseError(f"--weights {args.weights}: an ONNX model carries its weights; drop --weights")
+    if args.backend == "torch" and is_onnx:
+        raise ContrafuseError(f"--model {args.model}: an ONNX file needs --backend onnxruntime")
+
+
 def run(args: argparse.Namespace) -> int:
+    _check_backend(args)
+    if is_video(args.ir) or is_video(args.vis):
+        return _run_video(args)
     if args.ir.is_dir() != args.vis.is_dir():
         raise ContrafuseError(f"--ir {args.ir} and --vis {args.vis}: give two files or two folders")
     if args.ir.is_dir():
@@ -58,3 +75,14 @@ def _run_folders(args: argparse.Namespace) -> int:
         print(f"failed {stem}: {message}", file=sys.stderr)
     print(f"fused {len(report.written)} pair(s) into {args.out}; {len(report.failed)} failed, {len(report.unmatched)} unmatched")
     return 0 if report.ok else 1
+
+
+def _run_video(args: argparse.Namespace) -> int:
+    from ..video import fuse_video
+
+    if not (is_video(args.ir) and is_video(args.vis) and is_video(args.out)):
+        raise ContrafuseError(f"--ir {args.ir}, --vis {args.vis}, --out {args.out}: video fusion needs three video files")
+    fuse_video(args.ir, args.vis, args.out, args.model, _weights(args), args.color, args.rounding, args.resize,
+               args.device, args.overwrite)
+    print(f"wrote {args.out}")
+    return 0

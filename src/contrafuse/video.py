@@ -1,0 +1,210 @@
+"""Frame-by-frame fusion of an infrared video with a visible video (PyAV, optional extra ``video``).
+
+The two videos must have the same number of frames and the same frame rate; frames are
+paired in order and each pair goes through the image pipeline
+(:func:`contrafuse.fusion.fuse_arrays`). The output keeps the frame rate, is written to a
+temporary file beside the target and renamed into place, and never replaces an existing file
+unless ``overwrite``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import ContrafuseError, PairError
+
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm")
+# Encoder per container when none is named: H.264 where the container takes it.
+DEFAULT_CODECS = {".mp4": "libx264", ".m4v": "libx264", ".mov": "libx264", ".mkv": "libx264", ".avi": "mpeg4", ".webm": "libvpx-vp9"}
+
+LOSSLESS_CODECS = ("ffv1", "png", "rawvideo", "utvideo", "libx264rgb")
+
+
+class VideoError(ContrafuseError):
+    """A video cannot be read or written, or two videos do not fit together."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """Frame count, frame rate and size of a video's first video stream."""
+
+    path: Path
+    frames: int
+    rate: Fraction
+    width: int
+    height: int
+
+
+def is_video(path: str | os.PathLike) -> bool:
+    """True when ``path`` has a video suffix (see :data:`VIDEO_SUFFIXES`)."""
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def _av():
+    try:
+        import av
+    except ImportError:
+        raise ContrafuseError("video fusion needs PyAV: pip install 'contrafuse[video]'") from None
+    return av
+
+
+def _open(path: Path):
+    av = _av()
+    if not path.is_file():
+        raise VideoError(f"{path}: video file not found")
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise VideoError(f"{path}: cannot open video ({exc})") from None
+    if not container.streams.video:
+        container.close()
+        raise VideoError(f"{path}: has no video stream")
+    return container
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Frame count (counted by demuxing when the header does not say), rate and size."""
+    path = Path(path)
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        frames = stream.frames or sum(1 for packet in container.demux(stream) if packet.size)
+        rate = stream.average_rate or stream.guessed_rate
+        if not rate:
+            raise VideoError(f"{path}: frame rate unknown")
+        return VideoInfo(path, int(frames), Fraction(rate), stream.codec_context.width, stream.codec_context.height)
+    finally:
+        container.close()
+
+
+def check_compatible(ir: VideoInfo, vis: VideoInfo) -> None:
+    """Raise :class:`VideoError` naming both files when frame counts or rates differ."""
+    if ir.frames != vis.frames:
+        raise VideoError(f"frame counts differ: {ir.path} has {ir.frames} frames, {vis.path} has {vis.frames}")
+    if ir.rate != vis.rate:
+        raise VideoError(f"frame rates differ: {ir.path} runs at {float(ir.rate):g} fps, {vis.path} at {float(vis.rate):g} fps")
+
+
+def read_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
+    """Decoded frames of the first video stream as ``uint8`` RGB ``(H, W, 3)``."""
+    path = Path(path)
+    container = _open(path)
+    try:
+        for frame in container.decode(video=0):
+            yield frame.to_ndarray(format="rgb24")
+    except _av().FFmpegError as exc:
+        raise VideoError(f"{path}: cannot decode video ({exc})") from None
+    finally:
+        container.close()
+
+
+class VideoWriter:
+    """Encode ``uint8`` RGB frames at a fixed rate into a temporary file, published on :meth:`close`."""
+
+    def __init__(self, path: Path, rate: Fraction, width: int, height: int, codec: str | None = None, overwrite: bool = False):
+        av = _av()
+        self.path, self.overwrite = path, overwrite
+        if path.exists() and not overwrite:
+            raise VideoError(f"{path}: already exists (pass --overwrite / overwrite=True to replace it)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.temp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+        codec = codec or DEFAULT_CODECS.get(path.suffix.lower(), "libx264")
+        try:
+            self.container = av.open(str(self.temp), mode="w")
+            self.stream = self.container.add_stream(codec, rate=rate)
+        except (av.FFmpegError, ValueError) as exc:
+            self.temp.unlink(missing_ok=True)
+            raise VideoError(f"{path}: cannot write with codec {codec} ({exc})") from None
+        self.stream.width, self.stream.height = width, height
+        self.stream.pix_fmt = _pixel_format(self.stream, width, height)
+
+    def write(self, rgb: np.ndarray) -> None:
+        frame = _av().VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        self.container.mux(self.stream.encode(frame))
+
+    def close(self) -> Path:
+        """Flush the encoder and move the file into place."""
+        from .io import _publish
+
+        try:
+            self.container.mux(self.stream.encode(None))
+            self.container.close()
+            _publish(self.temp, self.path, self.overwrite)
+        finally:
+            self.temp.unlink(missing_ok=True)
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the partial output."""
+        try:
+            self.container.close()
+        finally:
+            self.temp.unlink(missing_ok=True)
+
+
+def _pixel_format(stream, width: int, height: int) -> str:
+    """RGB for lossless codecs (exact frames); else yuv420p where an even size allows it (plays everywhere)."""
+    formats = [f.name for f in (stream.codec_context.codec.video_formats or [])]
+    rgb_first = stream.codec_context.codec.name in LOSSLESS_CODECS
+    if not rgb_first and "yuv420p" in formats and width % 2 == 0 and height % 2 == 0:
+        return "yuv420p"
+    for preferred in ("rgb24", "bgr0", "gbrp", "yuv444p") if rgb_first else ("yuv444p", "rgb24", "bgr0", "gbrp"):
+        if preferred in formats:
+            return preferred
+    return formats[0] if formats else "yuv420p"
+
+
+def fuse_video(
+    ir: str | os.PathLike,
+    vis: str | os.PathLike,
+    out: str | os.PathLike,
+    model: str | nn.Module = "laplacian",
+    weights: str | os.PathLike | None = "default",
+    color: str = "auto",
+    rounding: str = "round",
+    resize: bool = False,
+    device: str | torch.device = "auto",
+    overwrite: bool = False,
+    codec: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """Fuse two videos frame by frame into ``out``.
+
+    Args:
+        ir, vis: the infrared and visible videos (same frame count and rate).
+        out: output video; the container follows the suffix, the codec is ``codec`` or
+            :data:`DEFAULT_CODECS` for that suffix (``ffv1`` in ``.mkv`` is lossless).
+        model, weights, color, rounding, resize, device: as for :func:`contrafuse.fuse`.
+
+    Returns:
+        The written path.
+    """
+    from tqdm import tqdm
+
+    from .fusion import _model, fuse_arrays, resolve_device
+
+    ir_info, vis_info = probe(ir), probe(vis)
+    check_compatible(ir_info, vis_info)
+    device = resolve_device(device)
+    network = _model(model, weights, device)
+    writer = VideoWriter(Path(out), vis_info.rate, vis_info.width, vis_info.height, codec, overwrite)
+    try:
+        frames = zip(read_frames(ir), read_frames(vis))
+        for index, (ir_frame, vis_frame) in enumerate(tqdm(frames, total=vis_info.frames, desc="fusing", unit="frame", disable=not progress)):
+            names = (f"{ir} frame {index}", f"{vis} frame {index}")
+            try:
+                fused = fuse_arrays(network, ir_frame, vis_frame, color, rounding, resize, device, names)
+            except PairError as exc:
+                raise VideoError(str(exc)) from None
+            writer.write(np.repeat(fused[..., None], 3, axis=2) if fused.ndim == 2 else fused)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.close()
