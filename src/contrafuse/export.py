@@ -113,7 +113,9 @@ def max_difference(model: nn.Module, data: bytes, size: tuple[int, int], seed: i
     ir, vis = (torch.rand(1, 1, *size, generator=generator) for _ in range(2))
     with torch.no_grad():
         expected = model(ir, vis).numpy()
-    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.log_severity_level = 4  # failures are reported by the caller, not logged twice
+    session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     got = session.run([OUTPUT_NAME], {"ir": ir.numpy(), "vis": vis.numpy()})[0]
     if got.shape != expected.shape:
         return float("inf")
@@ -133,13 +135,13 @@ def _verify(name: str, model: nn.Module, data: bytes, tolerance: float) -> None:
             raise ExportError(
                 f"model {name!r} cannot be exported with dynamic height and width: the traced graph does not "
                 f"reproduce PyTorch at {size[0]}x{size[1]} (traced at {TRACE_SIZE[0]}x{TRACE_SIZE[1]}; {detail}). "
-                "Its computation depends on the image size in Python (e.g. the number of pyramid levels), "
-                "which tracing freezes."
+                "Its forward depends on the image size through Python values (e.g. the number of pyramid "
+                "levels, or padding to a multiple of a stride), which tracing freezes; run it with PyTorch."
             )
 
 
 def export_onnx(
-    model: str,
+    model: str | nn.Module,
     out: str | os.PathLike,
     weights: str | os.PathLike | None = "default",
     opset: int = ONNX_OPSET,
@@ -150,7 +152,7 @@ def export_onnx(
     """Export a registered model's ``forward(ir, vis)`` to an ONNX file.
 
     Args:
-        model: a registered model name.
+        model: a registered model name, or a module with ``forward(ir, vis)`` (``weights`` unused).
         out: the ``.onnx`` file to write (atomically; kept unless ``overwrite``).
         weights: as for :func:`contrafuse.create_model` (``"default"``, a path, or None).
         opset: ONNX opset version (default 17).
@@ -168,16 +170,20 @@ def export_onnx(
     out = Path(out)
     if out.exists() and not overwrite:
         raise ContrafuseError(f"{out}: already exists (pass --overwrite to replace it)")
-    network = create_model(model, weights=weights, device="cpu")
+    if isinstance(model, nn.Module):
+        name, network, weights_note = type(model).__name__, model.cpu().eval(), "given module"
+    else:
+        name, network = model, create_model(model, weights=weights, device="cpu")
+        weights_note = "shipped" if weights == "default" else (Path(weights).name if weights else "random")
     try:
         data = _trace_to_bytes(network, opset)
     except Exception as exc:  # the exporter raises many unrelated types
-        raise ExportError(f"model {model!r} cannot be exported to ONNX: {exc}") from None
+        raise ExportError(f"model {name!r} cannot be exported to ONNX: {exc}") from None
     if verify:
-        _verify(model, network, data, tolerance)
+        _verify(name, network, data, tolerance)
     data = _with_metadata(data, {
-        "contrafuse_model": model,
-        "contrafuse_weights": "shipped" if weights == "default" else (Path(weights).name if weights else "random"),
+        "contrafuse_model": name,
+        "contrafuse_weights": weights_note,
         "contrafuse_version": __version__,
         "input_convention": INPUT_CONVENTION,
         "opset": str(opset),
