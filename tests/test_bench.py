@@ -1,0 +1,294 @@
+"""``contrafuse bench``: files, tables that match metrics.csv, caching, errors, named datasets."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from contrafuse.bench import BenchError, parse_models, resolve_dataset
+from contrafuse.cli.main import main
+from contrafuse.metrics import metric_info
+
+MODELS = ("average", "laplacian")
+PAIRS = ("a01", "b02", "c03")
+
+
+def _write_pairs(root: Path, names=PAIRS, size=(64, 80)) -> tuple[Path, Path, Path]:
+    """IR (gray), VIS (colour) and a results folder (pixel max) of small synthetic scenes."""
+    rng = np.random.default_rng(7)
+    ir_dir, vis_dir, res_dir = root / "ir", root / "vis", root / "maxfuse"
+    for folder in (ir_dir, vis_dir, res_dir):
+        folder.mkdir(parents=True)
+    yy, xx = np.mgrid[: size[0], : size[1]]
+    for i, name in enumerate(names):
+        ir = np.clip(120 + 90 * np.sin(xx / (4 + i)) + rng.normal(0, 10, size), 0, 255)
+        texture = rng.random(size) * 255
+        vis = np.stack([texture, 0.8 * texture, 0.5 * texture + 40 * np.cos(yy / 6)], -1).clip(0, 255)
+        Image.fromarray(ir.astype(np.uint8)).save(ir_dir / f"{name}.png")
+        Image.fromarray(vis.astype(np.uint8)).save(vis_dir / f"{name}.png")
+        Image.fromarray(np.maximum(ir, vis.mean(-1)).astype(np.uint8)).save(res_dir / f"{name}.png")
+    return ir_dir, vis_dir, res_dir
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory) -> Path:
+    """One bench run: two models and one result folder on three 64x80 pairs."""
+    root = tmp_path_factory.mktemp("bench")
+    ir_dir, vis_dir, res_dir = _write_pairs(root / "data")
+    out = root / "out"
+    code = main(["bench", "--data", f"toy={ir_dir},{vis_dir}", "--models", ",".join(MODELS),
+                 "--results", f"maxfuse={res_dir}", "--out", str(out), "--grid", "2", "--quiet"])
+    assert code == 0
+    return out
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+def markdown_table(text: str, dataset: str) -> tuple[list[str], dict[str, list[str]]]:
+    """Header and rows (by method) of the metric table under ``## dataset``."""
+    section = text.split(f"## {dataset}\n", 1)[1]
+    lines = [line for line in section.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = {}
+    for line in lines[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[0] in ("Method",):
+            break
+        rows[cells[0]] = cells[1:]
+    return header, rows
+
+
+def test_bench_writes_every_file(bench_run: Path):
+    for name in ("metrics.csv", "metrics.json", "report.md", "report.html", "figures/toy_boxplots.png",
+                 "figures/toy_boxplots.pdf", "figures/toy_grid.png", "figures/toy_grid.pdf"):
+        assert (bench_run / name).is_file() and (bench_run / name).stat().st_size > 0, name
+    for model in MODELS:
+        assert sorted(p.stem for p in (bench_run / "fused" / "toy" / model).glob("*.png")) == list(PAIRS)
+    # two grid pairs x (IR, VIS, 3 methods)
+    assert len(list((bench_run / "assets" / "toy").rglob("*.png"))) == 2 * 5
+    assert not list(bench_run.rglob("*.tmp")), "temporary files left behind"
+
+
+def test_csv_has_images_mean_and_std_per_method(bench_run: Path):
+    rows = read_csv(bench_run / "metrics.csv")
+    methods = {r["method"] for r in rows}
+    assert methods == {*MODELS, "maxfuse"}
+    for method in methods:
+        mine = [r for r in rows if r["method"] == method]
+        assert sorted(r["image"] for r in mine if r["row"] == "image") == list(PAIRS)
+        assert [r["row"] for r in mine if r["row"] != "image"] == ["mean", "std"]
+        per_image = np.array([float(r["EN"]) for r in mine if r["row"] == "image"])
+        mean = next(float(r["EN"]) for r in mine if r["row"] == "mean")
+        assert mean == pytest.approx(per_image.mean())
+    assert {r["convention"] for r in rows} == {"cddfuse"}
+
+
+def test_report_table_matches_csv_and_marks_best(bench_run: Path):
+    rows = read_csv(bench_run / "metrics.csv")
+    means = {r["method"]: r for r in rows if r["row"] == "mean"}
+    text = (bench_run / "report.md").read_text()
+    header, table = markdown_table(text, "toy")
+    names = [h.split()[0] for h in header[1:-1]]
+    assert header[-1].startswith("Mean rank")
+    assert set(table) == set(means)
+    for i, name in enumerate(names):
+        column = {m: float(means[m][name]) for m in means}
+        best = max(column.values()) if metric_info(name).direction == "higher" else min(column.values())
+        for method, cells in table.items():
+            shown = cells[i].strip("*")
+            assert float(shown) == pytest.approx(column[method], rel=1e-3, abs=1e-4), (method, name)
+            assert cells[i].startswith("**") == (column[method] == best), (method, name)
+    ranks = {m: float(cells[-1].strip("*")) for m, cells in table.items()}
+    assert sum(ranks.values()) == pytest.approx(len(names) * (1 + 2 + 3) / len(names))  # ranks 1..3 per metric
+
+
+def test_report_states_convention_versions_and_timing(bench_run: Path):
+    text = (bench_run / "report.md").read_text()
+    assert "`cddfuse`" in text
+    assert re.search(r"torch \d", text) and "contrafuse 0.1" in text
+    timing = text.split("Fusion time", 1)[1]
+    for model in MODELS:
+        assert re.search(rf"\| {model} \| \d+\.\d+ \| cpu \| 3 \|", timing)
+    doc = json.loads((bench_run / "metrics.json").read_text())
+    assert doc["convention"] == "cddfuse" and doc["directions"]["MSE"] == "lower"
+    entry = doc["datasets"]["toy"]["methods"]["laplacian"]
+    assert entry["timing"]["device"] == "cpu" and entry["timing"]["seconds_per_pair"] > 0
+    assert doc["datasets"]["toy"]["methods"]["maxfuse"]["timing"] is None
+    assert set(entry["images"]) == set(PAIRS)
+
+
+def test_second_run_reuses_outputs_unless_refresh(bench_run: Path, tmp_path: Path):
+    data = bench_run.parent / "data"
+    fused = bench_run / "fused" / "toy" / "average" / "a01.png"
+    before = fused.stat().st_mtime_ns
+    args = ["bench", "--data", f"toy={data / 'ir'},{data / 'vis'}", "--models", "average", "--out", str(bench_run),
+            "--no-plots", "--quiet"]
+    assert main(args) == 0
+    assert fused.stat().st_mtime_ns == before
+    assert "from an earlier run" in (bench_run / "report.md").read_text()
+    assert main(args + ["--refresh"]) == 0
+    assert fused.stat().st_mtime_ns != before
+
+
+def test_missing_result_is_reported_and_exit_status_is_1(tmp_path: Path, capsys):
+    ir_dir, vis_dir, res_dir = _write_pairs(tmp_path / "data")
+    (res_dir / "b02.png").unlink()
+    out = tmp_path / "out"
+    code = main(["bench", "--data", f"{ir_dir},{vis_dir}", "--models", "average", "--results", f"partial={res_dir}",
+                 "--out", str(out), "--no-plots", "--quiet", "--metrics", "EN", "SSIM"])
+    assert code == 1
+    assert "b02" in capsys.readouterr().err
+    text = (out / "report.md").read_text()
+    assert "partial / b02" in text and "Pairs scored per method differ" in text
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--models", "nosuchmodel"], "unknown model 'nosuchmodel'"),
+        (["--models", "average", "--weights", "laplacian=x.safetensors"], "--weights given for laplacian"),
+        (["--models", "cs2fusion=missing.safetensors"], "missing.safetensors not found"),
+        (["--results", "average=.", "--models", "average"], "two methods are labelled 'average'"),
+        ([], "nothing to compare"),
+    ],
+)
+def test_argument_errors_name_the_problem(tmp_path: Path, capsys, args, message):
+    ir_dir, vis_dir, _ = _write_pairs(tmp_path / "data", names=("x1",))
+    code = main(["bench", "--data", f"{ir_dir},{vis_dir}", "--out", str(tmp_path / "out"), *args])
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_named_dataset_resolves_from_the_data_root(tmp_path: Path, monkeypatch):
+    _write_pairs(tmp_path / "root" / "tno42")
+    monkeypatch.setenv("CONTRAFUSE_DATA", str(tmp_path / "root"))
+    dataset = resolve_dataset("tno42")
+    assert dataset.label == "tno42" and [p.name for p in dataset.pairs] == list(PAIRS)
+    assert len(resolve_dataset("tno42", limit=2).pairs) == 2
+    with pytest.raises(BenchError, match="unknown dataset 'tno43'"):
+        resolve_dataset("tno43")
+
+
+def test_weights_option_and_inline_weights_agree(tmp_path: Path):
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"")
+    inline = parse_models([f"cs2fusion={weights},average"])
+    separate = parse_models(["cs2fusion,average"], {"cs2fusion": str(weights)})
+    assert inline == separate and inline[0].weights == str(weights) and inline[1].weights is None
+
+
+def test_plots_without_matplotlib_raise_a_clear_error(monkeypatch, tmp_path: Path):
+    from contrafuse.bench import plots
+    from contrafuse.errors import ContrafuseError
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(ContrafuseError, match=r"pip install 'contrafuse\[report\]'"):
+        plots.box_plots({"a": {"x": {"EN": 1.0}}}, ["EN"], tmp_path / "box")
+
+
+def test_box_plot_files_are_images(bench_run: Path):
+    with Image.open(bench_run / "figures" / "toy_boxplots.png") as image:
+        assert image.size[0] > 300 and image.size[1] > 200
+    assert (bench_run / "figures" / "toy_boxplots.pdf").read_bytes().startswith(b"%PDF")
+    assert not math.isnan(json.loads((bench_run / "metrics.json").read_text())["datasets"]["toy"]["methods"]["average"]["mean_rank"])
+
+
+# -- report.html in a real browser -------------------------------------------------------------
+
+CHROMIUM_INSTALL = "apt-get update && apt-get install -y chromium"
+
+
+def _chromium() -> str:
+    """Path of a headless-capable Chromium; FAIL under CI when missing, skip elsewhere."""
+    import os
+    import shutil
+
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    message = f"chromium not found; install it with: {CHROMIUM_INSTALL}"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def _run_chromium(profile: Path, *args: str) -> str:
+    import subprocess
+
+    command = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               "--hide-scrollbars", f"--user-data-dir={profile}", *args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+class _DomDigest:
+    """The parts of a dumped DOM the test checks: table cells, images and body attributes."""
+
+    def __init__(self, markup: str) -> None:
+        from html.parser import HTMLParser
+
+        self.cells: dict[tuple[str, str, str], float] = {}  # (dataset, method, metric) -> value
+        self.images: list[dict[str, str]] = []
+        self.body: dict[str, str] = {}
+        digest = self
+
+        class Parser(HTMLParser):
+            dataset = method = ""
+
+            def handle_starttag(self, tag, attrs):
+                attrs = {k: v or "" for k, v in attrs}
+                if tag == "body":
+                    digest.body = attrs
+                elif tag == "table" and "metrics" in attrs.get("class", ""):
+                    Parser.dataset = attrs["data-dataset"]
+                elif tag == "tr" and "data-method" in attrs:
+                    Parser.method = attrs["data-method"]
+                elif tag == "td" and "data-metric" in attrs:
+                    key = (Parser.dataset, Parser.method, attrs["data-metric"])
+                    digest.cells[key] = float(attrs["data-value"])
+                    if "best" in attrs.get("class", ""):
+                        digest.best.add(key)
+                elif tag == "img":
+                    digest.images.append(attrs)
+
+        self.best: set[tuple[str, str, str]] = set()
+        Parser().feed(markup)
+
+
+def test_html_report_renders_tables_and_images_in_chromium(bench_run: Path, tmp_path: Path):
+    url = (bench_run / "report.html").resolve().as_uri()
+    dom = _DomDigest(_run_chromium(tmp_path / "profile", "--virtual-time-budget=5000", "--dump-dom", url))
+    means = {r["method"]: r for r in read_csv(bench_run / "metrics.csv") if r["row"] == "mean"}
+    metric_names = [n for n in read_csv(bench_run / "metrics.csv")[0] if n not in ("dataset", "method", "row", "image", "convention")]
+    for method, row in means.items():
+        for name in metric_names:
+            assert dom.cells[("toy", method, name)] == pytest.approx(float(row[name]), rel=1e-12)
+        assert ("toy", method, "mean_rank") in dom.cells
+    assert ("toy", "average", "MSE") in dom.best  # MSE is lower-is-better: the average has the smallest
+    grid = [i for i in dom.images if "data-column" in i]
+    assert len(grid) == 2 * 5 and {i["data-column"] for i in grid} == {"IR", "VIS", *MODELS, "maxfuse"}
+    assert any(i["src"].endswith("toy_boxplots.png") for i in dom.images)
+    assert dom.body.get("data-images-broken") == "0"
+    assert dom.body.get("data-images-loaded") == str(len(dom.images))
+
+    shot = tmp_path / "shot.png"
+    _run_chromium(tmp_path / "profile", "--virtual-time-budget=5000", f"--screenshot={shot}", "--window-size=1280,3600", url)
+    pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    assert pixels.shape[:2] == (3600, 1280)
+    best_fill = np.all(np.abs(pixels - [230, 244, 230]) <= 2, axis=-1)  # td.best background
+    inset_red = np.all(np.abs(pixels - [255, 48, 48]) <= 8, axis=-1)  # zoom box outlines in the grid
+    assert best_fill.sum() > 500 and inset_red.sum() > 200
+    assert (pixels.std(axis=-1) + pixels.mean(axis=-1) < 250).mean() > 0.05, "page looks blank"

@@ -1,0 +1,114 @@
+"""Video fusion: frame-by-frame round trip, matching checks, atomic no-overwrite output, the CLI branch."""
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from torch import nn
+
+pytest.importorskip("av")
+
+from contrafuse.cli.main import main  # noqa: E402
+from contrafuse.fusion import fuse_arrays  # noqa: E402
+from contrafuse.models import create_model  # noqa: E402
+from contrafuse.video import VideoError, VideoWriter, fuse_video, probe, read_frames  # noqa: E402
+
+FRAMES, WIDTH, HEIGHT = 5, 64, 48
+
+
+def make_clip(path: Path, frames: int = FRAMES, rate: int = 10, gray: bool = False, codec: str | None = "ffv1", seed: int = 0) -> Path:
+    """A short clip of moving gradients plus noise (lossless ffv1 by default, so frames decode exactly)."""
+    rng = np.random.default_rng(seed)
+    writer = VideoWriter(path, Fraction(rate), WIDTH, HEIGHT, codec)
+    yy, xx = np.mgrid[:HEIGHT, :WIDTH]
+    for t in range(frames):
+        base = (128 + 100 * np.sin((xx + 3 * t) / 6.0) * np.cos(yy / 9.0) + rng.normal(0, 8, (HEIGHT, WIDTH))).clip(0, 255)
+        rgb = np.stack([base, base, base] if gray else [base, base[::-1], 255 - base], -1).astype(np.uint8)
+        writer.write(rgb)
+    return writer.close()
+
+
+@pytest.fixture()
+def clips(tmp_path: Path) -> tuple[Path, Path]:
+    return make_clip(tmp_path / "ir.mkv", gray=True), make_clip(tmp_path / "vis.mkv", seed=1)
+
+
+def test_lossless_round_trip_equals_fusing_each_frame(clips, tmp_path: Path):
+    ir, vis = clips
+    out = fuse_video(ir, vis, tmp_path / "out.mkv", model="average", device="cpu", codec="ffv1", progress=False)
+    info = probe(out)
+    assert (info.frames, info.rate, info.width, info.height) == (FRAMES, Fraction(10), WIDTH, HEIGHT)
+    model = create_model("average")
+    outputs = list(read_frames(out))
+    assert len(outputs) == FRAMES
+    for ir_frame, vis_frame, fused in zip(read_frames(ir), read_frames(vis), outputs):
+        np.testing.assert_array_equal(fused, fuse_arrays(model, ir_frame, vis_frame))
+
+
+def test_cli_fuses_mp4_with_progress_bar(tmp_path: Path, capsys):
+    ir = make_clip(tmp_path / "ir.mp4", gray=True, codec=None)
+    vis = make_clip(tmp_path / "vis.mp4", seed=1, codec=None)
+    out = tmp_path / "fused.mp4"
+    assert main(["fuse", "--ir", str(ir), "--vis", str(vis), "--out", str(out), "--model", "laplacian"]) == 0
+    captured = capsys.readouterr()
+    assert f"{FRAMES}/{FRAMES}" in captured.err  # tqdm's bar
+    info = probe(out)
+    assert (info.frames, info.rate, info.width, info.height) == (FRAMES, Fraction(10), WIDTH, HEIGHT)
+    # H.264 is lossy: compare loosely with fusing the decoded frames
+    model = create_model("laplacian")
+    for ir_frame, vis_frame, fused in zip(read_frames(ir), read_frames(vis), read_frames(out)):
+        expected = fuse_arrays(model, ir_frame, vis_frame).astype(float)
+        assert np.abs(fused.astype(float) - expected).mean() < 6
+
+
+def test_frame_count_mismatch_names_both_files(tmp_path: Path):
+    ir = make_clip(tmp_path / "ir.mkv", frames=4)
+    vis = make_clip(tmp_path / "vis.mkv", frames=5)
+    with pytest.raises(VideoError, match=rf"frame counts differ: {ir} has 4 frames, {vis} has 5"):
+        fuse_video(ir, vis, tmp_path / "out.mkv", model="average", progress=False)
+    assert not (tmp_path / "out.mkv").exists()
+
+
+def test_frame_rate_mismatch_names_both_files(tmp_path: Path):
+    ir = make_clip(tmp_path / "ir.mkv", rate=10)
+    vis = make_clip(tmp_path / "vis.mkv", rate=25)
+    with pytest.raises(VideoError, match=rf"frame rates differ: {ir} runs at 10 fps, {vis} at 25 fps"):
+        fuse_video(ir, vis, tmp_path / "out.mkv", model="average", progress=False)
+
+
+def test_existing_output_is_kept_without_overwrite(clips, tmp_path: Path, capsys):
+    ir, vis = clips
+    out = tmp_path / "out.mkv"
+    out.write_bytes(b"keep me")
+    args = ["fuse", "--ir", str(ir), "--vis", str(vis), "--out", str(out), "--model", "average"]
+    assert main(args) == 2
+    assert "already exists" in capsys.readouterr().err and out.read_bytes() == b"keep me"
+    assert main(args + ["--overwrite"]) == 0
+    assert probe(out).frames == FRAMES
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ir.mkv", "out.mkv", "vis.mkv"]  # no temporary left
+
+
+def test_failure_midway_leaves_no_partial_output(tmp_path: Path):
+    ir = make_clip(tmp_path / "ir.mkv")
+
+    class Broken(nn.Module):
+        calls = 0
+
+        def forward(self, ir, vis):
+            Broken.calls += 1
+            if Broken.calls == 3:
+                raise RuntimeError("boom")
+            return ir
+
+    with pytest.raises(RuntimeError, match="boom"):
+        fuse_video(ir, ir, tmp_path / "out.mkv", model=Broken(), progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ir.mkv"]
+
+
+def test_unreadable_video_names_the_file(tmp_path: Path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video")
+    with pytest.raises(VideoError, match=str(bad)):
+        probe(bad)
