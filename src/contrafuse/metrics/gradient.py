@@ -1,7 +1,8 @@
 """Edge-preservation metrics of Xydeas and Petrovic: Qabf and the Nabf artifact measure.
 
-Sobel responses are computed once per image and convention and cached on
-:class:`FusionImages`, so Qabf and Nabf in one suite filter each image once.
+Both read 3x3 Sobel responses of A, B and F. They are computed once per image and border
+with array slicing (exact for the integer-valued images every metric sees) and cached on
+:class:`FusionImages`, so Qabf and Nabf in one suite share them.
 """
 from __future__ import annotations
 
@@ -11,8 +12,6 @@ from scipy import ndimage
 from ._common import FusionImages, warn_fallback
 
 # Qabf (Xydeas-Petrovic, as in the CDDFuse evaluator and Tang's analysis_Qabf.m)
-_SOBEL_Y = np.array([[1, 2, 1], [0, 0, 0], [-1, -2, -1]], dtype=np.float64)  # h1
-_SOBEL_X = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=np.float64)  # h3
 QABF_TG, QABF_KG, QABF_DG = 0.9994, -15.0, 0.5
 QABF_TA, QABF_KA, QABF_DA = 0.9879, -22.0, 0.8
 
@@ -21,42 +20,89 @@ NABF_TD, NABF_WT_MIN, NABF_LG = 2.0, 0.001, 1.5
 NABF_NRG, NABF_KG, NABF_SIGMAG = 0.9999, 19.0, 0.5
 NABF_NRA, NABF_KA, NABF_SIGMAA = 0.9995, 22.0, 0.5
 
+_SOBEL_Y = np.array([[1, 2, 1], [0, 0, 0], [-1, -2, -1]], dtype=np.float64)  # h1
+_SOBEL_X = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=np.float64)  # h3
 
-def qabf_edges(image: np.ndarray, dtype: type) -> tuple[np.ndarray, np.ndarray]:
-    """(strength, angle) of ``conv2(image, sobel, 'same')`` with zero padding, in ``dtype``.
+# scipy.ndimage border names -> np.pad modes
+_PAD_MODES = {"constant": "constant", "wrap": "wrap", "mirror": "reflect", "reflect": "symmetric", "nearest": "edge"}
 
-    The angle is atan(Sy / Sx), pi/2 where Sx = 0, as in the reference code.
+
+def sobel_responses(image: np.ndarray, border: str = "constant") -> tuple[np.ndarray, np.ndarray]:
+    """(Sx, Sy) = MATLAB ``conv2(image, h3, 'same')`` and ``conv2(image, h1, 'same')``.
+
+    h3 = [-1 0 1; -2 0 2; -1 0 1], h1 = [1 2 1; 0 0 0; -1 -2 -1]; so Sx = left - right and
+    Sy = below - above of the [1 2 1]-smoothed image. ``border`` names how the image is
+    extended (scipy.ndimage names: "constant" = zero padding as conv2, "wrap", "mirror", ...).
+    Computed in the image's dtype; exact for integer-valued float32/float64 images.
     """
-    img = image.astype(dtype)
-    sx = ndimage.convolve(img, _SOBEL_X.astype(dtype), mode="constant")
-    sy = ndimage.convolve(img, _SOBEL_Y.astype(dtype), mode="constant")
+    padded = np.pad(image, 1, mode=_PAD_MODES[border])
+    smooth_rows = padded[:-2] + 2 * padded[1:-1] + padded[2:]  # (H, W + 2)
+    smooth_cols = padded[:, :-2] + 2 * padded[:, 1:-1] + padded[:, 2:]  # (H + 2, W)
+    return smooth_rows[:, :-2] - smooth_rows[:, 2:], smooth_cols[2:] - smooth_cols[:-2]
+
+
+def _sobel_cached(images: FusionImages, which: str, border: str) -> tuple[np.ndarray, np.ndarray]:
+    """Sobel responses of ``f``, ``a`` or ``b`` in float32 (exact: |S| <= 4 * 255)."""
+    return images.cached(f"sobel_{border}_{which}", lambda: sobel_responses(images.as_float32(which), border))
+
+
+# --- Qabf --------------------------------------------------------------------------------
+
+def edge_strength_and_angle(sx: np.ndarray, sy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """sqrt(Sx^2 + Sy^2) and atan(Sy / Sx), pi/2 where Sx = 0 (the reference's quirk), in Sx's dtype."""
     strength = np.sqrt(sx * sx + sy * sy)
     with np.errstate(divide="ignore", invalid="ignore"):
-        angle = np.where(sx == 0, dtype(np.pi / 2), np.arctan(sy / sx)).astype(dtype)
+        angle = np.arctan(sy / sx)
+    np.copyto(angle, sx.dtype.type(np.pi / 2), where=sx == 0)
     return strength, angle
+
+
+def qabf_edges(image: np.ndarray, dtype: type) -> tuple[np.ndarray, np.ndarray]:
+    """(strength, angle) of ``conv2(image, sobel, 'same')`` with zero padding, in ``dtype``."""
+    return edge_strength_and_angle(*sobel_responses(np.asarray(image, dtype=dtype), "constant"))
 
 
 def _qabf_edges_cached(images: FusionImages, which: str, convention: str):
     def compute():
+        sx, sy = _sobel_cached(images, which, "constant")
         if convention == "matlab":
             # MATLAB runs on im2double images; scaling only matters for the GAF quirk below
-            strength, angle = qabf_edges(getattr(images, which), np.float64)
+            strength, angle = edge_strength_and_angle(sx.astype(np.float64), sy.astype(np.float64))
             return strength / 255.0, angle
-        return qabf_edges(getattr(images, which), np.float32)
+        return edge_strength_and_angle(sx, sy)
 
     return images.cached(f"qabf_edges_{convention}_{which}", compute)
 
 
 def _edge_preservation(g_src, a_src, g_f, a_f) -> np.ndarray:
-    """Q^{XF} map: product of the strength and orientation sigmoids."""
-    small, large = np.minimum(g_src, g_f), np.maximum(g_src, g_f)
-    ratio = np.divide(small, large, out=np.zeros_like(small), where=g_src != g_f)
+    """Q^{XF} map: product of the strength and orientation sigmoids.
+
+    The reference's operations in its order (so float32 results match it bit for bit),
+    evaluated in place to spare temporaries.
+    """
+    equal = g_src == g_f
+    large = np.maximum(g_src, g_f)
+    ratio = np.minimum(g_src, g_f)
+    np.divide(ratio, large, out=ratio, where=~equal)
     # quirk kept from the reference: where the strengths are equal, the strength itself, not 1
-    ratio = np.where(g_src == g_f, g_f, ratio)
-    orientation = 1 - np.abs(a_src - a_f) / (np.pi / 2)
-    q_strength = QABF_TG / (1 + np.exp(QABF_KG * (ratio - QABF_DG)))
-    q_angle = QABF_TA / (1 + np.exp(QABF_KA * (orientation - QABF_DA)))
-    return q_strength * q_angle
+    np.copyto(ratio, g_f, where=equal)
+    q_strength = _sigmoid(ratio, QABF_TG, QABF_KG, QABF_DG)
+    orientation = np.subtract(a_src, a_f)
+    np.abs(orientation, out=orientation)
+    orientation /= np.pi / 2
+    np.subtract(1, orientation, out=orientation)
+    q_angle = _sigmoid(orientation, QABF_TA, QABF_KA, QABF_DA)
+    q_strength *= q_angle
+    return q_strength
+
+
+def _sigmoid(x: np.ndarray, top: float, slope: float, centre: float) -> np.ndarray:
+    """top / (1 + exp(slope * (x - centre))), overwriting ``x``."""
+    x -= centre
+    x *= slope
+    np.exp(x, out=x)
+    x += 1
+    return np.divide(top, x, out=x)
 
 
 def qabf(images: FusionImages, convention: str) -> float:
@@ -68,13 +114,37 @@ def qabf(images: FusionImages, convention: str) -> float:
     g_a, a_a = _qabf_edges_cached(images, "a", convention)
     g_b, a_b = _qabf_edges_cached(images, "b", convention)
     g_f, a_f = _qabf_edges_cached(images, "f", convention)
-    q_af = _edge_preservation(g_a, a_a, g_f, a_f)
-    q_bf = _edge_preservation(g_b, a_b, g_f, a_f)
     denominator = np.sum(g_a + g_b)
     if denominator == 0:
         warn_fallback("Qabf", "both sources are constant (no edges)", 0.0)
         return 0.0
-    return float(np.sum(q_af * g_a + q_bf * g_b) / denominator)
+    weighted = _edge_preservation(g_a, a_a, g_f, a_f)
+    weighted *= g_a
+    q_bf = _edge_preservation(g_b, a_b, g_f, a_f)
+    q_bf *= g_b
+    weighted += q_bf
+    return float(np.sum(weighted) / denominator)
+
+
+# --- Nabf --------------------------------------------------------------------------------
+
+class NabfEdges:
+    """Sobel/8 correlation responses of ``sobel_fn.m``, gv = correlate(image, h3 / 8) and
+    gh = correlate(image, -h1 / 8), and their strength. The angle atan(gv / gh) is only
+    evaluated where Nabf needs it (see :meth:`angle_at`).
+    """
+
+    def __init__(self, gv: np.ndarray, gh: np.ndarray):
+        self.gv, self.gh = gv, gh
+        self.strength = np.sqrt(self.gh * self.gh + self.gv * self.gv)
+
+    def angle_at(self, index: np.ndarray) -> np.ndarray:
+        """atan(gv / gh) at the flat ``index`` positions; 0 where gv = gh = 0."""
+        gv, gh = self.gv.ravel()[index], self.gh.ravel()[index]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            angle = np.arctan(gv / gh)
+        np.copyto(angle, 0.0, where=(gv == 0) & (gh == 0))
+        return angle
 
 
 def nabf_edges(image: np.ndarray, border: str = "wrap") -> tuple[np.ndarray, np.ndarray]:
@@ -83,12 +153,25 @@ def nabf_edges(image: np.ndarray, border: str = "wrap") -> tuple[np.ndarray, np.
     The angle is atan(gv / gh), 0 where both are 0. ``border="mirror"`` is what
     ``per_extn_im_fn.m`` really does despite its name; the golden values use "wrap".
     """
-    gv = ndimage.correlate(image, _SOBEL_X / 8.0, mode=border)
-    gh = ndimage.correlate(image, -_SOBEL_Y / 8.0, mode=border)
-    strength = np.sqrt(gh * gh + gv * gv)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        angle = np.where((gv == 0) & (gh == 0), 0.0, np.arctan(gv / gh))
-    return strength, angle
+    edges = _nabf_edges_of(image, border)
+    return edges.strength, edges.angle_at(np.arange(image.size)).reshape(image.shape)
+
+
+def _nabf_edges_of(image: np.ndarray, border: str) -> NabfEdges:
+    """Edges of any float image (e.g. the literal [0, 1] reading), by 2-D correlation."""
+    image = np.asarray(image, dtype=np.float64)
+    return NabfEdges(ndimage.correlate(image, _SOBEL_X / 8.0, mode=border),
+                     ndimage.correlate(image, -_SOBEL_Y / 8.0, mode=border))
+
+
+def _nabf_edges_cached(images: FusionImages, which: str) -> NabfEdges:
+    """Edges of an integer-valued image from the shared Sobel responses: gv = -Sx/8, gh = Sy/8
+    (exact; the same numbers as :func:`_nabf_edges_of`)."""
+    def compute():
+        sx, sy = _sobel_cached(images, which, "wrap")
+        return NabfEdges(sx.astype(np.float64) * -0.125, sy.astype(np.float64) * 0.125)
+
+    return images.cached(f"nabf_edges_{which}", compute)
 
 
 def _nabf_preservation(g_src, a_src, g_f, a_f) -> np.ndarray:
@@ -105,19 +188,27 @@ def _nabf_weights(strength: np.ndarray) -> np.ndarray:
     return np.where(strength >= NABF_TD, strength * np.sqrt(strength), NABF_WT_MIN)  # g^1.5
 
 
+def _nabf_from_edges(a: NabfEdges, b: NabfEdges, f: NabfEdges) -> float:
+    """Weighted loss at artifact pixels (F's edge stronger than both sources') over all weights.
+
+    Only artifact pixels enter the numerator, so the angles and the preservation sigmoids
+    are evaluated there alone.
+    """
+    w_a, w_b = _nabf_weights(a.strength), _nabf_weights(b.strength)
+    denominator = np.sum(w_a + w_b)
+    artifacts = np.flatnonzero((f.strength > a.strength) & (f.strength > b.strength))
+    g_f, a_f = f.strength.ravel()[artifacts], f.angle_at(artifacts)
+    loss = 0.0
+    for src, weights in ((a, w_a), (b, w_b)):
+        q = _nabf_preservation(src.strength.ravel()[artifacts], src.angle_at(artifacts), g_f, a_f)
+        loss += np.sum((1 - q) * weights.ravel()[artifacts])
+    return float(loss / denominator)
+
+
 def nabf_value(f: np.ndarray, a: np.ndarray, b: np.ndarray, border: str = "wrap") -> float:
     """Nabf of float ``(H, W)`` images in the scale given (0..255 for the golden values)."""
-    (g_a, a_a), (g_b, a_b), (g_f, a_f) = (nabf_edges(x, border) for x in (a, b, f))
-    return _nabf_from_edges(g_a, a_a, g_b, a_b, g_f, a_f)
-
-
-def _nabf_from_edges(g_a, a_a, g_b, a_b, g_f, a_f) -> float:
-    q_af = _nabf_preservation(g_a, a_a, g_f, a_f)
-    q_bf = _nabf_preservation(g_b, a_b, g_f, a_f)
-    w_a, w_b = _nabf_weights(g_a), _nabf_weights(g_b)
-    artifacts = (g_f > g_a) & (g_f > g_b)
-    loss = np.where(artifacts, (1 - q_af) * w_a + (1 - q_bf) * w_b, 0.0)
-    return float(np.sum(loss) / np.sum(w_a + w_b))
+    a_edges, b_edges, f_edges = (_nabf_edges_of(x, border) for x in (a, b, f))
+    return _nabf_from_edges(a_edges, b_edges, f_edges)
 
 
 def nabf(images: FusionImages, convention: str) -> float:
@@ -128,4 +219,5 @@ def nabf(images: FusionImages, convention: str) -> float:
     the golden values use. Tang's analysis_Reference.m passes im2double images (so the Td = 2
     edge threshold never fires) and mirrors the borders; see docs/metrics.md.
     """
-    return nabf_value(images.f, images.a, images.b, border="wrap")
+    a, b, f = (_nabf_edges_cached(images, which) for which in "abf")
+    return _nabf_from_edges(a, b, f)
