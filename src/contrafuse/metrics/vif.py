@@ -2,13 +2,19 @@
 
 This is ``vifp_mscale`` as used by the CDDFuse evaluator ("VIFF") and by Tang's MATLAB code
 (both conventions agree): 4 scales, Gaussian window N = 2^(5-s)+1 with sigma N/5, sigma_n^2 = 2,
-'valid' filtering and decimation by 2 between scales. The Gaussian window is separable, so it
-is applied as two 1-D passes (about 20x faster than the 2-D ``convolve2d`` of the reference).
+'valid' filtering and decimation by 2 between scales.
+
+What makes it fast (about 40-60x the reference's 2-D ``convolve2d``): the Gaussian window is
+separable and symmetric, so it is applied as two 1-D 'valid' passes written as sums of shifted
+slices in float32; decimation keeps only every other output instead of filtering then
+slicing; F's local statistics are shared by both sources; and the reference's chain of masked
+assignments folds into one mask of the pixels that carry information.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
-from scipy import ndimage
 
 from ._common import FusionImages, warn_fallback
 
@@ -25,37 +31,70 @@ def gaussian_taps(size: int) -> np.ndarray:
     return (taps / taps.sum()).astype(np.float32)
 
 
-def filter_valid(image: np.ndarray, taps: np.ndarray) -> np.ndarray:
-    """Separable 'valid' correlation of ``image`` with ``outer(taps, taps)``; shrinks by len-1."""
-    radius = (len(taps) - 1) // 2
-    rows = ndimage.correlate1d(image, taps, axis=0, mode="constant")[radius : image.shape[0] - radius]
-    return ndimage.correlate1d(rows, taps, axis=1, mode="constant")[:, radius : image.shape[1] - radius]
+def correlate_valid_1d(image: np.ndarray, taps: np.ndarray, axis: int, step: int = 1) -> np.ndarray:
+    """'valid' correlation with symmetric ``taps`` along ``axis``, keeping every ``step``-th output.
+
+    Written as sums of shifted slices, taps paired by symmetry: in float32 this is several
+    times faster than ``scipy.ndimage.correlate1d`` for these short windows.
+    """
+    size = len(taps)
+    count = image.shape[axis] - size + 1
+
+    def shifted(offset: int) -> np.ndarray:
+        index = [slice(None)] * image.ndim
+        index[axis] = slice(offset, offset + count, step)
+        return image[tuple(index)]
+
+    centre = size // 2
+    out = shifted(centre) * taps[centre]
+    pair = np.empty_like(out)
+    for k in range(centre):
+        np.add(shifted(k), shifted(size - 1 - k), out=pair)
+        pair *= taps[k]
+        out += pair
+    return out
 
 
-def _information_terms(
-    mu_r: np.ndarray, ref_sq: np.ndarray, mu_d: np.ndarray, sigma_d_sq: np.ndarray, cross: np.ndarray
-) -> tuple[float, float]:
+def filter_valid(image: np.ndarray, taps: np.ndarray, step: int = 1) -> np.ndarray:
+    """Separable 'valid' correlation of ``image`` with ``outer(taps, taps)``; shrinks by len-1.
+
+    ``step=2`` returns ``filter_valid(image, taps)[::2, ::2]`` without computing the rest.
+    """
+    return correlate_valid_1d(correlate_valid_1d(image, taps, 0, step), taps, 1, step)
+
+
+def local_variance(image: np.ndarray, mean: np.ndarray, taps: np.ndarray) -> np.ndarray:
+    """max(E[x^2] - E[x]^2, 0) over the window, given the window mean E[x]."""
+    variance = filter_valid(image * image, taps)
+    variance -= mean * mean
+    return np.maximum(variance, 0.0, out=variance)
+
+
+def _information_terms(var_r: np.ndarray, var_d: np.ndarray, cov: np.ndarray) -> tuple[float, float]:
     """(numerator, denominator) sums of one scale for one reference, as in ``vifp_mscale``.
 
-    The reference's sequence of masked assignments, folded into ``np.where`` in the same order.
+    The reference sets the gain g to 0 where the reference is flat (var_r < eps), where the
+    distorted image is flat (var_d < eps) and where g < 0; those pixels add log(1 + 0) = 0
+    to the numerator whatever their noise variance, and flat reference pixels (var_r set to
+    0) add 0 to the denominator. So one mask replaces its chain of masked assignments.
+    Logs are taken in float32 and summed in float64.
     """
-    sigma_r_sq = np.maximum(ref_sq - mu_r * mu_r, 0.0)
-    sigma_rd = cross - mu_r * mu_d
-    g = sigma_rd / (sigma_r_sq + EPS)
-    sv_sq = sigma_d_sq - g * sigma_rd
-    flat_ref = sigma_r_sq < EPS
-    flat_dist = sigma_d_sq < EPS
-    sv_sq = np.where(flat_ref, sigma_d_sq, sv_sq)
-    sigma_r_sq = np.where(flat_ref, 0.0, sigma_r_sq)
-    g = np.where(flat_ref | flat_dist, 0.0, g)
-    sv_sq = np.where(flat_dist, 0.0, sv_sq)
-    negative = g < 0
-    sv_sq = np.where(negative, sigma_d_sq, sv_sq)
-    g = np.maximum(g, 0.0)
-    np.maximum(sv_sq, EPS, out=sv_sq)
-    num = np.sum(np.log1p(g * g * sigma_r_sq / (sv_sq + SIGMA_NSQ))) / np.log(10.0)
-    den = np.sum(np.log1p(sigma_r_sq / SIGMA_NSQ)) / np.log(10.0)
-    return float(num), float(den)
+    flat_ref = var_r < EPS
+    gain = cov / (var_r + EPS)
+    noise = var_d - gain * cov
+    np.maximum(noise, EPS, out=noise)
+    np.copyto(var_r, 0.0, where=flat_ref)
+    np.copyto(gain, 0.0, where=flat_ref | (var_d < EPS) | (gain < 0))
+    noise += SIGMA_NSQ
+    gain *= gain
+    gain *= var_r
+    gain /= noise
+    gain += 1
+    num = np.sum(np.log(gain, out=gain), dtype=np.float64)
+    ratio = np.multiply(var_r, 1.0 / SIGMA_NSQ)
+    ratio += 1
+    den = np.sum(np.log(ratio, out=ratio), dtype=np.float64)
+    return float(num) / math.log(10.0), float(den) / math.log(10.0)
 
 
 def vif_per_source(refs: list[np.ndarray], dist: np.ndarray) -> list[float]:
@@ -73,16 +112,17 @@ def vif_per_source(refs: list[np.ndarray], dist: np.ndarray) -> list[float]:
     for scale in range(1, SCALES + 1):
         taps = gaussian_taps(2 ** (SCALES - scale + 1) + 1)
         if scale > 1:
-            refs = [filter_valid(r, taps)[::2, ::2] for r in refs]
-            dist = filter_valid(dist, taps)[::2, ::2]
+            refs = [filter_valid(r, taps, step=2) for r in refs]
+            dist = filter_valid(dist, taps, step=2)
         if min(dist.shape) < len(taps):
             raise ValueError(f"VIF: image too small for scale {scale} (needs at least about 41x41 pixels)")
         mu_d = filter_valid(dist, taps)
-        sigma_d_sq = np.maximum(filter_valid(dist * dist, taps) - mu_d * mu_d, np.float32(0.0))
+        var_d = local_variance(dist, mu_d, taps)
         for i, ref in enumerate(refs):
-            terms = _information_terms(
-                filter_valid(ref, taps), filter_valid(ref * ref, taps), mu_d, sigma_d_sq, filter_valid(ref * dist, taps)
-            )
+            mu_r = filter_valid(ref, taps)
+            cov = filter_valid(ref * dist, taps)
+            cov -= mu_r * mu_d
+            terms = _information_terms(local_variance(ref, mu_r, taps), var_d, cov)
             num[i] += terms[0]
             den[i] += terms[1]
     return [_ratio_or_one(n, d) for n, d in zip(num, den)]
