@@ -1,0 +1,220 @@
+"""CoCoNet losses (docs/coconet.md section 2): data-sensitive base loss and the coupled
+contrastive constraint.
+
+All images are ``(B, 1, H, W)`` on the [-1, 1] scale the network is trained on; "visible"
+is the detail source (MRI for medical pairs) and "infrared" the intensity source
+(CT/PET/SPECT). Masks are ``(B, 1, H, W)`` in [0, 1], 1 on the salient (infrared) foreground.
+
+Differences from the official code, on purpose:
+
+* The entropy measure is per sample (the official counter accumulates the histogram over the
+  batch, so sample k gets the entropy of samples 0..k), and +1e-4 is added once.
+* SSIM is averaged per sample before the per-sample weights apply (the official code weights
+  one batch-averaged SSIM).
+* The contrastive in-batch negatives come from rolling the batch instead of slicing a batch
+  of exactly 30 into three groups of 10: every sample is an anchor, and anchor i takes its
+  easy negatives from samples i - s1 and i - s2 (mod B) (``torch.roll``), s1 = max(1, B // 3),
+  s2 = max(1, 2B // 3). For B = 30 anchor i < 10 gets the same negatives as in the official
+  grouping (samples i + 20 and i + 10), and the other 20 samples are anchors too. Any B
+  works; with B < 3 some easy negatives repeat the coupled one.
+* Samples whose (fore- or background) mask is empty are left out of that term instead of
+  skipping the batch; a term with no sample left is 0 (never 0/0).
+"""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+GRADIENT_TEMPERATURE = 0.5  # c1, the released setting
+ENTROPY_TEMPERATURE = 0.75  # c2, the released setting
+SSIM_WEIGHT = 20.0
+SSIM_WINDOW = 11
+SSIM_SIGMA = 1.5
+RATIO_EPS = 1e-12
+
+FeatureExtractor = Callable[[Tensor], Sequence[Tensor]]
+
+_SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+
+
+def gradient_measure(x: Tensor) -> Tensor:
+    """Per-sample gradient richness g(x) = mean(|S_x * x| + |S_y * x|) + 1e-5.
+
+    ``x`` ``(B, 1, H, W)`` on [-1, 1]; 3x3 Sobel kernels, zero padding 1 -> ``(B,)``.
+    """
+    kernels = torch.stack([_SOBEL_X, _SOBEL_X.t()]).unsqueeze(1).to(x)
+    edges = F.conv2d(x, kernels, padding=1)
+    return edges.abs().sum(1).flatten(1).mean(1) + 1e-5
+
+
+def entropy_measure(x: Tensor) -> Tensor:
+    """Per-sample Shannon entropy (bits) of the 256-bin histogram of uint8(127.5 x + 127.5), + 1e-4.
+
+    ``x`` ``(B, 1, H, W)`` on [-1, 1] -> ``(B,)``. The uint8 cast truncates, as numpy's does.
+    """
+    b = x.shape[0]
+    levels = (x.detach().flatten(1) * 127.5 + 127.5).clamp(0, 255).to(torch.int64)
+    offsets = torch.arange(b, device=x.device).unsqueeze(1) * 256
+    counts = torch.bincount((levels + offsets).flatten(), minlength=256 * b).view(b, 256).to(x.dtype)
+    p = counts / counts.sum(1, keepdim=True)
+    return -(p * torch.log2(p.clamp_min(1e-30))).sum(1) + 1e-4
+
+
+def data_sensitive_weights(s1: Tensor, s2: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
+    """(w1, w2) = softmax(s1 / (c (s1 + s2)), s2 / (c (s1 + s2))) per sample.
+
+    Equal to w1 = sigmoid((2a - 1) / c), a = s1 / (s1 + s2); w2 = 1 - w1. ``s1``, ``s2`` ``(B,)``
+    non-negative; a pair with s1 + s2 = 0 gets 0.5 / 0.5.
+    """
+    total = s1 + s2
+    share = torch.where(total > 0, s1 / total.clamp_min(1e-30), torch.full_like(s1, 0.5))
+    w1 = torch.sigmoid((2.0 * share - 1.0) / temperature)
+    return w1, 1.0 - w1
+
+
+def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> Tensor:
+    coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :]).float()
+
+
+def ssim_per_sample(x: Tensor, y: Tensor, window_size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> Tensor:
+    """Mean SSIM of each sample, ``(B, 1, H, W)`` in [0, 1] twice -> ``(B,)``.
+
+    11x11 Gaussian window (sigma 1.5) with zero padding (the statistics near the border see
+    zeros, as in ``pytorch_ssim``, which the official code uses), C1 = 0.01^2, C2 = 0.03^2.
+    """
+    window = gaussian_window(window_size, sigma).to(x)[None, None]
+    pad = window_size // 2
+    stats = F.conv2d(torch.cat([x, y, x * x, y * y, x * y], 0), window, padding=pad).chunk(5)
+    mu_x, mu_y, xx, yy, xy = stats
+    var_x, var_y, cov = xx - mu_x**2, yy - mu_y**2, xy - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2
+    ssim = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return ssim.flatten(1).mean(1)
+
+
+class SourceWeights(NamedTuple):
+    """Per-sample weights ``(B,)`` of the visible (1) and infrared (2) sources."""
+
+    gradient_vis: Tensor
+    gradient_ir: Tensor
+    entropy_vis: Tensor
+    entropy_ir: Tensor
+
+
+@torch.no_grad()
+def source_weights(
+    vis: Tensor, ir: Tensor, gradient_temperature: float = GRADIENT_TEMPERATURE, entropy_temperature: float = ENTROPY_TEMPERATURE
+) -> SourceWeights:
+    """The data-sensitive weights of a batch of source pairs on [-1, 1] (no gradients)."""
+    g = data_sensitive_weights(gradient_measure(vis), gradient_measure(ir), gradient_temperature)
+    e = data_sensitive_weights(entropy_measure(vis), entropy_measure(ir), entropy_temperature)
+    return SourceWeights(g[0], g[1], e[0], e[1])
+
+
+class BaseLoss(NamedTuple):
+    total: Tensor  # SSIM_WEIGHT * structure + intensity
+    structure: Tensor  # gradient-weighted 1 - SSIM
+    intensity: Tensor  # entropy-weighted MSE
+
+
+def base_loss(
+    fused: Tensor,
+    vis: Tensor,
+    ir: Tensor,
+    gradient_temperature: float = GRADIENT_TEMPERATURE,
+    entropy_temperature: float = ENTROPY_TEMPERATURE,
+) -> BaseLoss:
+    """L_base = 20 * mean_n[wg_vis (1 - SSIM(vis, f)) + wg_ir (1 - SSIM(ir, f))]
+    + mean_n[we_vis MSE(f, vis) + we_ir MSE(f, ir)].
+
+    All ``(B, 1, H, W)`` on [-1, 1]; the MSE is on that scale, the SSIM on [0, 1].
+    """
+    w = source_weights(vis, ir, gradient_temperature, entropy_temperature)
+    to01 = lambda t: t * 0.5 + 0.5  # noqa: E731
+    f01 = to01(fused)
+    structure = (w.gradient_vis * (1 - ssim_per_sample(to01(vis), f01)) + w.gradient_ir * (1 - ssim_per_sample(to01(ir), f01))).mean()
+    mse = lambda a, b: (a - b).pow(2).flatten(1).mean(1)  # noqa: E731
+    intensity = (w.entropy_vis * mse(fused, vis) + w.entropy_ir * mse(fused, ir)).mean()
+    return BaseLoss(SSIM_WEIGHT * structure + intensity, structure, intensity)
+
+
+def contrastive_ratio(
+    features: FeatureExtractor,
+    anchor: Tensor,
+    positive: Tensor,
+    negatives: Sequence[Tensor],
+    layer_weights: Sequence[float],
+) -> Tensor:
+    """sum_i lambda_i * L1(G_i(anchor), G_i(positive)) / sum_k L1(G_i(anchor), G_i(negative_k)).
+
+    L1 is the mean absolute difference over the whole batch and layer; the positive and the
+    negatives carry no gradient. Inputs ``(B, 1, H, W)`` (already masked); ``features`` maps
+    a batch to a list of ``len(layer_weights)`` feature maps.
+    """
+    with torch.no_grad():
+        targets = features(torch.cat([positive, *negatives]))
+    anchor_features = features(anchor)
+    b, k = anchor.shape[0], len(negatives)
+    loss = anchor.new_zeros(())
+    for weight, fa, ft in zip(layer_weights, anchor_features, targets):
+        split = ft.split(b)
+        near = (fa - split[0]).abs().mean()
+        far = sum((fa - split[1 + j]).abs().mean() for j in range(k))
+        loss = loss + weight * near / (far + RATIO_EPS)
+    return loss
+
+
+def in_batch_shifts(batch: int) -> tuple[int, int]:
+    """Roll offsets giving every anchor two easy negatives from other samples (module doc)."""
+    return max(1, batch // 3), max(1, (2 * batch) // 3)
+
+
+class ContrastiveLoss(NamedTuple):
+    total: Tensor  # foreground + background
+    foreground: Tensor
+    background: Tensor
+
+
+def coupled_contrastive_loss(
+    fused: Tensor,
+    vis: Tensor,
+    ir: Tensor,
+    mask: Tensor,
+    features: FeatureExtractor,
+    layer_weights: Sequence[float],
+    shifts: tuple[int, int] | None = None,
+) -> ContrastiveLoss:
+    """The coupled contrastive constraint of CoCoNet.
+
+    Foreground (mask M): pull f*M toward ir*M, away from vis*M (the coupled negative) and from
+    the visible images of two other samples, cut with the anchor's M. Background (1 - M): pull
+    toward vis, away from ir and two other samples' infrared images. Masked-out pixels are 0,
+    mid-grey on [-1, 1], as in the official code. Samples whose mask region is empty are left
+    out of that term.
+
+    Args:
+        fused, vis, ir: ``(B, 1, H, W)`` on [-1, 1].
+        mask: ``(B, 1, H, W)`` in [0, 1].
+        features: the fixed feature space G (e.g. :class:`contrafuse.models.vgg.VGGLossFeatures`).
+        layer_weights: lambda_i, one per feature map.
+        shifts: roll offsets of the in-batch negatives (default :func:`in_batch_shifts`).
+    """
+    s1, s2 = shifts if shifts is not None else in_batch_shifts(fused.shape[0])
+    terms = []
+    for region, positive, coupled in ((mask, ir, vis), (1.0 - mask, vis, ir)):
+        keep = region.flatten(1).amax(1) > 0
+        if not bool(keep.any()):
+            terms.append(fused.sum() * 0.0)  # keeps the graph, adds nothing
+            continue
+        negatives = [coupled, coupled.roll(s1, 0), coupled.roll(s2, 0)]
+        r = region[keep]
+        terms.append(
+            contrastive_ratio(features, fused[keep] * r, positive[keep] * r, [n[keep] * r for n in negatives], layer_weights)
+        )
+    return ContrastiveLoss(terms[0] + terms[1], terms[0], terms[1])
