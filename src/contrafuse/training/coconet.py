@@ -1,0 +1,198 @@
+"""CoCoNet training recipe: two stages on 64x64 patches in [-1, 1] (docs/coconet.md section 3).
+
+* Stage ``base``: L_base (20 x gradient-weighted (1 - SSIM) + entropy-weighted MSE).
+* Stage ``contrastive``: L_base + contrast x (L_fg + L_bg), the coupled contrastive loss on
+  foreground masks cut with the patches. The same Adam (lr 1e-4, moments included) carries
+  over from stage 1, as the official finetuning restores the stage-1 optimiser state.
+
+The network sees the visible (MRI) patch as A and the infrared (functional) patch as B, the
+order of the official callers and of the inference wrapper :class:`~contrafuse.models.coconet.CoCoNet`.
+Masks come from :class:`~contrafuse.data.masks.MaskSource` (a user folder, else the
+``ir-saliency-v1`` method on the infrared / functional image). The VGG19 of both roles (the
+network's frozen trunk and the loss's feature space) comes from ``vgg.weights`` (a torchvision
+ImageNet ``vgg19`` state-dict file, never downloaded) or, by default, the seeded random VGG;
+``vgg.source`` is filled in by the recipe and lands in the exported weights' metadata (in the
+``config`` entry).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.optim import Adam, Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+from torch.utils.data import Dataset
+
+from ..data import PairFiles, PatchPairs, custom_pairs, dataset_pairs
+from ..data.masks import MaskSource
+from ..data.patches import cut_patch, luma01, random_crop_box, random_flips, sample_rng
+from ..losses.coconet import ENTROPY_TEMPERATURE, GRADIENT_TEMPERATURE, base_loss, coupled_contrastive_loss
+from ..models.coconet import CoCoNet, CoCoNetBackbone
+from ..models.vgg import DEFAULT_VGG_SEED, VGGLossFeatures, vgg_source_description
+from .config import ConfigError, DataConfig, LoopConfig, TrainConfig
+from .recipe import Losses, Recipe, Stage, register_recipe, unwrap
+
+MODEL_NAMES = ("coconet", "coconet-medical")
+
+
+@dataclass
+class CoCoNetStages:
+    base_steps: int = 4000
+    contrastive_steps: int = 800  # base_steps + contrastive_steps must equal train.steps
+
+
+@dataclass
+class CoCoNetOptim:
+    lr: float = 1e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+
+
+@dataclass
+class CoCoNetLoss:
+    c1: float = GRADIENT_TEMPERATURE  # softmax temperature of the gradient (SSIM) weights
+    c2: float = ENTROPY_TEMPERATURE  # softmax temperature of the entropy (MSE) weights
+    contrast: float = 1.0  # weight of L_fg + L_bg in stage 2
+
+
+@dataclass
+class CoCoNetVgg:
+    weights: str | None = None  # torchvision vgg19 state dict (.pth/.safetensors); None: seeded random VGG
+    seed: int = DEFAULT_VGG_SEED
+    source: str = ""  # filled in by the recipe: what the VGG was (recorded in the weights' metadata)
+
+
+@dataclass
+class CoCoNetMasks:
+    folder: str | None = None  # user masks, matched by pair name or infrared file stem
+    cache: str | None = None  # folder caching the computed ir-saliency masks; None: compute per run
+
+
+@dataclass
+class CoCoNetConfig(TrainConfig):
+    method: str = "coconet"
+    data: DataConfig = field(default_factory=lambda: DataConfig(patch_size=64, flips=False))
+    train: LoopConfig = field(default_factory=lambda: LoopConfig(steps=4800, batch_size=30))
+    stages: CoCoNetStages = field(default_factory=CoCoNetStages)
+    optim: CoCoNetOptim = field(default_factory=CoCoNetOptim)
+    loss: CoCoNetLoss = field(default_factory=CoCoNetLoss)
+    vgg: CoCoNetVgg = field(default_factory=CoCoNetVgg)
+    masks: CoCoNetMasks = field(default_factory=CoCoNetMasks)
+    model_name: str = "coconet"  # registry name of the export: coconet or coconet-medical
+
+
+def check_config(cfg: CoCoNetConfig) -> None:
+    s = cfg.stages
+    if s.base_steps < 0 or s.contrastive_steps < 0 or s.base_steps + s.contrastive_steps != cfg.train.steps:
+        raise ConfigError(
+            f"stages.base_steps ({s.base_steps}) + stages.contrastive_steps ({s.contrastive_steps}) "
+            f"must equal train.steps ({cfg.train.steps}), both non-negative"
+        )
+    if cfg.model_name not in MODEL_NAMES:
+        raise ConfigError(f"model_name must be one of {MODEL_NAMES}, got {cfg.model_name!r}")
+    if cfg.data.patch_size % 8:
+        raise ConfigError(f"data.patch_size must be a multiple of 8 (three poolings), got {cfg.data.patch_size}")
+
+
+def training_pairs(data: DataConfig, split: str) -> list[PairFiles]:
+    if data.dataset == "folders":
+        if not data.ir_dir or not data.vis_dir:
+            raise ConfigError("data.dataset: folders needs data.ir_dir and data.vis_dir")
+        return custom_pairs(data.ir_dir, data.vis_dir, data.manifest)
+    return dataset_pairs(data.dataset, split, data.root)
+
+
+class MaskedPatchPairs(PatchPairs):
+    """:class:`PatchPairs` whose items also hold ``mask`` ``(1, P, P)`` float32 in {0, 1}:
+    the pair's foreground mask cut with the same crop and flips as the images."""
+
+    def __init__(self, pairs: Sequence[PairFiles], patch_size: int, flips: bool, masks: MaskSource) -> None:
+        super().__init__(pairs, patch_size, flips)
+        self.masks = [
+            masks.mask_for(p.ir, luma01(loaded.ir), p.name).astype(np.float32) for p, loaded in zip(self.pairs, self.loaded)
+        ]
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        index, seed = (key, 0) if isinstance(key, (int, np.integer)) else key
+        rng = sample_rng(int(seed))
+        pair, size = self.loaded[int(index)], self.patch_size
+        top, left = random_crop_box(*pair.ir.shape[:2], size, rng)  # the same draws as PatchPairs
+        flips = random_flips(rng, self.flips)
+        mask = self.masks[int(index)][top : top + size, left : left + size]
+        mask = mask[:, ::-1] if flips[0] else mask
+        mask = mask[::-1, :] if flips[1] else mask
+        return {
+            "ir": torch.from_numpy(cut_patch(pair.ir, top, left, size, flips)).unsqueeze(0),
+            "vis": torch.from_numpy(cut_patch(pair.vis, top, left, size, flips)).unsqueeze(0),
+            "mask": torch.from_numpy(np.ascontiguousarray(mask)).unsqueeze(0),
+            "name": pair.name,
+        }
+
+
+@register_recipe
+class CoCoNetRecipe(Recipe):
+    name = "coconet"
+    config_class = CoCoNetConfig
+
+    def configure(self, cfg: CoCoNetConfig) -> None:
+        check_config(cfg)
+        cfg.vgg.source = vgg_source_description(cfg.vgg.weights, cfg.vgg.seed)
+        self.cfg = cfg
+        self._loss_features: VGGLossFeatures | None = None
+
+    def stages(self, cfg: CoCoNetConfig) -> list[Stage]:
+        stages = [Stage("base", cfg.stages.base_steps), Stage("contrastive", cfg.stages.contrastive_steps)]
+        return [s for s in stages if s.steps > 0]
+
+    def build_models(self, cfg: CoCoNetConfig) -> dict[str, nn.Module]:
+        return {"net": CoCoNetBackbone(cfg.vgg.weights, cfg.vgg.seed)}
+
+    def build_optimizers(
+        self, models: dict[str, nn.Module], cfg: CoCoNetConfig
+    ) -> tuple[dict[str, Optimizer], dict[str, LRScheduler]]:
+        trainable = [p for p in models["net"].parameters() if p.requires_grad]  # not the frozen VGG trunk
+        betas = (float(cfg.optim.betas[0]), float(cfg.optim.betas[1]))
+        return {"net": Adam(trainable, lr=cfg.optim.lr, betas=betas)}, {}
+
+    def build_dataset(self, cfg: CoCoNetConfig, split: str) -> Dataset:
+        check_config(cfg)
+        masks = MaskSource(cfg.masks.folder, cfg.masks.cache)
+        return MaskedPatchPairs(training_pairs(cfg.data, split), cfg.data.patch_size, cfg.data.flips, masks)
+
+    def loss_features(self, device: torch.device) -> VGGLossFeatures:
+        """The contrastive feature space: built on first use (deterministic, so not checkpointed)."""
+        if self._loss_features is None:
+            self._loss_features = VGGLossFeatures(self.cfg.vgg.weights, self.cfg.vgg.seed).to(device)
+        return self._loss_features
+
+    def training_step(
+        self,
+        models: dict[str, nn.Module],
+        optimizers: dict[str, Optimizer],
+        batch: dict[str, Any],
+        step: int,
+        stage: Stage,
+    ) -> Losses:
+        cfg: CoCoNetConfig = self.cfg
+        vis, ir = batch["vis"] * 2 - 1, batch["ir"] * 2 - 1
+        fused = models["net"](vis, ir)
+        base = base_loss(fused, vis, ir, cfg.loss.c1, cfg.loss.c2)
+        losses: dict[str, Any] = {"base": base.total.detach(), "ssim": base.structure.detach(), "intensity": base.intensity.detach()}
+        total = base.total
+        if stage.name == "contrastive":
+            features = self.loss_features(fused.device)
+            contrast = coupled_contrastive_loss(fused, vis, ir, batch["mask"], features, features.layer_weights)
+            total = total + cfg.loss.contrast * contrast.total
+            losses.update(contrast_fg=contrast.foreground.detach(), contrast_bg=contrast.background.detach())
+        optimizers["net"].zero_grad(set_to_none=True)
+        total.backward()
+        optimizers["net"].step()
+        losses["total"] = total.detach()
+        return losses
+
+    def export_model(self, models: dict[str, nn.Module], cfg: CoCoNetConfig) -> tuple[nn.Module, str]:
+        model = CoCoNet(cfg.vgg.weights, cfg.vgg.seed)
+        model.backbone.load_state_dict(unwrap(models["net"]).state_dict())
+        return model.eval(), cfg.model_name
