@@ -24,26 +24,45 @@ def ssim_skimage(x: np.ndarray, y: np.ndarray, *, data_range: float, gaussian: b
     (11x11). Filtering uses 'reflect' borders; the mean skips a border of half a window.
     The arithmetic runs in the inputs' dtype (float32 for the CDDFuse convention, as there).
     """
-    if gaussian:
-        win = 11
+    return mean_ssims(x, [y], data_range=data_range, gaussian=gaussian, sample_cov=sample_cov)[0]
 
-        def smooth(v):
-            return ndimage.gaussian_filter(v, sigma=1.5, mode="reflect", truncate=3.5)
-    else:
-        win = 7
 
-        def smooth(v):
-            return ndimage.uniform_filter(v, size=7)
+def mean_ssims(
+    x: np.ndarray, others: "list[np.ndarray]", *, data_range: float, gaussian: bool, sample_cov: bool
+) -> "list[float]":
+    """:func:`ssim_skimage` of ``x`` against each image of ``others``, sharing x's local statistics.
+
+    Only the interior that enters the mean (a half-window border dropped) goes through the SSIM
+    formula; the operations are skimage's, in its order, so float32 results match it exactly.
+    """
+    win, smooth = _ssim_window(gaussian)
+    pad = (win - 1) // 2
+    interior = (slice(pad, -pad), slice(pad, -pad))
+
+    def local_mean(v: np.ndarray) -> np.ndarray:
+        return smooth(v)[interior]
 
     cov_norm = win * win / (win * win - 1) if sample_cov else 1.0
-    ux, uy = smooth(x), smooth(y)
-    vx = cov_norm * (smooth(x * x) - ux * ux)
-    vy = cov_norm * (smooth(y * y) - uy * uy)
-    vxy = cov_norm * (smooth(x * y) - ux * uy)
     c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
-    s = (2 * ux * uy + c1) * (2 * vxy + c2) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
-    pad = (win - 1) // 2
-    return float(s[pad:-pad, pad:-pad].mean(dtype=np.float64))
+    ux = local_mean(x)
+    ux_sq = ux * ux
+    vx = cov_norm * (local_mean(x * x) - ux_sq)
+    scores = []
+    for y in others:
+        uy = local_mean(y)
+        uy_sq = uy * uy
+        vy = cov_norm * (local_mean(y * y) - uy_sq)
+        vxy = cov_norm * (local_mean(x * y) - ux * uy)
+        s = (2 * ux * uy + c1) * (2 * vxy + c2) / ((ux_sq + uy_sq + c1) * (vx + vy + c2))
+        scores.append(float(s.mean(dtype=np.float64)))
+    return scores
+
+
+def _ssim_window(gaussian: bool):
+    """(window size, smoothing function) of skimage's SSIM."""
+    if gaussian:
+        return 11, lambda v: ndimage.gaussian_filter(v, sigma=1.5, mode="reflect", truncate=3.5)
+    return 7, lambda v: ndimage.uniform_filter(v, size=7)
 
 
 def ssim(images: FusionImages, convention: str) -> float:
@@ -54,12 +73,11 @@ def ssim(images: FusionImages, convention: str) -> float:
     covariance, data_range=255 (range -1..1, 1 = identical).
     """
     if convention == "matlab":
-        f, a, b = images.f, images.a, images.b
-        opts = dict(data_range=255.0, gaussian=True, sample_cov=False)
-        return 0.5 * (ssim_skimage(f, a, **opts) + ssim_skimage(f, b, **opts))
+        scores = mean_ssims(images.f, [images.a, images.b], data_range=255.0, gaussian=True, sample_cov=False)
+        return 0.5 * (scores[0] + scores[1])
     f, a, b = images.as_float32("f"), images.as_float32("a"), images.as_float32("b")
-    opts = dict(data_range=2.0, gaussian=False, sample_cov=True)
-    return ssim_skimage(f, a, **opts) + ssim_skimage(f, b, **opts)
+    scores = mean_ssims(f, [a, b], data_range=2.0, gaussian=False, sample_cov=True)
+    return scores[0] + scores[1]
 
 
 # --- MEF-MS-SSIM -------------------------------------------------------------------------
