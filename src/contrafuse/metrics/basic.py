@@ -4,6 +4,8 @@ Every function takes a :class:`FusionImages` (gray 0..255 float64) and a convent
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._common import FusionImages, warn_fallback
@@ -35,36 +37,61 @@ def average_gradient(images: FusionImages, convention: str) -> float:
     return total / ((h - 1) * (w - 1)) if convention == "matlab" else total / (h * w)
 
 
-def pearson(x: np.ndarray, y: np.ndarray) -> float | None:
-    """Pearson correlation of two arrays; ``None`` when either has zero variance."""
-    xc = x - x.mean()
-    yc = y - y.mean()
-    denom = np.sqrt(np.sum(xc * xc) * np.sum(yc * yc))
-    if denom == 0:
-        return None
-    return float(np.sum(xc * yc) / denom)
+class Comoments:
+    """Exact N^2-scaled (co)variances of the integer-valued images F, A, B.
+
+    ``C(x, y) = N * sum(x y) - sum(x) sum(y)`` from float64 dot products, which are exact for
+    integer pixels (every partial sum is an integer below 2^53), held as Python integers. CC
+    and SCD then need six dot products instead of centred copies, and a zero variance (e.g. of
+    F - B when F equals B) is detected exactly.
+    """
+
+    def __init__(self, images: FusionImages):
+        flat = {name: getattr(images, name).ravel() for name in "fab"}
+        self.n = images.f.size
+        self.sums = {name: int(v.sum()) for name, v in flat.items()}
+        self.dots = {}
+        for i, x in enumerate("fab"):
+            for y in "fab"[i:]:
+                self.dots[x + y] = self.dots[y + x] = int(np.dot(flat[x], flat[y]))
+
+    def cov(self, x: str, y: str) -> int:
+        """N^2 cov(x, y) for single images named "f", "a", "b"."""
+        return self.n * self.dots[x + y] - self.sums[x] * self.sums[y]
+
+    def cov_of_difference(self, x: str, minuend: str, subtrahend: str) -> tuple[int, int]:
+        """(N^2 cov(x, m - s), N^2 var(m - s)) by bilinearity."""
+        cross = self.cov(x, minuend) - self.cov(x, subtrahend)
+        var = self.cov(minuend, minuend) - 2 * self.cov(minuend, subtrahend) + self.cov(subtrahend, subtrahend)
+        return cross, var
 
 
-def _correlation_or_zero(metric: str, x: np.ndarray, y: np.ndarray, what: str) -> float:
-    r = pearson(x, y)
-    if r is None:
+def _comoments(images: FusionImages) -> Comoments:
+    return images.cached("comoments", lambda: Comoments(images))
+
+
+def _correlation_from_comoments(metric: str, cov_xy: int, var_x: int, var_y: int, what: str) -> float:
+    if var_x == 0 or var_y == 0:
         warn_fallback(metric, f"{what} has zero variance, correlation undefined", 0.0)
         return 0.0
-    return r
+    return float(cov_xy) / math.sqrt(float(var_x) * float(var_y))
 
 
 def correlation_coefficient(images: FusionImages, convention: str) -> float:
     """CC = (r(A, F) + r(B, F)) / 2; a correlation with a constant image counts as 0."""
-    r_af = _correlation_or_zero("CC", images.a, images.f, "ir or fused")
-    r_bf = _correlation_or_zero("CC", images.b, images.f, "vis or fused")
+    m = _comoments(images)
+    r_af = _correlation_from_comoments("CC", m.cov("a", "f"), m.cov("a", "a"), m.cov("f", "f"), "ir or fused")
+    r_bf = _correlation_from_comoments("CC", m.cov("b", "f"), m.cov("b", "b"), m.cov("f", "f"), "vis or fused")
     return (r_af + r_bf) / 2.0
 
 
 def sum_of_correlations_of_differences(images: FusionImages, convention: str) -> float:
     """SCD = r(F - B, A) + r(F - A, B); a correlation with a constant term counts as 0."""
-    f, a, b = images.f, images.a, images.b
-    first = _correlation_or_zero("SCD", a, f - b, "ir or fused-vis")
-    second = _correlation_or_zero("SCD", b, f - a, "vis or fused-ir")
+    m = _comoments(images)
+    cross_a, var_fb = m.cov_of_difference("a", "f", "b")
+    cross_b, var_fa = m.cov_of_difference("b", "f", "a")
+    first = _correlation_from_comoments("SCD", cross_a, m.cov("a", "a"), var_fb, "ir or fused-vis")
+    second = _correlation_from_comoments("SCD", cross_b, m.cov("b", "b"), var_fa, "vis or fused-ir")
     return first + second
 
 

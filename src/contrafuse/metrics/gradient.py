@@ -132,15 +132,35 @@ class NabfEdges:
     """Sobel/8 correlation responses of ``sobel_fn.m``, gv = correlate(image, h3 / 8) and
     gh = correlate(image, -h1 / 8), and their strength. The angle atan(gv / gh) is only
     evaluated where Nabf needs it (see :meth:`angle_at`).
+
+    ``gv`` and ``gh`` may be kept in other units: the responses are ``gv * gv_unit`` and
+    ``gh * gh_unit`` (powers of two, so the scaling is exact).
     """
 
-    def __init__(self, gv: np.ndarray, gh: np.ndarray):
-        self.gv, self.gh = gv, gh
-        self.strength = np.sqrt(self.gh * self.gh + self.gv * self.gv)
+    def __init__(self, gv: np.ndarray, gh: np.ndarray, strength: np.ndarray,
+                 gv_unit: float = 1.0, gh_unit: float = 1.0):
+        self.gv, self.gh, self.strength = gv, gh, strength
+        self.gv_unit, self.gh_unit = gv_unit, gh_unit
+
+    @classmethod
+    def from_responses(cls, gv: np.ndarray, gh: np.ndarray) -> "NabfEdges":
+        return cls(gv, gh, np.sqrt(gh * gh + gv * gv))
+
+    @classmethod
+    def from_sobel(cls, sx: np.ndarray, sy: np.ndarray) -> "NabfEdges":
+        """From integer float32 Sobel responses (gv = -Sx/8, gh = Sy/8). Sx^2 + Sy^2 is exact in
+        float32 here, and sqrt(m) / 8 = sqrt(m / 64) exactly, so the strength is bit-identical
+        to :meth:`from_responses` on the float64 responses."""
+        squared = sx * sx
+        squared += sy * sy
+        strength = np.sqrt(squared, dtype=np.float64)
+        strength *= 0.125
+        return cls(sx, sy, strength, gv_unit=-0.125, gh_unit=0.125)
 
     def angle_at(self, index: np.ndarray) -> np.ndarray:
         """atan(gv / gh) at the flat ``index`` positions; 0 where gv = gh = 0."""
-        gv, gh = self.gv.ravel()[index], self.gh.ravel()[index]
+        gv = self.gv.ravel()[index].astype(np.float64) * self.gv_unit
+        gh = self.gh.ravel()[index].astype(np.float64) * self.gh_unit
         with np.errstate(divide="ignore", invalid="ignore"):
             angle = np.arctan(gv / gh)
         np.copyto(angle, 0.0, where=(gv == 0) & (gh == 0))
@@ -160,18 +180,14 @@ def nabf_edges(image: np.ndarray, border: str = "wrap") -> tuple[np.ndarray, np.
 def _nabf_edges_of(image: np.ndarray, border: str) -> NabfEdges:
     """Edges of any float image (e.g. the literal [0, 1] reading), by 2-D correlation."""
     image = np.asarray(image, dtype=np.float64)
-    return NabfEdges(ndimage.correlate(image, _SOBEL_X / 8.0, mode=border),
-                     ndimage.correlate(image, -_SOBEL_Y / 8.0, mode=border))
+    return NabfEdges.from_responses(ndimage.correlate(image, _SOBEL_X / 8.0, mode=border),
+                                    ndimage.correlate(image, -_SOBEL_Y / 8.0, mode=border))
 
 
 def _nabf_edges_cached(images: FusionImages, which: str) -> NabfEdges:
     """Edges of an integer-valued image from the shared Sobel responses: gv = -Sx/8, gh = Sy/8
     (exact; the same numbers as :func:`_nabf_edges_of`)."""
-    def compute():
-        sx, sy = _sobel_cached(images, which, "wrap")
-        return NabfEdges(sx.astype(np.float64) * -0.125, sy.astype(np.float64) * 0.125)
-
-    return images.cached(f"nabf_edges_{which}", compute)
+    return images.cached(f"nabf_edges_{which}", lambda: NabfEdges.from_sobel(*_sobel_cached(images, which, "wrap")))
 
 
 def _nabf_preservation(g_src, a_src, g_f, a_f) -> np.ndarray:
