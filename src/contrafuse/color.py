@@ -11,11 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 
-_RGB_TO_YCBCR = np.array(
-    [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]]
-)
-
-
 def rgb_to_luma(rgb: np.ndarray) -> np.ndarray:
     """Luma of an ``(H, W, 3)`` RGB array as float64 ``(H, W)``, same scale as the input."""
     _check_rgb(rgb)

@@ -121,7 +121,7 @@ def _encode(temp: Path, image: np.ndarray) -> None:
         temp.write_bytes(_png_rgb48(image))
         return
     if image.dtype == np.uint16:
-        pil = Image.fromarray(image.astype("<u2"), mode="I;16")
+        pil = Image.fromarray(image.astype("<u2"))  # Pillow maps little-endian uint16 to I;16
     else:
         pil = Image.fromarray(image)
     pil.save(temp, format=_PIL_FORMATS[suffix], **({"quality": 95} if suffix in (".jpg", ".jpeg") else {}))
