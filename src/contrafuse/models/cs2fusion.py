@@ -178,13 +178,14 @@ class Cs2Fusion(nn.Module):
         return self.backbone(vis * 255.0, ir * 255.0).fused / 255.0
 
     @torch.inference_mode()
-    def fuse(self, ir: Tensor, vis: Tensor, band_rows: int = 64, max_cached_pixels: int = 2_000_000) -> Tensor:
+    def fuse(self, ir: Tensor, vis: Tensor, band_rows: int | None = None, max_cached_pixels: int = 2_000_000) -> Tensor:
         """Memory-bounded inference equal to :meth:`forward` (up to float rounding).
 
         The image is processed in horizontal bands with a halo; the DDM gates need whole-image
         statistics, which are gathered over the bands first. Images up to
         ``max_cached_pixels`` keep the band results (176 channels); larger ones recompute the
-        bands once per gate (about 3x the arithmetic, memory independent of the image size).
+        bands once per gate (about 3x the arithmetic, memory independent of the image height).
+        ``band_rows`` defaults to about 40k pixels per band when caching, 256k when recomputing.
         """
         from ._banded import banded_cs2fusion
 
