@@ -1,0 +1,162 @@
+"""The fusing pipeline: colour handling, bit depth, any size, banded == whole image, bad input."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import contrafuse
+from contrafuse.cli.main import main
+from contrafuse.color import rgb_to_ycbcr
+from contrafuse.fusion import _quantise
+from contrafuse.errors import ImageReadError, ImageWriteError, PairError
+from contrafuse.io import read_image
+from contrafuse.models import create_model
+
+RNG = np.random.default_rng(7)
+
+
+def _gray(h, w, dtype=np.uint8):
+    return RNG.integers(0, np.iinfo(dtype).max + 1, (h, w)).astype(dtype)
+
+
+def _rgb(h, w):
+    return RNG.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def cs2fusion():
+    torch.manual_seed(0)
+    return create_model("cs2fusion", weights=None)
+
+
+def test_gray_in_gray_out():
+    out = contrafuse.fuse(_gray(20, 30), _gray(20, 30), model="average")
+    assert out.shape == (20, 30) and out.dtype == np.uint8
+
+
+def test_colour_visible_keeps_its_chroma():
+    vis, ir = _rgb(16, 24), _gray(16, 24)
+    out = contrafuse.fuse(ir, vis, model="average")
+    assert out.shape == (16, 24, 3)
+    _, cb_in, cr_in = rgb_to_ycbcr(vis.astype(float))
+    y_out, cb_out, cr_out = rgb_to_ycbcr(out.astype(float))
+    unclipped = (out > 3).all(-1) & (out < 252).all(-1)
+    np.testing.assert_allclose(cb_out[unclipped], cb_in[unclipped], atol=1.5)
+    np.testing.assert_allclose(cr_out[unclipped], cr_in[unclipped], atol=1.5)
+    expected_y = 0.5 * ir + 0.5 * rgb_to_ycbcr(vis.astype(float))[0]
+    np.testing.assert_allclose(y_out[unclipped], expected_y[unclipped], atol=1.5)
+
+
+def test_pseudo_colour_functional_image_gives_the_chroma_for_medical_pairs():
+    pet, mri = _rgb(12, 12), _gray(12, 12)
+    out = contrafuse.fuse(pet, mri, model="average")
+    assert out.ndim == 3 and not np.array_equal(out[..., 0], out[..., 1])
+
+
+def test_color_modes_force_gray_or_colour():
+    vis, ir = _rgb(8, 8), _gray(8, 8)
+    assert contrafuse.fuse(ir, vis, model="average", color="gray").shape == (8, 8)
+    forced = contrafuse.fuse(ir, _gray(8, 8), model="average", color="color")
+    assert forced.shape == (8, 8, 3) and np.array_equal(forced[..., 0], forced[..., 2])
+
+
+def test_sixteen_bit_inputs_give_sixteen_bit_output():
+    ir, vis = _gray(10, 10, np.uint16), _gray(10, 10, np.uint16)
+    out = contrafuse.fuse(ir, vis, model="average")
+    assert out.dtype == np.uint16
+    np.testing.assert_allclose(out, (ir.astype(float) + vis) / 2, atol=1)
+
+
+def test_rounding_modes():
+    values = np.array([10.4, 10.6, -3.0, 300.0]) / 255
+    np.testing.assert_array_equal(_quantise(values, 255, "round"), [10, 11, 0, 255])
+    np.testing.assert_array_equal(_quantise(values, 255, "truncate"), [10, 10, 0, 255])
+    ir, vis = np.full((2, 2), 10, np.uint8), np.full((2, 2), 14, np.uint8)
+    assert (contrafuse.fuse(ir, vis, model="average") == 12).all()
+
+
+@pytest.mark.parametrize("size", [(1, 1), (7, 13), (123, 77)])
+@pytest.mark.parametrize("model", ["average", "laplacian", "cs2fusion"])
+def test_any_size(size, model, cs2fusion):
+    network = cs2fusion if model == "cs2fusion" else model
+    out = contrafuse.fuse(_gray(*size), _rgb(*size), model=network)
+    assert out.shape == (*size, 3)
+
+
+@pytest.mark.parametrize("size", [(7, 13), (123, 77), (150, 41)])
+def test_banded_inference_equals_whole_image(cs2fusion, size):
+    ir, vis = torch.rand(1, 1, *size), torch.rand(1, 1, *size)
+    with torch.inference_mode():
+        whole = cs2fusion(ir, vis)
+    cached = cs2fusion.fuse(ir, vis, band_rows=16)
+    recomputed = cs2fusion.fuse(ir, vis, band_rows=16, max_cached_pixels=0)
+    torch.testing.assert_close(cached, whole, atol=2e-6, rtol=1e-5)
+    torch.testing.assert_close(recomputed, whole, atol=2e-6, rtol=1e-5)
+
+
+def test_size_mismatch_names_both_files_and_resize_opts_in(tmp_path):
+    Image.fromarray(_gray(10, 12)).save(tmp_path / "ir.png")
+    Image.fromarray(_rgb(20, 24)).save(tmp_path / "vis.png")
+    with pytest.raises(PairError, match=r"ir\.png is 12x10.*vis\.png is 24x20"):
+        contrafuse.fuse(tmp_path / "ir.png", tmp_path / "vis.png", model="average")
+    out = contrafuse.fuse(tmp_path / "ir.png", tmp_path / "vis.png", model="average", resize=True)
+    assert out.shape == (20, 24, 3)
+
+
+def test_unreadable_input_names_the_file(tmp_path):
+    (tmp_path / "ir.png").write_bytes(b"\x89PNG broken")
+    Image.fromarray(_gray(4, 4)).save(tmp_path / "vis.png")
+    with pytest.raises(ImageReadError, match="ir.png"):
+        contrafuse.fuse(tmp_path / "ir.png", tmp_path / "vis.png", model="average")
+
+
+def _folders(tmp_path, names=("a", "b", "c")):
+    ir, vis = tmp_path / "ir", tmp_path / "vis"
+    ir.mkdir()
+    vis.mkdir()
+    for name in names:
+        Image.fromarray(_gray(9, 9)).save(ir / f"{name}.png")
+        Image.fromarray(_rgb(9, 9)).save(vis / f"{name}.jpg")
+    return ir, vis
+
+
+def test_folder_mode_keeps_going_past_a_bad_pair(tmp_path, capsys):
+    ir, vis = _folders(tmp_path)
+    Image.fromarray(_gray(5, 5)).save(ir / "b.png")  # size mismatch
+    (ir / "orphan.png").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    status = main(["fuse", "--ir", str(ir), "--vis", str(vis), "--out", str(out), "--model", "average"])
+    assert status == 1
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "c.png"]
+    err = capsys.readouterr().err
+    assert "failed b:" in err and "sizes differ" in err and "orphan.png" in err
+
+
+def test_folder_mode_does_not_overwrite_unless_asked(tmp_path, capsys):
+    ir, vis = _folders(tmp_path, ("a",))
+    out = tmp_path / "out"
+    (out).mkdir()
+    (out / "a.png").write_bytes(b"keep me")
+    assert main(["fuse", "--ir", str(ir), "--vis", str(vis), "--out", str(out), "--model", "average"]) == 1
+    assert (out / "a.png").read_bytes() == b"keep me"
+    assert "already exists" in capsys.readouterr().err
+    assert main(["fuse", "--ir", str(ir), "--vis", str(vis), "--out", str(out), "--model", "average", "--overwrite"]) == 0
+    assert read_image(out / "a.png").shape == (9, 9, 3)
+    assert [p.name for p in out.iterdir()] == ["a.png"]  # no temporary files left behind
+
+
+def test_single_pair_cli_refuses_to_overwrite(tmp_path, capsys):
+    ir, vis = _folders(tmp_path, ("a",))
+    target = tmp_path / "fused.png"
+    args = ["fuse", "--ir", str(ir / "a.png"), "--vis", str(vis / "a.jpg"), "--out", str(target), "--model", "laplacian"]
+    assert main(args) == 0
+    before = target.read_bytes()
+    assert main(args) == 2
+    assert "already exists" in capsys.readouterr().err and target.read_bytes() == before
+
+
+def test_write_error_type_is_reported(tmp_path):
+    with pytest.raises(ImageWriteError):
+        contrafuse.write_image(tmp_path / "x.gif", np.zeros((2, 2), np.uint8))

@@ -1,0 +1,87 @@
+"""Weights: the authors' pickles read without running code, safetensors round trip, convert."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from contrafuse.cli.main import main
+from contrafuse.errors import WeightsError
+from contrafuse.models import create_model
+from contrafuse.models.cs2fusion import CompensationPerceptionNet, Cs2Fusion
+from contrafuse.models.weights import load_weights, read_reference_pickle, read_safetensors, save_weights
+
+
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_refuses_a_pickle_that_runs_code(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    torch.save({"weight": torch.zeros(2), "payload": _Exploit(marker)}, path)
+    with pytest.raises(WeightsError, match=r"refusing to load.*system"):
+        read_reference_pickle(path)
+    assert not marker.exists()
+
+
+def test_reads_plain_state_dict_pickles(tmp_path):
+    model = Cs2Fusion()
+    path = tmp_path / "state.pth"
+    torch.save(model.state_dict(), path)
+    state = read_reference_pickle(path)
+    assert set(state) == set(model.state_dict())
+
+
+def test_missing_and_unexpected_tensors_are_listed(tmp_path):
+    state = Cs2Fusion().state_dict()
+    state.pop("backbone.decoder.3.bias")
+    state["extra.weight"] = torch.zeros(1)
+    path = tmp_path / "partial.pth"
+    torch.save(state, path)
+    with pytest.raises(WeightsError, match=r"missing \['backbone.decoder.3.bias'\]; unexpected \['extra.weight'\]"):
+        load_weights(Cs2Fusion(), path)
+
+
+def test_safetensors_round_trip_and_model_check(tmp_path):
+    torch.manual_seed(3)
+    model = Cs2Fusion()
+    path = save_weights(model, tmp_path / "w.safetensors", {"model": "cs2fusion"})
+    copy = create_model("cs2fusion", weights=path)
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(copy.state_dict()[key], value, rtol=0, atol=0)
+    with pytest.raises(WeightsError, match="not 'coconet'"):
+        load_weights(torch.nn.Module(), path, model_name="coconet")
+
+
+def test_not_a_weights_file(tmp_path):
+    path = tmp_path / "junk.pth"
+    path.write_bytes(b"junk")
+    with pytest.raises(WeightsError, match="junk.pth"):
+        load_weights(Cs2Fusion(), path)
+
+
+def test_authors_weights_load_and_convert(shared_dir, tmp_path):
+    weights = shared_dir / "reference/cs2fusion/weights"
+    backbone = read_reference_pickle(weights / "backbone.pth")
+    assert len(backbone) == 36 and sum(v.numel() for v in backbone.values()) == 191_732
+    cpn = CompensationPerceptionNet()
+    load_weights(cpn, weights / "cpn.pth")
+    assert sum(p.numel() for p in cpn.parameters()) == 74_369
+
+    target = tmp_path / "cs2fusion_authors.safetensors"
+    assert main(["convert", str(weights / "backbone.pth"), str(target)]) == 0
+    tensors, metadata = read_safetensors(target)
+    assert metadata["model"] == "cs2fusion" and metadata["source"] == "backbone.pth"
+    assert "input_convention" in metadata
+    original = create_model("cs2fusion", weights=weights / "backbone.pth")
+    converted = create_model("cs2fusion", weights=target)
+    x = torch.rand(1, 1, 21, 17)
+    with torch.inference_mode():
+        torch.testing.assert_close(converted(x, x), original(x, x), rtol=0, atol=0)
+    assert main(["convert", str(weights / "backbone.pth"), str(target)]) == 2  # no silent overwrite
