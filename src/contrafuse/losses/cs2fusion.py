@@ -120,7 +120,11 @@ def backbone_loss(
 
 def pairwise_cosine(a: Tensor, b: Tensor) -> Tensor:
     """``(B, B)`` cosine similarities of the rows of ``a`` and ``b`` (``(B, D)``), clamped to [5e-4, 0.9995]."""
-    return torch.clamp(F.normalize(a, dim=1) @ F.normalize(b, dim=1).T, _COS_MIN, _COS_MAX)
+    return _clamped_similarity(F.normalize(a, dim=1), F.normalize(b, dim=1))
+
+
+def _clamped_similarity(unit_a: Tensor, unit_b: Tensor) -> Tensor:
+    return torch.clamp(unit_a @ unit_b.T, _COS_MIN, _COS_MAX)
 
 
 def rank_weights(similarity: Tensor, alpha: float) -> Tensor:
@@ -134,16 +138,22 @@ def rank_weights(similarity: Tensor, alpha: float) -> Tensor:
     return torch.exp(-alpha * (ranks.to(similarity.dtype) - 1.0))
 
 
+def _sim_max(similarity: Tensor, alpha: float) -> Tensor:
+    return (rank_weights(similarity, alpha) * -torch.log(similarity)).mean()
+
+
+def _sim_min(similarity: Tensor) -> Tensor:
+    return (-torch.log(1.0 - similarity)).mean()
+
+
 def sim_max_loss(a: Tensor, b: Tensor, alpha: float = 0.25) -> Tensor:
     """Pull every pair together: mean_ij w_ij * -log cos(a_i, b_j), rank-weighted per row of ``a``."""
-    similarity = pairwise_cosine(a.flatten(1), b.flatten(1))
-    return (rank_weights(similarity, alpha) * -torch.log(similarity)).mean()
+    return _sim_max(pairwise_cosine(a.flatten(1), b.flatten(1)), alpha)
 
 
 def sim_min_loss(a: Tensor, b: Tensor) -> Tensor:
     """Push every pair apart: mean_ij -log(1 - cos(a_i, b_j))."""
-    similarity = pairwise_cosine(a.flatten(1), b.flatten(1))
-    return (-torch.log(1.0 - similarity)).mean()
+    return _sim_min(pairwise_cosine(a.flatten(1), b.flatten(1)))
 
 
 def cpn_contrastive_loss(
@@ -161,20 +171,23 @@ def cpn_contrastive_loss(
 
     ``sso_*`` are constants (SSO of detached encoder features); the ``embedding_*`` carry the
     CPN's gradients. ``embedding_ir_occluded`` (the CPN's infrared embedding for the pair with
-    the occluded visible patch) is needed for ``augmented_positive="paper"`` only.
+    the occluded visible patch) is needed for ``augmented_positive="paper"`` only. Equal to
+    the sum of :func:`sim_max_loss`/:func:`sim_min_loss` terms; every input is normalised once.
     """
+    if augmented_positive not in AUGMENTED_POSITIVES:
+        raise ValueError(f"augmented_positive must be one of {AUGMENTED_POSITIVES}, got {augmented_positive!r}")
+    if augmented_positive == "paper" and embedding_ir_occluded is None:
+        raise ValueError("augmented_positive='paper' needs embedding_ir_occluded")
+    unit = lambda t: F.normalize(t.flatten(1), dim=1)  # noqa: E731
+    m_ir, m_vis, e_ir, e_vis = unit(sso_ir), unit(sso_vis), unit(embedding_ir), unit(embedding_vis)
     pairing = (
-        sim_max_loss(sso_ir, embedding_ir, alpha)
-        + sim_max_loss(sso_vis, embedding_vis, alpha)
-        + sim_min_loss(embedding_vis, embedding_ir)
+        _sim_max(_clamped_similarity(m_ir, e_ir), alpha)
+        + _sim_max(_clamped_similarity(m_vis, e_vis), alpha)
+        + _sim_min(_clamped_similarity(e_vis, e_ir))
     )
     if augmented_positive == "paper":
-        if embedding_ir_occluded is None:
-            raise ValueError("augmented_positive='paper' needs embedding_ir_occluded")
-        positive = sim_max_loss(embedding_ir_occluded, sso_ir, alpha)
-    elif augmented_positive == "code":
-        positive = sim_max_loss(embedding_ir, sso_ir, alpha)  # the authors' SimMax(m_ir, AM_x), AM_x == M_x
+        positive = _sim_max(_clamped_similarity(unit(embedding_ir_occluded), m_ir), alpha)
     else:
-        raise ValueError(f"augmented_positive must be one of {AUGMENTED_POSITIVES}, got {augmented_positive!r}")
-    augmented = positive + sim_min_loss(embedding_ir, sso_vis_occluded)
+        positive = _sim_max(_clamped_similarity(e_ir, m_ir), alpha)  # the authors' SimMax(m_ir, AM_x), AM_x == M_x
+    augmented = positive + _sim_min(_clamped_similarity(e_ir, unit(sso_vis_occluded)))
     return ContrastiveLoss(pairing + k * augmented, pairing, augmented)

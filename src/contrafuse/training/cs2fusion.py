@@ -8,7 +8,9 @@ with the same result:
   infrared branch sees the same patch as in the first pass (its levels are reused), the
   decoder output of that pass is never used, and the CPN's inputs are detached anyway.
 * P enters L_f detached: the CPN gradients L_f would produce are zeroed before use.
-* SSO features (parameter-free, on detached inputs) are computed without autograd.
+* SSO features (parameter-free, on detached inputs) are computed once each, without autograd.
+* In the CPN's embedding conv the half that sees the unchanged branch is shared by both
+  pairs (:class:`CompensationHead`), so the occluded pair costs half a CPN conv.
 
 Branch order: by default the visible patch goes into branch x and the infrared into branch y,
 the order of the authors' test script and of our inference wrapper ``Cs2Fusion``, so the
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim import Adam, Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
@@ -28,7 +31,7 @@ from torch.utils.data import Dataset
 
 from ..data import OcclusionPolicy, PatchPairs, custom_pairs, dataset_pairs, occlude
 from ..losses.cs2fusion import AUGMENTED_POSITIVES, backbone_loss, cpn_contrastive_loss
-from ..models.cs2fusion import CompensationPerceptionNet, Cs2Fusion, Cs2FusionBackbone, self_correlation_saliency, stack_levels
+from ..models.cs2fusion import SLOPE, CompensationPerceptionNet, Cs2Fusion, Cs2FusionBackbone, self_correlation_saliency, stack_levels
 from .config import ConfigError, DataConfig, TrainConfig
 from .recipe import Losses, Recipe, Stage, register_recipe, unwrap
 from .schedules import WarmupMultiStep, fraction_milestones
@@ -98,6 +101,71 @@ class AddOccludedVisible:
         return item
 
 
+class CompensationHead(nn.Module):
+    """The CPN's layers, run for the plain pair and the pair with one branch replaced.
+
+    Holds a :class:`CompensationPerceptionNet` (``.cpn``, whose weights are the authors'
+    layout). The 128-channel embedding conv is linear in its two 64-channel halves, so the half
+    of the branch that both pairs share is convolved once:
+    z' = act(W_x * F_x' + W_y * F_y + b) reuses W_y * F_y from the plain pair. The SSO features
+    are not computed here (they need no parameters; see :func:`sso_features`).
+    """
+
+    def __init__(self, cpn: CompensationPerceptionNet | None = None) -> None:
+        super().__init__()
+        self.cpn = cpn if cpn is not None else CompensationPerceptionNet()
+
+    def _half(self, features: Tensor, half: int) -> Tensor:
+        channels = features.shape[1]
+        weight = self.cpn.embed.weight[:, half * channels : (half + 1) * channels]
+        return F.conv2d(features, weight, padding=1)
+
+    def _maps(self, pre_activation: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        z = F.leaky_relu(pre_activation + self.cpn.embed.bias.view(1, -1, 1, 1), SLOPE)
+        p = minmax_normalise(self.cpn.score(z))
+        return p, (p * z).flatten(1), ((1.0 - p) * z).flatten(1)
+
+    def forward(
+        self, features_x: Tensor, features_y: Tensor, replaced_x: Tensor | None = None, replaced_y: Tensor | None = None
+    ) -> list[tuple[Tensor, Tensor, Tensor]]:
+        """(P, flatten(P*Z), flatten((1-P)*Z)) for [F_x, F_y], then for each replacement given.
+
+        Inputs are the 64-channel stacked encoder features (detached), ``(B, 64, H, W)``.
+        """
+        part_x, part_y = self._half(features_x, 0), self._half(features_y, 1)
+        maps = [self._maps(part_x + part_y)]
+        if replaced_x is not None:
+            maps.append(self._maps(self._half(replaced_x, 0) + part_y))
+        if replaced_y is not None:
+            maps.append(self._maps(part_x + self._half(replaced_y, 1)))
+        return maps
+
+
+def minmax_normalise(x: Tensor, eps: float = 1e-10) -> Tensor:
+    """(x - min) / (max - min + eps), min/max over the whole batch tensor (the authors' P)."""
+    low, high = x.min(), x.max()
+    return (x - low) / (high - low + eps)
+
+
+def sso_features(levels: list[Tensor]) -> Tensor:
+    """cat[SSO(E1) .. SSO(E4)] (64 ch) of detached encoder levels, without autograd.
+
+    The same arithmetic as :func:`contrafuse.models.cs2fusion.self_correlation_saliency`, in
+    the same order (bit-identical), done in place into one output buffer.
+    """
+    with torch.no_grad():
+        b, c, h, w = levels[0].shape
+        out = torch.empty(b, c * len(levels), h, w, dtype=levels[0].dtype, device=levels[0].device)
+        for index, f in enumerate(levels):
+            r = f.reshape(b, c, h * w)
+            correlation = torch.bmm(torch.softmax(torch.bmm(r, r.transpose(1, 2)), dim=1), r).view(b, c, h, w)
+            saliency = (f - f.mean()).clamp_(min=1e-10)
+            low, high = torch.aminmax(saliency)
+            saliency.sub_(low).div_(high - low + 1e-10)
+            out[:, index * c : (index + 1) * c] = saliency.add_(correlation).add_(f)
+        return out
+
+
 @dataclass
 class Cs2FusionViews:
     """The tensors one step needs, with loss roles resolved from the branch order."""
@@ -114,7 +182,7 @@ class Cs2FusionViews:
 
 def forward_views(
     backbone: nn.Module,
-    cpn: nn.Module,
+    head: nn.Module,
     ir: Tensor,
     vis: Tensor,
     vis_occluded: Tensor,
@@ -125,23 +193,19 @@ def forward_views(
     out = backbone(vis, ir) if vis_first else backbone(ir, vis)
     levels_x = [e.detach() for e in out.levels_x]
     levels_y = [e.detach() for e in out.levels_y]
-    levels_vis, levels_ir = (levels_x, levels_y) if vis_first else (levels_y, levels_x)
     with torch.no_grad():
         plain = unwrap(backbone)
-        visible_encoder = plain.encoder_x if vis_first else plain.encoder_y
-        levels_occluded = visible_encoder(vis_occluded)
-        sso_occluded = torch.cat([self_correlation_saliency(e) for e in levels_occluded], 1)
-    main = cpn(levels_x, levels_y, out.features.detach())
-    sso_vis, sso_ir = (main.sso_x, main.sso_y) if vis_first else (main.sso_y, main.sso_x)
-    embedding_ir_occluded = None
-    if need_occluded_embedding:
-        with torch.no_grad():
-            stacked = (stack_levels(levels_occluded), stack_levels(levels_ir))
-            features = torch.cat(stacked if vis_first else stacked[::-1], 1)
-        pair = (levels_occluded, levels_ir) if vis_first else (levels_ir, levels_occluded)
-        embedding_ir_occluded = cpn(pair[0], pair[1], features).embedding_ir
+        levels_occluded = (plain.encoder_x if vis_first else plain.encoder_y)(vis_occluded)
+    sso_x, sso_y = sso_features(levels_x), sso_features(levels_y)
+    sso_ir, sso_vis = (sso_y, sso_x) if vis_first else (sso_x, sso_y)
+    features = out.features.detach()
+    features_x, features_y = features[:, : features.shape[1] // 2], features[:, features.shape[1] // 2 :]
+    replaced = stack_levels(levels_occluded) if need_occluded_embedding else None
+    maps = head(features_x, features_y, replaced if vis_first else None, None if vis_first else replaced)
+    p, embedding_ir, embedding_vis = maps[0]
     return Cs2FusionViews(
-        out.fused, main.compensation, sso_ir, sso_vis, main.embedding_ir, main.embedding_vis, sso_occluded, embedding_ir_occluded
+        out.fused, p, sso_ir, sso_vis, embedding_ir, embedding_vis, sso_features(levels_occluded),
+        maps[1][1] if need_occluded_embedding else None,
     )
 
 
@@ -156,7 +220,7 @@ class Cs2FusionRecipe(Recipe):
 
     def build_models(self, cfg: Cs2FusionConfig) -> dict[str, nn.Module]:
         check_config(cfg)
-        return {"backbone": Cs2FusionBackbone(), "cpn": CompensationPerceptionNet()}
+        return {"backbone": Cs2FusionBackbone(), "cpn": CompensationHead()}
 
     def build_optimizers(
         self, models: dict[str, nn.Module], cfg: Cs2FusionConfig
@@ -217,3 +281,49 @@ class Cs2FusionRecipe(Recipe):
         model = Cs2Fusion()
         model.backbone.load_state_dict(unwrap(models["backbone"]).state_dict())
         return model.eval(), "cs2fusion"
+
+
+def reference_training_step(
+    backbone: nn.Module,
+    cpn: nn.Module,
+    optimizers: dict[str, Optimizer],
+    batch: dict[str, Any],
+    cfg: Cs2FusionConfig,
+) -> dict[str, float]:
+    """The authors' step structure, kept as an executable specification (tests, benchmark).
+
+    Two full backbone passes with autograd, the CPN on both, P undetached in L_f (its CPN
+    gradients are computed and then zeroed), backward with ``retain_graph``. Gives the same
+    update as :meth:`Cs2FusionRecipe.training_step`, slower.
+    """
+    ir, vis, occluded = (batch[k] * 255.0 for k in ("ir", "vis", "vis_occluded"))
+    vis_first = cfg.branch_order == "inference"
+    cpn = cpn.cpn if isinstance(cpn, CompensationHead) else cpn
+
+    def run(visible: Tensor) -> tuple[Any, Any]:
+        out = backbone(visible, ir) if vis_first else backbone(ir, visible)
+        comp = cpn([e.detach() for e in out.levels_x], [e.detach() for e in out.levels_y], out.features.detach())
+        return out, comp
+
+    out, main = run(vis)
+    _, augmented = run(occluded)
+    roles = (lambda c: (c.sso_y, c.sso_x)) if vis_first else (lambda c: (c.sso_x, c.sso_y))
+    sso_ir, sso_vis = roles(main)
+    aug_sso_ir, aug_sso_vis = roles(augmented)
+    fusion = backbone_loss(out.fused, ir, vis, main.compensation, cfg.loss.ssim_window, cfg.loss.ssim_max_val)
+    optimizers["backbone"].zero_grad()
+    fusion.total.backward(retain_graph=True)
+    optimizers["backbone"].step()
+    optimizers["cpn"].zero_grad()
+    from ..losses.cs2fusion import sim_max_loss, sim_min_loss
+
+    a = cfg.loss.alpha
+    pairing = sim_max_loss(sso_ir, main.embedding_ir, a) + sim_max_loss(sso_vis, main.embedding_vis, a) + sim_min_loss(main.embedding_vis, main.embedding_ir)
+    if cfg.loss.augmented_positive == "code":
+        positive = sim_max_loss(main.embedding_ir, aug_sso_ir, a)
+    else:
+        positive = sim_max_loss(augmented.embedding_ir, aug_sso_ir, a)
+    contrast = pairing + cfg.loss.k * (positive + sim_min_loss(main.embedding_ir, aug_sso_vis))
+    contrast.backward()
+    optimizers["cpn"].step()
+    return {"fusion": float(fusion.total.detach()), "contrast": float(contrast.detach())}
