@@ -1,8 +1,10 @@
 """Edge-preservation metrics of Xydeas and Petrovic: Qabf and the Nabf artifact measure.
 
-Both read 3x3 Sobel responses of A, B and F. They are computed once per image and border
-with array slicing (exact for the integer-valued images every metric sees) and cached on
-:class:`FusionImages`, so Qabf and Nabf in one suite share them.
+Both read 3x3 Sobel responses of A, B and F. They are computed once per image with array
+slicing (exact for the integer-valued images every metric sees) and periodic borders and
+cached on :class:`FusionImages`; Qabf recomputes just the 1-pixel frame for its zero padding.
+Nothing else is cached: arrays kept alive across metrics make the allocator fetch fresh
+pages for everything after them, which cost more than recomputing cheap maps.
 """
 from __future__ import annotations
 
@@ -41,9 +43,35 @@ def sobel_responses(image: np.ndarray, border: str = "constant") -> tuple[np.nda
     return smooth_rows[:, :-2] - smooth_rows[:, 2:], smooth_cols[2:] - smooth_cols[:-2]
 
 
-def _sobel_cached(images: FusionImages, which: str, border: str) -> tuple[np.ndarray, np.ndarray]:
-    """Sobel responses of ``f``, ``a`` or ``b`` in float32 (exact: |S| <= 4 * 255)."""
-    return images.cached(f"sobel_{border}_{which}", lambda: sobel_responses(images.as_float32(which), border))
+def _sobel_wrap_cached(images: FusionImages, which: str) -> tuple[np.ndarray, np.ndarray]:
+    """Sobel responses of ``f``, ``a`` or ``b`` with periodic borders, float32 (exact: |S| <= 4 * 255).
+
+    The one Sobel computation Qabf and Nabf share (see :func:`_sobel_zero_padded`).
+    """
+    return images.cached(f"sobel_wrap_{which}", lambda: sobel_responses(images.as_float32(which), "wrap"))
+
+
+# the frame rows/columns, indexed alike in the image and in a 2-pixel strip cut at that side
+_FRAME = (
+    ((slice(0, 2), slice(None)), (0, slice(None))),
+    ((slice(-2, None), slice(None)), (-1, slice(None))),
+    ((slice(None), slice(0, 2)), (slice(None), 0)),
+    ((slice(None), slice(-2, None)), (slice(None), -1)),
+)
+
+
+def _sobel_zero_padded(images: FusionImages, which: str) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-padded Sobel responses (Qabf) from the shared periodic ones.
+
+    The two differ only on the 1-pixel frame; each frame row/column is recomputed from the
+    2-pixel strip at that side, whose own zero padding is the image's.
+    """
+    image = images.as_float32(which)
+    sx, sy = (s.copy() for s in _sobel_wrap_cached(images, which))
+    for strip, edge in _FRAME:
+        strip_sx, strip_sy = sobel_responses(image[strip], "constant")
+        sx[edge], sy[edge] = strip_sx[edge], strip_sy[edge]
+    return sx, sy
 
 
 # --- Qabf --------------------------------------------------------------------------------
@@ -62,16 +90,13 @@ def qabf_edges(image: np.ndarray, dtype: type) -> tuple[np.ndarray, np.ndarray]:
     return edge_strength_and_angle(*sobel_responses(np.asarray(image, dtype=dtype), "constant"))
 
 
-def _qabf_edges_cached(images: FusionImages, which: str, convention: str):
-    def compute():
-        sx, sy = _sobel_cached(images, which, "constant")
-        if convention == "matlab":
-            # MATLAB runs on im2double images; scaling only matters for the GAF quirk below
-            strength, angle = edge_strength_and_angle(sx.astype(np.float64), sy.astype(np.float64))
-            return strength / 255.0, angle
-        return edge_strength_and_angle(sx, sy)
-
-    return images.cached(f"qabf_edges_{convention}_{which}", compute)
+def _qabf_edges_of(images: FusionImages, which: str, convention: str) -> tuple[np.ndarray, np.ndarray]:
+    sx, sy = _sobel_zero_padded(images, which)
+    if convention == "matlab":
+        # MATLAB runs on im2double images; scaling only matters for the GAF quirk below
+        strength, angle = edge_strength_and_angle(sx.astype(np.float64), sy.astype(np.float64))
+        return strength / 255.0, angle
+    return edge_strength_and_angle(sx, sy)
 
 
 def _edge_preservation(g_src, a_src, g_f, a_f) -> np.ndarray:
@@ -111,9 +136,9 @@ def qabf(images: FusionImages, convention: str) -> float:
     cddfuse works in float32 like the evaluator; matlab in float64 on [0, 1] images. Both
     sources constant (no edges at all) returns 0 with a warning.
     """
-    g_a, a_a = _qabf_edges_cached(images, "a", convention)
-    g_b, a_b = _qabf_edges_cached(images, "b", convention)
-    g_f, a_f = _qabf_edges_cached(images, "f", convention)
+    g_a, a_a = _qabf_edges_of(images, "a", convention)
+    g_b, a_b = _qabf_edges_of(images, "b", convention)
+    g_f, a_f = _qabf_edges_of(images, "f", convention)
     denominator = np.sum(g_a + g_b)
     if denominator == 0:
         warn_fallback("Qabf", "both sources are constant (no edges)", 0.0)
@@ -184,10 +209,10 @@ def _nabf_edges_of(image: np.ndarray, border: str) -> NabfEdges:
                                     ndimage.correlate(image, -_SOBEL_Y / 8.0, mode=border))
 
 
-def _nabf_edges_cached(images: FusionImages, which: str) -> NabfEdges:
+def _nabf_edges_from_shared(images: FusionImages, which: str) -> NabfEdges:
     """Edges of an integer-valued image from the shared Sobel responses: gv = -Sx/8, gh = Sy/8
     (exact; the same numbers as :func:`_nabf_edges_of`)."""
-    return images.cached(f"nabf_edges_{which}", lambda: NabfEdges.from_sobel(*_sobel_cached(images, which, "wrap")))
+    return NabfEdges.from_sobel(*_sobel_wrap_cached(images, which))
 
 
 def _nabf_preservation(g_src, a_src, g_f, a_f) -> np.ndarray:
@@ -235,5 +260,5 @@ def nabf(images: FusionImages, convention: str) -> float:
     the golden values use. Tang's analysis_Reference.m passes im2double images (so the Td = 2
     edge threshold never fires) and mirrors the borders; see docs/metrics.md.
     """
-    a, b, f = (_nabf_edges_cached(images, which) for which in "abf")
+    a, b, f = (_nabf_edges_from_shared(images, which) for which in "abf")
     return _nabf_from_edges(a, b, f)
