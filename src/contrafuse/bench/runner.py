@@ -198,8 +198,11 @@ def evaluate(
     convention: str,
     cache: MetricCache,
     workers: int = 1,
+    progress: bool = True,
 ) -> None:
     """Fill ``result.values`` with the metrics of every fused output (cached values reused)."""
+    from tqdm import tqdm
+
     pairs = {p.name: p for p in dataset.pairs}
     todo: list[tuple[str, str]] = []
     for name, fused in result.outputs.items():
@@ -210,11 +213,19 @@ def evaluate(
         else:
             todo.append((name, key))
     args = [(result.outputs[name], pairs[name], names, convention) for name, _ in todo]
-    if workers > 1 and len(args) > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            outcomes = list(pool.map(_evaluate_one, *zip(*args)))
-    else:
-        outcomes = [_evaluate_one(*a) for a in args]
+    bar = tqdm(total=len(args), desc=f"{dataset.label}/{result.method.label} metrics", unit="img",
+               disable=not progress or not args, file=sys.stderr)
+    outcomes = []
+    with bar:
+        if workers > 1 and len(args) > 1:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                for outcome in pool.map(_evaluate_one, *zip(*args)):
+                    outcomes.append(outcome)
+                    bar.update()
+        else:
+            for arguments in args:
+                outcomes.append(_evaluate_one(*arguments))
+                bar.update()
     for (name, key), (values, error) in zip(todo, outcomes):
         if values is None:
             result.failed[name] = error or "metrics failed"
@@ -263,7 +274,8 @@ def run_bench(
                     result = fuse_dataset(method, dataset, folder, device, color, rounding, refresh, progress)
                 else:
                     result = collect_results(method, dataset)
-                evaluate(result, dataset, names, convention, cache, workers)
+                evaluate(result, dataset, names, convention, cache, workers, progress)
+                cache.save()  # an interrupted run keeps what it has scored
                 per_method[method.label] = result
                 bench.warnings += [f"{dataset.label}/{method.label}/{n}: {msg}" for n, msg in result.failed.items()]
             bench.results[dataset.label] = per_method

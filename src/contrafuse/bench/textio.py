@@ -6,6 +6,13 @@ import tempfile
 from pathlib import Path
 
 
+def _readable_mode() -> int:
+    """0o666 less the process umask: what a plain ``open(path, "w")`` would give (mkstemp gives 0o600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path``, replacing it only once the new content is complete."""
     path = Path(path)
@@ -14,6 +21,7 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
             stream.write(text)
+        os.chmod(temp, _readable_mode())
         os.replace(temp, path)
     finally:
         if os.path.exists(temp):
@@ -29,6 +37,7 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
+        os.chmod(temp, _readable_mode())
         os.replace(temp, path)
     finally:
         if os.path.exists(temp):
