@@ -128,14 +128,17 @@ def test_report_states_convention_versions_and_timing(bench_run: Path):
 
 
 def test_second_run_reuses_outputs_unless_refresh(bench_run: Path, tmp_path: Path):
+    import shutil
+
     data = bench_run.parent / "data"
-    fused = bench_run / "fused" / "toy" / "average" / "a01.png"
+    out = shutil.copytree(bench_run, tmp_path / "out")  # keeps mtimes; the shared run stays untouched
+    fused = out / "fused" / "toy" / "average" / "a01.png"
     before = fused.stat().st_mtime_ns
-    args = ["bench", "--data", f"toy={data / 'ir'},{data / 'vis'}", "--models", "average", "--out", str(bench_run),
+    args = ["bench", "--data", f"toy={data / 'ir'},{data / 'vis'}", "--models", "average", "--out", str(out),
             "--no-plots", "--quiet"]
     assert main(args) == 0
     assert fused.stat().st_mtime_ns == before
-    assert "from an earlier run" in (bench_run / "report.md").read_text()
+    assert "from an earlier run" in (out / "report.md").read_text()
     assert main(args + ["--refresh"]) == 0
     assert fused.stat().st_mtime_ns != before
 
