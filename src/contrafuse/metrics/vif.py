@@ -4,7 +4,7 @@ This is ``vifp_mscale`` as used by the CDDFuse evaluator ("VIFF") and by Tang's 
 (both conventions agree): 4 scales, Gaussian window N = 2^(5-s)+1 with sigma N/5, sigma_n^2 = 2,
 'valid' filtering and decimation by 2 between scales.
 
-What makes it fast (about 40-60x the reference's 2-D ``convolve2d``): the Gaussian window is
+What makes it fast (33-72x the reference's 2-D ``convolve2d`` in benchmarks/metrics.py): the window is
 separable and symmetric, so it is applied as two 1-D 'valid' passes written as sums of shifted
 slices in float32; decimation keeps only every other output instead of filtering then
 slicing; F's local statistics are shared by both sources; and the reference's chain of masked
