@@ -94,6 +94,9 @@ class ChannelAttention(nn.Module):
         c = self.channels
         return F.conv2d(x, self.qkv.weight[first * c : last * c], self.qkv.bias[first * c : last * c], padding=1)
 
+    def value(self, x: Tensor) -> Tensor:
+        return self._project(x, 2, 3)
+
     def query_key(self, x: Tensor) -> tuple[Tensor, Tensor]:
         q, k = self._project(x, 0, 2).chunk(2, dim=1)
         return q, k
@@ -115,7 +118,7 @@ class ChannelAttention(nn.Module):
             q, k, v = self.qkv(x).chunk(3, dim=1)
             attention = self.attention_from_energy(self.energy(q, k))
         else:
-            v = self._project(x, 2, 3)
+            v = self.value(x)
         # gamma * A V + V = (gamma * A + I) V: one matmul, no extra feature-map pass.
         mix = self.gamma * attention + torch.eye(c, dtype=x.dtype, device=x.device)
         if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
@@ -172,7 +175,7 @@ class FeatureEnsemble(nn.Module):
                 energies.append(ca.energy(q, k))
             attention = ca.attention_from_energy(torch.cat(energies))
         else:
-            values = [ca._project(unet, 2, 3), ca._project(vgg, 2, 3)]
+            values = [ca.value(unet), ca.value(vgg)]
         mix = ca.gamma * attention + torch.eye(c, dtype=unet.dtype, device=unet.device)
         weight = torch.einsum("osjyx,sji->osiyx", self.merge.weight.unflatten(1, (3, c)), mix).flatten(1, 2)
         if unet.is_contiguous(memory_format=torch.channels_last):
