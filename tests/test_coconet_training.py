@@ -16,7 +16,8 @@ from contrafuse.models.coconet import CoCoNet
 from contrafuse.models.weights import read_safetensors
 from contrafuse.training import ConfigError
 from contrafuse.training.checkpoint import load_checkpoint
-from contrafuse.training.coconet import MaskedPatchPairs
+from contrafuse.training.coconet import MaskedPatchPairs, check_config
+from contrafuse.training.recipe import get_recipe
 from contrafuse.training.engine import load_config, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,11 +51,34 @@ def test_masks_are_cut_with_the_patches(tmp_path: Path) -> None:
 
 
 def test_stage_lengths_must_add_up() -> None:
+    cfg = load_config(REPO / "configs" / "coconet_smoke.yaml", ["stages.base_steps=5"])
     with pytest.raises(ConfigError, match="must equal train.steps"):
-        cfg = load_config(REPO / "configs" / "coconet_smoke.yaml", ["stages.base_steps=5"])
-        from contrafuse.training.coconet import check_config
-
         check_config(cfg)
+
+
+def test_vgg_weights_setting_feeds_both_vgg_roles(tmp_path: Path) -> None:
+    """``--set vgg.weights=FILE``: a torchvision vgg19 state dict for the trunk and the loss."""
+    generator = torch.Generator().manual_seed(7)
+    widths = [(3, 64), (64, 64), None, (64, 128), (128, 128), None] + [(128, 256)] + [(256, 256)] * 3 + [None]
+    widths += [(256, 512)] + [(512, 512)] * 3 + [None] + [(512, 512)] * 4
+    state, index = {}, 0
+    for shape in widths:  # torchvision's vgg19().features numbering: conv, ReLU, ..., pool
+        if shape is None:
+            index += 1
+            continue
+        state[f"features.{index}.weight"] = torch.randn(shape[1], shape[0], 3, 3, generator=generator) * 0.05
+        state[f"features.{index}.bias"] = torch.zeros(shape[1])
+        index += 2
+    torch.save(state, tmp_path / "vgg19-imagenet.pth")
+    recipe = get_recipe("coconet")
+    cfg = load_config(REPO / "configs" / "coconet_smoke.yaml", [f"vgg.weights={tmp_path / 'vgg19-imagenet.pth'}"])
+    recipe.configure(cfg)
+    assert cfg.vgg.source.startswith("file=vgg19-imagenet.pth sha256=")
+    net = recipe.build_models(cfg)["net"]
+    gray = state["features.0.weight"][:, 0:1] * 0.299 + state["features.0.weight"][:, 1:2] * 0.587 + state["features.0.weight"][:, 2:3] * 0.114
+    torch.testing.assert_close(net.vgg.features[0].weight, gray)
+    torch.testing.assert_close(net.vgg.features[16].weight, state["features.16.weight"])
+    torch.testing.assert_close(recipe.loss_features(torch.device("cpu")).features[28].weight, state["features.28.weight"])
 
 
 def test_two_stage_training_smoke(tmp_path: Path) -> None:
