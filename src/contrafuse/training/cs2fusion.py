@@ -29,11 +29,11 @@ from torch.optim import Adam, Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 from torch.utils.data import Dataset
 
-from ..data import OcclusionPolicy, PatchPairs, custom_pairs, dataset_pairs, occlude
+from ..data import OcclusionPolicy, PatchPairs, occlude
 from ..losses.cs2fusion import AUGMENTED_POSITIVES, backbone_loss, cpn_contrastive_loss
 from ..models.cs2fusion import SLOPE, CompensationPerceptionNet, Cs2Fusion, Cs2FusionBackbone, self_correlation_saliency, stack_levels
 from .config import ConfigError, DataConfig, TrainConfig
-from .recipe import Losses, Recipe, Stage, register_recipe, unwrap
+from .recipe import Losses, Recipe, Stage, configured_pairs, register_recipe, unwrap
 from .schedules import WarmupMultiStep, fraction_milestones
 
 BRANCH_ORDERS = ("inference", "authors")
@@ -79,15 +79,6 @@ def check_config(cfg: Cs2FusionConfig) -> None:
         cfg.occlusion.check()
     except ValueError as exc:
         raise ConfigError(f"occlusion: {exc}") from None
-
-
-def training_pairs(data: DataConfig, split: str) -> list:
-    """The file pairs of the configured dataset and split (``folders``: explicit folders)."""
-    if data.dataset == "folders":
-        if not data.ir_dir or not data.vis_dir:
-            raise ConfigError("data.dataset: folders needs data.ir_dir and data.vis_dir")
-        return custom_pairs(data.ir_dir, data.vis_dir, data.manifest)
-    return dataset_pairs(data.dataset, split, data.root)
 
 
 class AddOccludedVisible:
@@ -239,7 +230,7 @@ class Cs2FusionRecipe(Recipe):
 
     def build_dataset(self, cfg: Cs2FusionConfig, split: str) -> Dataset:
         check_config(cfg)
-        pairs = training_pairs(cfg.data, split)
+        pairs = configured_pairs(cfg.data, split)
         return PatchPairs(pairs, cfg.data.patch_size, cfg.data.flips, AddOccludedVisible(cfg.occlusion))
 
     def training_step(

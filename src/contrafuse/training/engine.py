@@ -6,6 +6,7 @@ world size). What differs between methods comes from the recipe (see ``recipe.py
 """
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import random
@@ -43,7 +44,6 @@ class Process:
     rank: int = 0
     world_size: int = 1
     distributed: bool = False
-    owns_group: bool = False  # we initialised the process group, so we tear it down
 
     @property
     def is_main(self) -> bool:
@@ -112,10 +112,17 @@ def setup_process(device_preference: str) -> Process:
         torch.cuda.set_device(device)
     if world_size <= 1:
         return Process(device)
-    owns = not dist.is_initialized()
-    if owns:
+    if not dist.is_initialized():
+        # Kept for the life of the process: re-creating it under torchrun's env:// store hangs,
+        # and a script may call train() more than once.
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Process(device, dist.get_rank(), dist.get_world_size(), True, owns)
+        atexit.register(_destroy_process_group)
+    return Process(device, dist.get_rank(), dist.get_world_size(), True)
+
+
+def _destroy_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def seed_everything(seed: int) -> None:
@@ -376,12 +383,7 @@ def train(
     losses)`` is called after every step (losses as floats only on logging steps, else {}).
     """
     out_dir = Path(out_dir)
-    process = setup_process(cfg.train.device)
-    try:
-        return _run(cfg, out_dir, resume, on_step_end, process)
-    finally:
-        if process.owns_group and dist.is_initialized():
-            dist.destroy_process_group()
+    return _run(cfg, out_dir, resume, on_step_end, setup_process(cfg.train.device))
 
 
 def _run(cfg: TrainConfig, out_dir: Path, resume: bool, on_step_end: StepCallback | None, process: Process) -> TrainResult:

@@ -42,7 +42,8 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import Dataset
 
-from .config import TrainConfig
+from ..data import PairFiles, custom_pairs, dataset_pairs
+from .config import ConfigError, DataConfig, TrainConfig
 
 Losses = Mapping[str, "float | Tensor"]
 
@@ -172,6 +173,15 @@ def get_recipe(name: str) -> Recipe:
     return _RECIPES[name]()
 
 
+def configured_pairs(data: DataConfig, split: str) -> list[PairFiles]:
+    """The file pairs ``data`` names: a named dataset's split, or (``dataset: folders``) two folders."""
+    if data.dataset == "folders":
+        if not data.ir_dir or not data.vis_dir:
+            raise ConfigError("data.dataset: folders needs data.ir_dir and data.vis_dir")
+        return custom_pairs(data.ir_dir, data.vis_dir, data.manifest)
+    return dataset_pairs(data.dataset, split, data.root)
+
+
 def unwrap(module: nn.Module) -> nn.Module:
     """The plain module inside a DistributedDataParallel (or similar ``.module``) wrapper."""
     return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
@@ -186,6 +196,7 @@ __all__ = [
     "Losses",
     "Recipe",
     "Stage",
+    "configured_pairs",
     "detached",
     "get_recipe",
     "list_recipes",
