@@ -80,15 +80,29 @@ def _ssim_loss_torch(a: Tensor, b: Tensor, window_size: int, max_val: float, eps
     return torch.clamp((1.0 - ssim) / 2.0, 0.0, 1.0).mean()
 
 
+def _kornia_ssim_loss():
+    """kornia's ``ssim_loss``, or None where kornia is not installed (looked up once)."""
+    global _KORNIA_SSIM
+    if _KORNIA_SSIM is None:
+        try:
+            from kornia.losses import ssim_loss as found
+        except ImportError:
+            found = False
+        _KORNIA_SSIM = found
+    return _KORNIA_SSIM or None
+
+
+_KORNIA_SSIM = None
+
+
 def ssim_loss(a: Tensor, b: Tensor, window_size: int = 3, max_val: float = 1.0) -> Tensor:
     """Mean structural dissimilarity of ``(B, C, H, W)`` images, kornia's ``ssim_loss``.
 
     Uses kornia when it is installed, otherwise an equal torch implementation (tested against
     kornia), so that training runs where kornia is missing.
     """
-    try:
-        from kornia.losses import ssim_loss as kornia_ssim_loss
-    except ImportError:
+    kornia_ssim_loss = _kornia_ssim_loss()
+    if kornia_ssim_loss is None:
         return _ssim_loss_torch(a, b, window_size, float(max_val))
     return kornia_ssim_loss(a, b, window_size, max_val=float(max_val))
 
