@@ -28,11 +28,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a config value, e.g. --set train.steps=2000 --set optim.lr_backbone=1e-3 (repeatable)",
     )
+    parser.add_argument(
+        "--vgg-weights", type=Path, metavar="FILE",
+        help="CoCoNet: a torchvision vgg19 state dict file for the VGG trunk and loss (= --set vgg.weights=FILE)",
+    )
     parser.set_defaults(func=run)
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
     extra = [f"data.root={args.data}"] if args.data is not None else []
+    if args.vgg_weights is not None:
+        extra.append(f"vgg.weights={args.vgg_weights}")
     return [*extra, *args.overrides]
 
 
