@@ -1,10 +1,12 @@
-"""Inference speed and peak memory of CS2Fusion on this machine.
+"""Inference speed and peak memory on this machine: CS2Fusion, CoCoNet, ONNX Runtime.
 
-Each measurement runs in its own process so that its peak RSS is its own. Prints seconds per
-pair (median of the repeats) and peak RSS for our memory-bounded banded inference beside a
-plain eager forward of the same network, at 640x480 and 4000x3000.
+Each CS2Fusion measurement runs in its own process so that its peak RSS is its own. Prints
+seconds per pair (median of the repeats) and peak RSS for our memory-bounded banded inference
+beside a plain eager forward of the same network, at 640x480 and 4000x3000; then runs
+inference_coconet.py (CoCoNet against the official layout) and inference_onnx.py (ONNX
+Runtime beside PyTorch) from this folder.
 
-    python benchmarks/inference.py [--repeats 3] [--skip-large]
+    python benchmarks/inference.py [--repeats 3] [--skip-large] [--only-cs2fusion]
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 
 def _measure(mode: str, height: int, width: int, repeats: int) -> dict:
@@ -51,6 +54,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-large", action="store_true", help="skip the 4000x3000 run (several minutes)")
+    parser.add_argument("--only-cs2fusion", action="store_true", help="skip the CoCoNet and ONNX Runtime parts")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -70,6 +74,10 @@ def main() -> None:
         print(f"{'4000x3000':>10} {'contrafuse (banded)':<26} {large['seconds']:8.2f} {large['peak_rss_mb']:12.0f}")
         print(f"peak RSS at 4000x3000: {large['peak_rss_mb']:.0f} MB (target <= 2048 MB); "
               "the plain forward would need about 19 GB there and is not run")
+    if not args.only_cs2fusion:
+        for script in ("inference_coconet.py", "inference_onnx.py"):
+            print(f"\n== {script}", flush=True)
+            subprocess.run([sys.executable, str(Path(__file__).with_name(script))], check=True)
 
 
 if __name__ == "__main__":
