@@ -78,6 +78,21 @@ def test_metadata_states_model_convention_and_opset(tmp_path: Path):
     assert dims == ["batch", "", "height", "width"]
 
 
+@pytest.mark.parametrize("size", [(7, 13), (123, 77)])
+def test_coconet_onnx_equals_pytorch_on_odd_sizes(tmp_path_factory, size):
+    torch.manual_seed(0)
+    network = create_model("coconet", weights=None)
+    path = export_onnx(network, tmp_path_factory.mktemp("onnx") / "coconet.onnx")
+    runner = OnnxModel(path)
+    assert runner.size_multiple == 8
+    ir, vis = torch.rand(1, 1, *size), torch.rand(1, 1, *size)
+    with torch.no_grad():
+        expected = network(ir, vis)
+    got = runner(ir, vis)
+    assert got.shape == expected.shape
+    assert (got - expected).abs().max().item() <= 1e-4
+
+
 def test_laplacian_refuses_with_a_clear_reason(tmp_path: Path):
     """Its pyramid depth is computed in Python from the size: a traced graph cannot follow it."""
     out = tmp_path / "laplacian.onnx"

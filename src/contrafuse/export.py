@@ -2,7 +2,9 @@
 
 The exported graph is the model's plain ``forward(ir, vis)``: inputs ``ir`` and ``vis`` are
 float32 ``(N, 1, H, W)`` luma in [0, 1]; the output ``fused`` is ``(N, 1, H, W)`` on the same
-scale, not clamped. Batch, height and width are dynamic. (Models' memory-bounded ``fuse``
+scale, not clamped. Batch, height and width are dynamic. A model that pads its input to a
+size multiple (CoCoNet) exports its unpadded core instead (``onnx_core()``); the metadata's
+``size_multiple`` says so and :class:`OnnxModel` pads and crops around the graph. (Models' memory-bounded ``fuse``
 methods are not exported: they loop over bands in Python.) The file's metadata names the
 model, the input convention and the opset.
 
@@ -26,7 +28,8 @@ INPUT_NAMES = ("ir", "vis")
 OUTPUT_NAME = "fused"
 INPUT_CONVENTION = (
     "inputs ir, vis: float32 (N, 1, H, W) BT.601 luma in [0, 1] (ir = infrared/CT/PET/SPECT, vis = visible/MRI); "
-    "output fused: float32 (N, 1, H, W) luma on the same scale, unclamped; N, H, W dynamic"
+    "output fused: float32 (N, 1, H, W) luma on the same scale, unclamped; N, H, W dynamic; "
+    "H and W must be multiples of the metadata's size_multiple (reflection-pad, then crop)"
 )
 # Sizes the exported graph is checked on: odd, and unlike the size it was traced with.
 CHECK_SIZES = ((7, 13), (123, 77))
@@ -73,10 +76,19 @@ class OnnxModel(nn.Module):
             raise ContrafuseError(f"{self.path}: expected inputs {list(INPUT_NAMES)}, found {inputs} (export with `contrafuse export`)")
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
 
+        self.size_multiple = int(self.metadata.get("size_multiple", "1"))
+
     def forward(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
-        feeds = {name: t.detach().float().cpu().numpy() for name, t in zip(INPUT_NAMES, (ir, vis))}
-        fused = self.session.run([OUTPUT_NAME], feeds)[0]
-        return torch.from_numpy(fused).to(ir.device)
+        return run_session(self.session, ir, vis, self.size_multiple).to(ir.device)
+
+
+def run_session(session, ir: torch.Tensor, vis: torch.Tensor, size_multiple: int = 1) -> torch.Tensor:
+    """Run an exported graph; inputs are reflection-padded to ``size_multiple`` and the output cropped."""
+    from .models.coconet import crop, pad_to_multiple
+
+    (ir, box), (vis, _) = (pad_to_multiple(t.detach().float().cpu(), size_multiple) for t in (ir, vis))
+    feeds = {name: t.contiguous().numpy() for name, t in zip(INPUT_NAMES, (ir, vis))}
+    return crop(torch.from_numpy(session.run([OUTPUT_NAME], feeds)[0]), box)
 
 
 def _trace_to_bytes(model: nn.Module, opset: int) -> bytes:
@@ -106,7 +118,7 @@ def _with_metadata(data: bytes, entries: dict[str, str]) -> bytes:
     return proto.SerializeToString()
 
 
-def max_difference(model: nn.Module, data: bytes, size: tuple[int, int], seed: int = 0) -> float:
+def max_difference(model: nn.Module, data: bytes, size: tuple[int, int], seed: int = 0, size_multiple: int = 1) -> float:
     """Largest absolute difference between PyTorch and ONNX Runtime on random ``size`` inputs."""
     ort = _require("onnxruntime")
     generator = torch.Generator().manual_seed(seed)
@@ -116,17 +128,17 @@ def max_difference(model: nn.Module, data: bytes, size: tuple[int, int], seed: i
     options = ort.SessionOptions()
     options.log_severity_level = 4  # failures are reported by the caller, not logged twice
     session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-    got = session.run([OUTPUT_NAME], {"ir": ir.numpy(), "vis": vis.numpy()})[0]
+    got = run_session(session, ir, vis, size_multiple).numpy()
     if got.shape != expected.shape:
         return float("inf")
     return float(np.abs(got - expected).max())
 
 
-def _verify(name: str, model: nn.Module, data: bytes, tolerance: float) -> None:
+def _verify(name: str, model: nn.Module, data: bytes, tolerance: float, size_multiple: int) -> None:
     """Fail unless the graph reproduces PyTorch on sizes other than the traced one."""
     for size in CHECK_SIZES:
         try:
-            difference = max_difference(model, data, size)
+            difference = max_difference(model, data, size, size_multiple=size_multiple)
         except Exception as exc:  # onnxruntime's own error types
             difference, detail = float("inf"), f"ONNX Runtime failed: {str(exc).splitlines()[0][:200]}"
         else:
@@ -175,18 +187,21 @@ def export_onnx(
     else:
         name, network = model, create_model(model, weights=weights, device="cpu")
         weights_note = "shipped" if weights == "default" else (Path(weights).name if weights else "random")
+    # a model whose padding depends on the size exports its core; OnnxModel pads around it
+    traced, size_multiple = network.onnx_core() if hasattr(network, "onnx_core") else (network, 1)
     try:
-        data = _trace_to_bytes(network, opset)
+        data = _trace_to_bytes(traced.eval(), opset)
     except Exception as exc:  # the exporter raises many unrelated types
         raise ExportError(f"model {name!r} cannot be exported to ONNX: {exc}") from None
     if verify:
-        _verify(name, network, data, tolerance)
+        _verify(name, network, data, tolerance, size_multiple)
     data = _with_metadata(data, {
         "contrafuse_model": name,
         "contrafuse_weights": weights_note,
         "contrafuse_version": __version__,
         "input_convention": INPUT_CONVENTION,
         "opset": str(opset),
+        "size_multiple": str(size_multiple),
     })
     out.parent.mkdir(parents=True, exist_ok=True)
     temp = out.with_name(f".{out.name}.{os.getpid()}.tmp")

@@ -154,7 +154,7 @@ class FeatureEnsemble(nn.Module):
 
     def forward(self, unet: Tensor, vgg: Tensor, attention: Tensor | None = None) -> Tensor:
         b = unet.shape[0]
-        if b == 1:
+        if b == 1 and not torch.jit.is_tracing():  # the folded path's data-dependent kernel does not export
             return self._forward_single(unet, vgg, attention)
         own = (None, None) if attention is None else attention.split([b, 2 * b])
         out_unet, out_vgg = self.attention(unet, own[0]), self.attention(vgg, own[1])
@@ -331,6 +331,15 @@ class CoCoNet(nn.Module):
         a, b, box = self._prepare(ir, vis)
         return (crop(self.backbone(a, b), box) + 1) / 2
 
+    def onnx_core(self) -> tuple[nn.Module, int]:
+        """What ONNX export traces, and the size multiple its inputs must be padded to.
+
+        The padding depends on the image size through Python integers, which tracing would
+        freeze, so the exported graph takes inputs already padded (``contrafuse.export.OnnxModel``
+        pads and crops around it).
+        """
+        return _PaddedInputCoCoNet(self.backbone), SIZE_MULTIPLE
+
     @torch.inference_mode()
     def fuse(self, ir: Tensor, vis: Tensor, tile: int = 512, halo: int = TILE_HALO) -> Tensor:
         """Like :meth:`forward` (up to float rounding), with memory bounded for large images."""
@@ -339,6 +348,17 @@ class CoCoNet(nn.Module):
             return self.forward(ir, vis)
         a, b, box = self._prepare(ir, vis)
         return (crop(tiled_forward(self.backbone, a, b, tile, halo), box) + 1) / 2
+
+
+class _PaddedInputCoCoNet(nn.Module):
+    """``forward(ir, vis)`` on [0, 1] inputs whose H and W are multiples of 8 (no padding)."""
+
+    def __init__(self, backbone: CoCoNetBackbone) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, ir: Tensor, vis: Tensor) -> Tensor:
+        return (self.backbone(vis * 2 - 1, ir * 2 - 1) + 1) / 2
 
 
 def parameter_counts(model: nn.Module) -> dict[str, int]:
