@@ -7,6 +7,7 @@ can never pass by silently skipping the reference checks.
 """
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
@@ -29,6 +30,17 @@ def require_path(path: Path, what: str) -> Path:
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+def require_module(module: str, extra: str):
+    """Import an optional dependency: FAIL under CI when missing (never pass by skipping), skip elsewhere."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        message = f"{module} not installed: pip install 'contrafuse[{extra}]'"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message, allow_module_level=True)
 
 
 @pytest.fixture(scope="session")

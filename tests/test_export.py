@@ -1,8 +1,6 @@
 """ONNX export: dynamic sizes, equality with PyTorch, metadata, clear refusals, the onnxruntime backend."""
 from __future__ import annotations
 
-import importlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -10,20 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import require_module
 
-def _require(module: str, extra: str):
-    """Import an optional dependency: FAIL under CI when missing (never pass by skipping), skip elsewhere."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        message = f"{module} not installed: pip install 'contrafuse[{extra}]'"
-        if os.environ.get("CI"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message, allow_module_level=True)
-
-
-onnx = _require("onnx", "onnx")
-ort = _require("onnxruntime", "onnx")
+onnx = require_module("onnx", "onnx")
+ort = require_module("onnxruntime", "onnx")
 
 from contrafuse import fuse  # noqa: E402
 from contrafuse.cli.main import main  # noqa: E402

@@ -1,8 +1,6 @@
 """Video fusion: frame-by-frame round trip, matching checks, atomic no-overwrite output, the CLI branch."""
 from __future__ import annotations
 
-import importlib
-import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -10,19 +8,9 @@ import numpy as np
 import pytest
 from torch import nn
 
+from conftest import require_module
 
-def _require(module: str, extra: str):
-    """Import an optional dependency: FAIL under CI when missing (never pass by skipping), skip elsewhere."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        message = f"{module} not installed: pip install 'contrafuse[{extra}]'"
-        if os.environ.get("CI"):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message, allow_module_level=True)
-
-
-_require("av", "video")
+require_module("av", "video")
 
 from contrafuse.cli.main import main  # noqa: E402
 from contrafuse.fusion import fuse_arrays  # noqa: E402

@@ -176,7 +176,7 @@ def export_onnx(
         The written path.
     """
     from . import __version__
-    from .io import _publish
+    from .io import publish_file
     from .models import create_model
 
     out = Path(out)
@@ -207,7 +207,7 @@ def export_onnx(
     temp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
         temp.write_bytes(data)
-        _publish(temp, out, overwrite)
+        publish_file(temp, out, overwrite)
     finally:
         temp.unlink(missing_ok=True)
     return out

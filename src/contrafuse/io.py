@@ -96,7 +96,7 @@ def write_image(path: str | os.PathLike, image: np.ndarray, overwrite: bool = Fa
     temp = Path(temp_name)
     try:
         _encode(temp, image)
-        _publish(temp, path, overwrite)
+        publish_file(temp, path, overwrite)
     finally:
         temp.unlink(missing_ok=True)
     return path
@@ -143,7 +143,8 @@ def _png_rgb48(image: np.ndarray) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
 
 
-def _publish(temp: Path, path: Path, overwrite: bool) -> None:
+def publish_file(temp: Path, path: Path, overwrite: bool) -> None:
+    """Move a finished temporary file to ``path``: replace it, or never clobber an existing one."""
     if overwrite:
         os.replace(temp, path)
         return

@@ -131,12 +131,12 @@ class VideoWriter:
 
     def close(self) -> Path:
         """Flush the encoder and move the file into place."""
-        from .io import _publish
+        from .io import publish_file
 
         try:
             self.container.mux(self.stream.encode(None))
             self.container.close()
-            _publish(self.temp, self.path, self.overwrite)
+            publish_file(self.temp, self.path, self.overwrite)
         finally:
             self.temp.unlink(missing_ok=True)
         return self.path
