@@ -118,7 +118,7 @@ class Cs2FusionBackbone(nn.Module):
         return BackboneOutput(levels_x, levels_y, fc, d)
 
 
-def _minmax_normalise(x: Tensor, eps: float = 1e-10) -> Tensor:
+def minmax_normalise(x: Tensor, eps: float = 1e-10) -> Tensor:
     """(x - min) / (max - min + eps) with min/max over the whole batch tensor, as the authors do."""
     low, high = x.min(), x.max()
     return (x - low) / (high - low + eps)
@@ -134,7 +134,7 @@ def self_correlation_saliency(f: Tensor) -> Tensor:
     r = f.reshape(b, c, h * w)
     attention = torch.softmax(torch.bmm(r, r.transpose(1, 2)), dim=1)
     correlation = torch.bmm(attention, r).reshape(b, c, h, w)
-    saliency = _minmax_normalise(torch.clamp(f - f.mean(), min=1e-10))
+    saliency = minmax_normalise(torch.clamp(f - f.mean(), min=1e-10))
     return saliency + correlation + f
 
 
@@ -157,7 +157,7 @@ class CompensationPerceptionNet(nn.Module):
 
     def forward(self, levels_x: list[Tensor], levels_y: list[Tensor], features: Tensor) -> CompensationOutput:
         z = _act(self.embed(features))
-        p = _minmax_normalise(self.score(z))
+        p = minmax_normalise(self.score(z))
         sso_x = torch.cat([self_correlation_saliency(e) for e in levels_x], 1)
         sso_y = torch.cat([self_correlation_saliency(e) for e in levels_y], 1)
         return CompensationOutput(sso_x, sso_y, (p * z).flatten(1), ((1 - p) * z).flatten(1), p)

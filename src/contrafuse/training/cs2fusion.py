@@ -31,7 +31,7 @@ from torch.utils.data import Dataset
 
 from ..data import OcclusionPolicy, PatchPairs, occlude
 from ..losses.cs2fusion import AUGMENTED_POSITIVES, backbone_loss, cpn_contrastive_loss
-from ..models.cs2fusion import SLOPE, CompensationPerceptionNet, Cs2Fusion, Cs2FusionBackbone, self_correlation_saliency, stack_levels
+from ..models.cs2fusion import SLOPE, CompensationPerceptionNet, Cs2Fusion, Cs2FusionBackbone, minmax_normalise, stack_levels
 from .config import ConfigError, DataConfig, TrainConfig
 from .recipe import Losses, Recipe, Stage, configured_pairs, register_recipe, unwrap
 from .schedules import WarmupMultiStep, fraction_milestones
@@ -130,12 +130,6 @@ class CompensationHead(nn.Module):
         if replaced_y is not None:
             maps.append(self._maps(part_x + self._half(replaced_y, 1)))
         return maps
-
-
-def minmax_normalise(x: Tensor, eps: float = 1e-10) -> Tensor:
-    """(x - min) / (max - min + eps), min/max over the whole batch tensor (the authors' P)."""
-    low, high = x.min(), x.max()
-    return (x - low) / (high - low + eps)
 
 
 def sso_features(levels: list[Tensor]) -> Tensor:
