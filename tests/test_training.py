@@ -260,3 +260,31 @@ def test_torchrun_two_processes_match_one(tmp_path):
     replicas = [torch.load(double / f"replica{r}.pt") for r in range(2)]
     for key, value in replicas[0].items():
         assert torch.equal(value, replicas[1][key]), key
+
+
+def test_compensation_prior_target_follows_the_infrared_surplus():
+    from contrafuse.losses.cs2fusion import compensation_prior_loss, compensation_prior_target
+
+    ir = torch.tensor([[[[200.0, 10.0, 105.0]]]])
+    vis = torch.tensor([[[[10.0, 200.0, 105.0]]]])
+    target = compensation_prior_target(ir, vis)
+    assert torch.allclose(target, torch.tensor([[[[1.0, 0.0, 0.5]]]]))
+    assert float(compensation_prior_loss(target, ir, vis)) == 0.0
+    assert float(compensation_prior_loss(1.0 - target, ir, vis)) == pytest.approx(2.0 / 3.0)
+
+
+def test_prior_steps_fit_the_compensation_map_then_hand_over_to_the_contrastive_loss(tmp_path):
+    cfg = tiny_config(
+        smooth_pairs(tmp_path), steps=30,
+        **{"loss.prior_steps": "25", "optim.lr_cpn": "1e-2", "optim.lr_backbone": "0.0", "optim.milestones": "[1.0]"},
+    )
+    recipe = Cs2FusionRecipe()
+    recipe.configure(cfg)
+    dataset = recipe.build_dataset(cfg, "train")
+    batch = torch.utils.data.default_collate([dataset[(i % 4, 100 + i)] for i in range(4)])
+    seed_everything(cfg.train.seed)
+    models = recipe.build_models(cfg)
+    optimizers, _ = recipe.build_optimizers(models, cfg)
+    logged = [recipe.training_step(models, optimizers, batch, step, Stage("main", 1)) for step in range(30)]
+    assert all("prior" in losses for losses in logged[:25]) and not any("prior" in losses for losses in logged[25:])
+    assert float(logged[24]["prior"]) < 0.2 * float(logged[0]["prior"])

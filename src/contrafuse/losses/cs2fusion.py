@@ -130,6 +130,24 @@ def backbone_loss(
     return BackboneLoss(intensity + structure, intensity, structure)
 
 
+# -- compensation prior --------------------------------------------------------------------------
+
+def compensation_prior_target(ir: Tensor, vis: Tensor) -> Tensor:
+    """The prior P0 = minmax(I_ir - I_vis) over the batch: high where the infrared is brighter."""
+    from ..models.cs2fusion import minmax_normalise
+
+    return minmax_normalise(ir - vis)
+
+
+def compensation_prior_loss(compensation: Tensor, ir: Tensor, vis: Tensor) -> Tensor:
+    """Mean squared distance of P from :func:`compensation_prior_target` (``(B, 1, H, W)`` each).
+
+    Used only for the first ``loss.prior_steps`` steps, to start the CPN in the basin where P
+    follows the infrared's surplus intensity (docs/training.md, "Compensation prior").
+    """
+    return F.mse_loss(compensation, compensation_prior_target(ir, vis))
+
+
 # -- contrastive loss ----------------------------------------------------------------------------
 
 def pairwise_cosine(a: Tensor, b: Tensor) -> Tensor:

@@ -30,7 +30,7 @@ from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 from torch.utils.data import Dataset
 
 from ..data import OcclusionPolicy, PatchPairs, occlude
-from ..losses.cs2fusion import AUGMENTED_POSITIVES, backbone_loss, cpn_contrastive_loss
+from ..losses.cs2fusion import AUGMENTED_POSITIVES, backbone_loss, compensation_prior_loss, cpn_contrastive_loss
 from ..models.cs2fusion import SLOPE, CompensationPerceptionNet, Cs2Fusion, Cs2FusionBackbone, minmax_normalise, stack_levels
 from .config import ConfigError, DataConfig, TrainConfig
 from .recipe import Losses, Recipe, Stage, configured_pairs, register_recipe, unwrap
@@ -58,6 +58,8 @@ class Cs2FusionLoss:
     augmented_positive: str = "paper"  # "paper" or "code" (see losses.cs2fusion)
     ssim_window: int = 3
     ssim_max_val: float = 1.0  # the authors' kornia default on 0-255 data
+    prior_steps: int = 0  # the CPN's first steps fit P to minmax(I_ir - I_vis) instead of L_c
+    prior_weight: float = 0.0  # after them, L_c + prior_weight * that prior
 
 
 @dataclass
@@ -250,10 +252,14 @@ class Cs2FusionRecipe(Recipe):
             views.sso_ir, views.sso_vis, views.embedding_ir, views.embedding_vis, views.sso_vis_occluded,
             views.embedding_ir_occluded, cfg.loss.k, cfg.loss.alpha, cfg.loss.augmented_positive,
         )
+        cpn_loss, prior = contrast.total, None
+        if step < cfg.loss.prior_steps or cfg.loss.prior_weight > 0:
+            prior = compensation_prior_loss(views.compensation, ir, vis)
+            cpn_loss = prior if step < cfg.loss.prior_steps else cpn_loss + cfg.loss.prior_weight * prior
         optimizers["cpn"].zero_grad(set_to_none=True)
-        contrast.total.backward()
+        cpn_loss.backward()
         optimizers["cpn"].step()
-        return {
+        losses = {
             "fusion": fusion.total.detach(),
             "intensity": fusion.intensity.detach(),
             "ssim": fusion.structure.detach(),
@@ -261,6 +267,9 @@ class Cs2FusionRecipe(Recipe):
             "contrast_pairing": contrast.pairing.detach(),
             "contrast_augmented": contrast.augmented.detach(),
         }
+        if prior is not None:
+            losses["prior"] = prior.detach()
+        return losses
 
     def export_model(self, models: dict[str, nn.Module], cfg: Cs2FusionConfig) -> tuple[nn.Module, str]:
         model = Cs2Fusion()
