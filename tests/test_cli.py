@@ -23,7 +23,7 @@ def test_models_lists_every_model_and_marks_the_default(capsys):
     assert "(default)" in out.splitlines()[[n.split()[0] for n in out.splitlines()].index(DEFAULT_MODEL)]
 
 
-@pytest.mark.parametrize("name", ["coconet", "coconet-medical"])
+@pytest.mark.parametrize("name", ["cs2fusion", "coconet", "coconet-medical"])
 def test_trained_weights_ship_with_a_model_card(name):
     weights = default_weights_path(name)
     assert weights is not None and weights.stat().st_size > 100_000

@@ -216,7 +216,7 @@ def reference_key_map(module: nn.Module) -> dict[str, str] | None:
 
 @register_model(
     "cs2fusion",
-    description="CS2Fusion backbone (Wang et al. 2024); weights via --weights (e.g. the authors' .pth) until ours ship",
+    description="CS2Fusion backbone (Wang et al. 2024), our weights trained on the RoadScene training split",
     default_weights="cs2fusion.safetensors",
 )
 def cs2fusion() -> nn.Module:
