@@ -63,6 +63,8 @@ def test_config_yaml_overrides_and_errors(tmp_path):
         load_config(path, ["train.steps=abc"])
     with pytest.raises(ConfigError, match="augmented_positive"):
         Cs2FusionRecipe().configure(load_config(path, ["loss.augmented_positive=both"]))
+    with pytest.raises(ConfigError, match="prior_weight"):
+        Cs2FusionRecipe().configure(load_config(path, ["loss.prior_weight=-1"]))
 
 
 def test_one_process_sees_the_samples_of_two():

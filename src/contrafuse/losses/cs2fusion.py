@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..models.cs2fusion import minmax_normalise
+
 AUGMENTED_POSITIVES = ("paper", "code")
 AugmentedPositive = Literal["paper", "code"]
 
@@ -134,16 +136,14 @@ def backbone_loss(
 
 def compensation_prior_target(ir: Tensor, vis: Tensor) -> Tensor:
     """The prior P0 = minmax(I_ir - I_vis) over the batch: high where the infrared is brighter."""
-    from ..models.cs2fusion import minmax_normalise
-
     return minmax_normalise(ir - vis)
 
 
 def compensation_prior_loss(compensation: Tensor, ir: Tensor, vis: Tensor) -> Tensor:
     """Mean squared distance of P from :func:`compensation_prior_target` (``(B, 1, H, W)`` each).
 
-    Used only for the first ``loss.prior_steps`` steps, to start the CPN in the basin where P
-    follows the infrared's surplus intensity (docs/training.md, "Compensation prior").
+    Not part of the authors' method: it keeps the CPN's map from saturating when training
+    from scratch (docs/training.md, "Our CS2Fusion weights and the compensation prior").
     """
     return F.mse_loss(compensation, compensation_prior_target(ir, vis))
 

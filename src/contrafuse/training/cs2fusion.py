@@ -12,6 +12,10 @@ with the same result:
 * In the CPN's embedding conv the half that sees the unchanged branch is shared by both
   pairs (:class:`CompensationHead`), so the occluded pair costs half a CPN conv.
 
+Not in the authors' method: ``loss.prior_steps`` / ``loss.prior_weight`` add the compensation
+prior (:func:`~contrafuse.losses.cs2fusion.compensation_prior_loss`) to the CPN's loss; off by
+default, on in the shipped config (docs/training.md).
+
 Branch order: by default the visible patch goes into branch x and the infrared into branch y,
 the order of the authors' test script and of our inference wrapper ``Cs2Fusion``, so the
 exported weights are used as they were trained. ``branch_order: authors`` trains as train.py
@@ -77,6 +81,8 @@ def check_config(cfg: Cs2FusionConfig) -> None:
         raise ConfigError(f"loss.augmented_positive must be one of {AUGMENTED_POSITIVES}, got {cfg.loss.augmented_positive!r}")
     if cfg.branch_order not in BRANCH_ORDERS:
         raise ConfigError(f"branch_order must be one of {BRANCH_ORDERS}, got {cfg.branch_order!r}")
+    if cfg.loss.prior_steps < 0 or cfg.loss.prior_weight < 0:
+        raise ConfigError(f"loss.prior_steps and loss.prior_weight must be >= 0, got {cfg.loss.prior_steps}, {cfg.loss.prior_weight}")
     try:
         cfg.occlusion.check()
     except ValueError as exc:
