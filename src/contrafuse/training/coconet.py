@@ -26,14 +26,14 @@ from torch.optim import Adam, Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import Dataset
 
-from ..data import PairFiles, PatchPairs, custom_pairs, dataset_pairs
+from ..data import PairFiles, PatchPairs
 from ..data.masks import MaskSource
 from ..data.patches import cut_patch, luma01, random_crop_box, random_flips, sample_rng
 from ..losses.coconet import ENTROPY_TEMPERATURE, GRADIENT_TEMPERATURE, base_loss, coupled_contrastive_loss
 from ..models.coconet import CoCoNet, CoCoNetBackbone
 from ..models.vgg import DEFAULT_VGG_SEED, VGGLossFeatures, vgg_source_description
 from .config import ConfigError, DataConfig, LoopConfig, TrainConfig
-from .recipe import Losses, Recipe, Stage, register_recipe, unwrap
+from .recipe import Losses, Recipe, Stage, configured_pairs, register_recipe, unwrap
 
 MODEL_NAMES = ("coconet", "coconet-medical")
 
@@ -96,14 +96,6 @@ def check_config(cfg: CoCoNetConfig) -> None:
         raise ConfigError(f"data.patch_size must be a multiple of 8 (three poolings), got {cfg.data.patch_size}")
 
 
-def training_pairs(data: DataConfig, split: str) -> list[PairFiles]:
-    if data.dataset == "folders":
-        if not data.ir_dir or not data.vis_dir:
-            raise ConfigError("data.dataset: folders needs data.ir_dir and data.vis_dir")
-        return custom_pairs(data.ir_dir, data.vis_dir, data.manifest)
-    return dataset_pairs(data.dataset, split, data.root)
-
-
 class MaskedPatchPairs(PatchPairs):
     """:class:`PatchPairs` whose items also hold ``mask`` ``(1, P, P)`` float32 in {0, 1}:
     the pair's foreground mask cut with the same crop and flips as the images."""
@@ -159,7 +151,7 @@ class CoCoNetRecipe(Recipe):
     def build_dataset(self, cfg: CoCoNetConfig, split: str) -> Dataset:
         check_config(cfg)
         masks = MaskSource(cfg.masks.folder, cfg.masks.cache)
-        return MaskedPatchPairs(training_pairs(cfg.data, split), cfg.data.patch_size, cfg.data.flips, masks)
+        return MaskedPatchPairs(configured_pairs(cfg.data, split), cfg.data.patch_size, cfg.data.flips, masks)
 
     def loss_features(self, device: torch.device) -> VGGLossFeatures:
         """The contrastive feature space: built on first use (deterministic, so not checkpointed)."""
