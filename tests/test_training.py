@@ -65,6 +65,8 @@ def test_config_yaml_overrides_and_errors(tmp_path):
         Cs2FusionRecipe().configure(load_config(path, ["loss.augmented_positive=both"]))
     with pytest.raises(ConfigError, match="prior_weight"):
         Cs2FusionRecipe().configure(load_config(path, ["loss.prior_weight=-1"]))
+    with pytest.raises(ConfigError, match="prior_gamma"):
+        Cs2FusionRecipe().configure(load_config(path, ["loss.prior_gamma=0"]))
 
 
 def test_one_process_sees_the_samples_of_two():
@@ -273,9 +275,14 @@ def test_compensation_prior_target_follows_the_infrared_surplus():
     assert torch.allclose(target, torch.tensor([[[[1.0, 0.0, 0.5]]]]))
     assert float(compensation_prior_loss(target, ir, vis)) == 0.0
     assert float(compensation_prior_loss(1.0 - target, ir, vis)) == pytest.approx(2.0 / 3.0)
+    squared = compensation_prior_target(ir, vis, gamma=2.0)
+    assert torch.allclose(squared, torch.tensor([[[[1.0, 0.0, 0.25]]]]))
+    assert float(compensation_prior_loss(squared, ir, vis, gamma=2.0)) == 0.0
 
 
 def test_prior_steps_fit_the_compensation_map_then_hand_over_to_the_contrastive_loss(tmp_path):
+    from contrafuse.losses.cs2fusion import compensation_prior_target
+
     cfg = tiny_config(
         smooth_pairs(tmp_path), steps=30,
         **{"loss.prior_steps": "25", "optim.lr_cpn": "1e-2", "optim.lr_backbone": "0.0", "optim.milestones": "[1.0]"},
@@ -290,3 +297,6 @@ def test_prior_steps_fit_the_compensation_map_then_hand_over_to_the_contrastive_
     logged = [recipe.training_step(models, optimizers, batch, step, Stage("main", 1)) for step in range(30)]
     assert all("prior" in losses for losses in logged[:25]) and not any("prior" in losses for losses in logged[25:])
     assert float(logged[24]["prior"]) < 0.2 * float(logged[0]["prior"])
+    assert all({"p_mean", "gap_vis", "gap_ir"} <= set(losses) for losses in logged)  # collapse watches
+    target_mean = float(compensation_prior_target(batch["ir"] * 255.0, batch["vis"] * 255.0).mean())
+    assert abs(float(logged[24]["p_mean"]) - target_mean) < abs(float(logged[0]["p_mean"]) - target_mean)

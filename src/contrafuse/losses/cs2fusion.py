@@ -134,18 +134,23 @@ def backbone_loss(
 
 # -- compensation prior --------------------------------------------------------------------------
 
-def compensation_prior_target(ir: Tensor, vis: Tensor) -> Tensor:
-    """The prior P0 = minmax(I_ir - I_vis) over the batch: high where the infrared is brighter."""
-    return minmax_normalise(ir - vis)
+def compensation_prior_target(ir: Tensor, vis: Tensor, gamma: float = 1.0) -> Tensor:
+    """The prior P0 = minmax(I_ir - I_vis)^gamma over the batch: high where the infrared is brighter.
+
+    ``gamma`` sets the level: the map's mean is about 0.54 at 1 and 0.33 at 2 on RoadScene patches,
+    where the authors' trained CPN has a mean of 0.30.
+    """
+    target = minmax_normalise(ir - vis)
+    return target if gamma == 1.0 else target**gamma
 
 
-def compensation_prior_loss(compensation: Tensor, ir: Tensor, vis: Tensor) -> Tensor:
+def compensation_prior_loss(compensation: Tensor, ir: Tensor, vis: Tensor, gamma: float = 1.0) -> Tensor:
     """Mean squared distance of P from :func:`compensation_prior_target` (``(B, 1, H, W)`` each).
 
     Not part of the authors' method: it keeps the CPN's map from saturating when training
     from scratch (docs/training.md, "Our CS2Fusion weights and the compensation prior").
     """
-    return F.mse_loss(compensation, compensation_prior_target(ir, vis))
+    return F.mse_loss(compensation, compensation_prior_target(ir, vis, gamma))
 
 
 # -- contrastive loss ----------------------------------------------------------------------------

@@ -64,6 +64,7 @@ class Cs2FusionLoss:
     ssim_max_val: float = 1.0  # the authors' kornia default on 0-255 data
     prior_steps: int = 0  # the CPN's first steps fit P to minmax(I_ir - I_vis) instead of L_c
     prior_weight: float = 0.0  # after them, L_c + prior_weight * that prior
+    prior_gamma: float = 1.0  # the prior is minmax(I_ir - I_vis) ** prior_gamma; higher -> lower P
 
 
 @dataclass
@@ -83,6 +84,8 @@ def check_config(cfg: Cs2FusionConfig) -> None:
         raise ConfigError(f"branch_order must be one of {BRANCH_ORDERS}, got {cfg.branch_order!r}")
     if cfg.loss.prior_steps < 0 or cfg.loss.prior_weight < 0:
         raise ConfigError(f"loss.prior_steps and loss.prior_weight must be >= 0, got {cfg.loss.prior_steps}, {cfg.loss.prior_weight}")
+    if cfg.loss.prior_gamma <= 0:
+        raise ConfigError(f"loss.prior_gamma must be > 0, got {cfg.loss.prior_gamma}")
     try:
         cfg.occlusion.check()
     except ValueError as exc:
@@ -260,7 +263,7 @@ class Cs2FusionRecipe(Recipe):
         )
         cpn_loss, prior = contrast.total, None
         if step < cfg.loss.prior_steps or cfg.loss.prior_weight > 0:
-            prior = compensation_prior_loss(views.compensation, ir, vis)
+            prior = compensation_prior_loss(views.compensation, ir, vis, cfg.loss.prior_gamma)
             cpn_loss = prior if step < cfg.loss.prior_steps else cpn_loss + cfg.loss.prior_weight * prior
         optimizers["cpn"].zero_grad(set_to_none=True)
         cpn_loss.backward()
@@ -272,6 +275,10 @@ class Cs2FusionRecipe(Recipe):
             "contrast": contrast.total.detach(),
             "contrast_pairing": contrast.pairing.detach(),
             "contrast_augmented": contrast.augmented.detach(),
+            # collapse watch: P saturating, or the output turning into a copy of one source
+            "p_mean": views.compensation.detach().mean(),
+            "gap_vis": (views.fused.detach() - vis).abs().mean(),
+            "gap_ir": (views.fused.detach() - ir).abs().mean(),
         }
         if prior is not None:
             losses["prior"] = prior.detach()
