@@ -2,7 +2,7 @@
 from .registry import ModelInfo, create_model, default_weights_path, list_models, model_info, register_model
 
 # The model `contrafuse fuse` uses when none is named.
-DEFAULT_MODEL = "coconet"
+DEFAULT_MODEL = "cs2fusion"
 
 __all__ = [
     "DEFAULT_MODEL",
