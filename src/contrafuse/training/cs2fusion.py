@@ -62,7 +62,7 @@ class Cs2FusionLoss:
     augmented_positive: str = "paper"  # "paper" or "code" (see losses.cs2fusion)
     ssim_window: int = 3
     ssim_max_val: float = 1.0  # the authors' kornia default on 0-255 data
-    prior_steps: int = 0  # the CPN's first steps fit P to minmax(I_ir - I_vis) instead of L_c
+    prior_steps: int = 0  # the CPN's first steps fit P to the prior alone instead of L_c
     prior_weight: float = 0.0  # after them, L_c + prior_weight * that prior
     prior_gamma: float = 1.0  # the prior is minmax(I_ir - I_vis) ** prior_gamma; higher -> lower P
 
