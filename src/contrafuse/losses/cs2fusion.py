@@ -140,8 +140,7 @@ def compensation_prior_target(ir: Tensor, vis: Tensor, gamma: float = 1.0) -> Te
     ``gamma`` sets the level: the map's mean is about 0.54 at 1 and 0.33 at 2 on RoadScene patches,
     where the authors' trained CPN has a mean of 0.30.
     """
-    target = minmax_normalise(ir - vis)
-    return target if gamma == 1.0 else target**gamma
+    return minmax_normalise(ir - vis) ** gamma
 
 
 def compensation_prior_loss(compensation: Tensor, ir: Tensor, vis: Tensor, gamma: float = 1.0) -> Tensor:

@@ -12,9 +12,9 @@ with the same result:
 * In the CPN's embedding conv the half that sees the unchanged branch is shared by both
   pairs (:class:`CompensationHead`), so the occluded pair costs half a CPN conv.
 
-Not in the authors' method: ``loss.prior_steps`` / ``loss.prior_weight`` add the compensation
-prior (:func:`~contrafuse.losses.cs2fusion.compensation_prior_loss`) to the CPN's loss; off by
-default, on in the shipped config (docs/training.md).
+Not in the authors' method: ``loss.prior_steps`` / ``loss.prior_weight`` / ``loss.prior_gamma``
+add the compensation prior (:func:`~contrafuse.losses.cs2fusion.compensation_prior_loss`) to the
+CPN's loss; off by default, on in the shipped config (docs/training.md).
 
 Branch order: by default the visible patch goes into branch x and the infrared into branch y,
 the order of the authors' test script and of our inference wrapper ``Cs2Fusion``, so the
