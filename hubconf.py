@@ -2,11 +2,12 @@
 
     >>> import torch
     >>> model = torch.hub.load("OWNER/contrafuse", "laplacian")          # or source="local"
-    >>> fused = model(ir, vis)   # (B, 1, H, W) luma in [0, 1] -> fused (B, 1, H, W)
+    >>> fused = model(ir=ir, vis=vis)   # (B, 1, H, W) luma in [0, 1] -> fused (B, 1, H, W)
 
 Entry point names are the registered model names with ``-`` written ``_``
 (``coconet-medical`` -> ``coconet_medical``). Each takes ``weights="default"`` (the shipped
-weights), a weights file, or None (random initialisation), and ``device``.
+weights), a weights file, or None (random initialisation), ``device``, and the model's keyword
+options.
 """
 from __future__ import annotations
 
@@ -32,8 +33,8 @@ def _identifier(name: str) -> str:
 
 
 def _entry_point(name: str):
-    def load(weights="default", device="cpu"):
-        return _create_model(name, weights=weights, device=device)
+    def load(weights="default", device="cpu", **options):
+        return _create_model(name, weights=weights, device=device, **options)
 
     info = _model_info(name)
     load.__name__ = load.__qualname__ = _identifier(name)
@@ -42,7 +43,7 @@ def _entry_point(name: str):
         "Args:\n"
         "    weights: \"default\" for the shipped weights, a .safetensors/.pth path, or None.\n"
         "    device: torch device.\n\n"
-        "Returns an nn.Module in eval mode: forward(ir, vis) on (B, 1, H, W) luma in [0, 1]."
+        "Returns an nn.Module in eval mode: forward(*, ir, vis) on (B, 1, H, W) luma in [0, 1]."
     )
     return load
 

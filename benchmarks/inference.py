@@ -32,9 +32,9 @@ def _measure(mode: str, height: int, width: int, repeats: int) -> dict:
     def once() -> None:
         if mode == "plain":
             with torch.no_grad():
-                model(ir, vis)
+                model(ir=ir, vis=vis)
         else:
-            model.fuse(ir, vis)
+            model.fuse(ir=ir, vis=vis)
 
     times = []
     for _ in range(repeats):

@@ -239,7 +239,7 @@ def main() -> None:
     small_a, small_b = torch.rand(1, 1, 64, 96), torch.rand(1, 1, 64, 96)
     with torch.inference_mode():
         expected = (reference.eval()(small_a * 2 - 1, small_b * 2 - 1) + 1) / 2
-        got = ours(small_b, small_a)  # ours takes (ir, vis); the official A is the visible image
+        got = ours.fuse(ir=small_b, vis=small_a)  # the official A is the visible image
     print(f"eval-mode agreement on 64x96: max |ours - official| = {(expected - got).abs().max().item():.2e} "
           f"(output std {expected.std().item():.3f})")
 
@@ -251,8 +251,7 @@ def main() -> None:
             reference(vis * 2 - 1, ir * 2 - 1)
 
     def run_ours() -> None:
-        with torch.inference_mode():
-            ours(ir, vis)
+        ours.fuse(ir=ir, vis=vis)
 
     run_ours(), run_reference()  # warm-up
     results: dict[str, tuple[list[float], list[float]]] = {"official": ([], []), "ours": ([], [])}

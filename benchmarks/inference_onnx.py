@@ -3,7 +3,7 @@
 Exports CS2Fusion's plain forward with ``contrafuse.export.export_onnx`` (dynamic H/W, opset
 17, checked against PyTorch on odd sizes), then times per pair, after one warm-up each:
 
-* ``torch forward``: ``model(ir, vis)`` under ``inference_mode`` (what the export holds);
+* ``torch forward``: ``model(ir=ir, vis=vis)`` under ``inference_mode`` (what the export holds);
 * ``torch fuse``: the banded ``model.fuse`` the image pipeline uses;
 * ``onnxruntime``: the exported graph, same thread count as PyTorch.
 
@@ -62,11 +62,11 @@ def main() -> None:
     feeds = {"ir": ir.numpy(), "vis": vis.numpy()}
 
     with torch.inference_mode():
-        reference = model(ir, vis).numpy()
+        reference = model(ir=ir, vis=vis).numpy()
         difference = float(np.abs(session.run(["fused"], feeds)[0] - reference).max())
         timings = {
-            "torch forward": median_seconds(lambda: model(ir, vis), args.repeats),
-            "torch fuse (banded)": median_seconds(lambda: model.fuse(ir, vis), args.repeats),
+            "torch forward": median_seconds(lambda: model(ir=ir, vis=vis), args.repeats),
+            "torch fuse (banded)": median_seconds(lambda: model.fuse(ir=ir, vis=vis), args.repeats),
         }
     timings["onnxruntime"] = median_seconds(lambda: session.run(["fused"], feeds), args.repeats)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import sys
 import statistics
 import tempfile
 import time
@@ -25,9 +26,12 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from contrafuse.data import PatchPairs, folder_pairs
-from contrafuse.training.cs2fusion import AddOccludedVisible, Cs2FusionConfig, Cs2FusionRecipe, reference_training_step
+from contrafuse.training.cs2fusion import AddOccludedVisible, Cs2FusionConfig, Cs2FusionRecipe
 from contrafuse.training.recipe import Stage
 from contrafuse.training.sampling import SampleStream
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from authors_cs2fusion_step import authors_training_step  # noqa: E402  (the executable specification)
 
 
 def synthetic_pairs(folder: Path, count: int = 8, size: int = 256) -> list:
@@ -78,7 +82,7 @@ def main() -> None:
             recipe.training_step(ours_models, ours_opt, next(ours_batches), step, stage)
             ours_times.append(time.perf_counter() - start)
             start = time.perf_counter()
-            reference_training_step(ref_models["backbone"], ref_models["cpn"], ref_opt, next(ref_batches), cfg)
+            authors_training_step(ref_models["backbone"], ref_models["cpn"], ref_opt, next(ref_batches), cfg)
             ref_times.append(time.perf_counter() - start)
         drift = max((a - b).abs().max().item() for a, b in zip(ours_models["backbone"].parameters(), ref_models["backbone"].parameters()))
 

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from contrafuse.cli.main import build_parser, main
-from contrafuse.cli.train import _overrides
+from contrafuse.training.command import overrides_of
 from contrafuse.color import rgb_to_luma
 from contrafuse.io import read_image
 from contrafuse.models import DEFAULT_MODEL, default_weights_path
@@ -45,7 +44,7 @@ def test_readme_main_job_fuses_the_example_pair_with_the_default_model(tmp_path)
 
 def test_train_vgg_weights_flag_is_a_config_override(tmp_path):
     args = build_parser().parse_args(["train", "coconet", "--vgg-weights", str(tmp_path / "vgg19.pth"), "--set", "train.steps=3"])
-    assert _overrides(args) == [f"vgg.weights={tmp_path / 'vgg19.pth'}", "train.steps=3"]
+    assert overrides_of(args) == [f"vgg.weights={tmp_path / 'vgg19.pth'}", "train.steps=3"]
 
 
 def test_errors_exit_with_status_2_and_a_message(tmp_path, capsys):

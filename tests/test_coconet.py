@@ -8,17 +8,18 @@ from safetensors.torch import save_file
 
 from contrafuse.errors import WeightsError
 from contrafuse.models import create_model, list_models, model_info
-from contrafuse.models import coconet as coconet_module
+from contrafuse.models import _coconet_fast as fast_module
 from contrafuse.models.coconet import (
     OFFICIAL_DEAD_PARAMETERS,
     OFFICIAL_FROZEN_PARAMETERS,
     OFFICIAL_PARAMETERS,
     ChannelAttention,
     CoCoNet,
-    pad_to_multiple,
+    from_network_output,
     parameter_counts,
-    reflect_indices,
+    to_network_input,
 )
+from contrafuse.models.padding import pad_to_multiple, reflect_indices
 from contrafuse.models.vgg import (
     GRAY_FROM_RGB,
     VGG19_LENGTH,
@@ -76,7 +77,7 @@ def test_reflect_indices_equal_reflection_padding_and_extend_it() -> None:
     assert torch.equal(x.index_select(-1, reflect_indices(7, 3, 4)), F.pad(x, (3, 4, 0, 0), mode="reflect"))
     assert reflect_indices(3, 5, 5).tolist() == [1, 0, 1, 2, 1, 0, 1, 2, 1, 0, 1, 2, 1]  # reflecting in steps
     assert reflect_indices(1, 3, 4).tolist() == [0] * 8  # a side of 1 is replicated
-    padded, box = pad_to_multiple(torch.rand(1, 1, 7, 13))
+    padded, box = pad_to_multiple(torch.rand(1, 1, 7, 13), 8)
     assert padded.shape[-2:] == (8, 16) and box == (0, 1, 7, 13)
 
 
@@ -84,30 +85,32 @@ def test_reflect_indices_equal_reflection_padding_and_extend_it() -> None:
 def test_forward_on_odd_sizes(lively_model: CoCoNet, size: tuple[int, int]) -> None:
     ir, vis = torch.rand(1, 1, *size), torch.rand(1, 1, *size)
     with torch.inference_mode():
-        out = lively_model(ir, vis)
-        if size == (7, 13):
-            assert torch.equal(lively_model.fuse(ir, vis), out)  # small images: fuse is forward
+        out = lively_model(ir=ir, vis=vis)
+        fast = lively_model.fuse(ir=ir, vis=vis)
     assert out.shape == (1, 1, *size)
     assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
+    torch.testing.assert_close(fast, out, rtol=0, atol=2e-5)  # the fast inference path is the plain forward
 
 
 def test_single_image_fast_path_equals_batched_path(lively_model: CoCoNet) -> None:
     ir, vis = torch.rand(2, 1, 24, 40), torch.rand(2, 1, 24, 40)
     with torch.inference_mode():
-        batched = lively_model(ir, vis)  # B = 2: attention matmuls
-        single = torch.cat([lively_model(ir[i : i + 1], vis[i : i + 1]) for i in range(2)])  # folded into the merge conv
+        batched = lively_model.fuse(ir=ir, vis=vis)  # B = 2: attention matmuls
+        single = torch.cat([lively_model.fuse(ir=ir[i : i + 1], vis=vis[i : i + 1]) for i in range(2)])  # folded into the merge conv
+        plain = lively_model(ir=ir, vis=vis)
     assert batched.std() > 1e-2
     torch.testing.assert_close(single, batched, rtol=0, atol=2e-5)
+    torch.testing.assert_close(batched, plain, rtol=0, atol=2e-5)
 
 
 def test_tiled_forward_equals_whole_image_forward(lively_model: CoCoNet) -> None:
     ir, vis = torch.rand(1, 1, 21, 512), torch.rand(1, 1, 21, 512)  # windows 256, 384, 384, 256 wide
     with torch.inference_mode():
-        whole = lively_model(ir, vis)
-        a, b, box = lively_model._prepare(ir, vis)
-        tiled = (coconet_module.crop(coconet_module.tiled_forward(lively_model.backbone, a, b, tile=128), box) + 1) / 2
+        whole = lively_model(ir=ir, vis=vis)
+        a, b, box = to_network_input(ir=ir, vis=vis)
+        tiled = from_network_output(fast_module.tiled_forward(lively_model.backbone, ir=a, vis=b, tile=128), box)
         # attention from each half alone instead of the whole image is visibly different
-        halves = torch.cat([lively_model(ir[..., :256], vis[..., :256]), lively_model(ir[..., 256:], vis[..., 256:])], -1)
+        halves = torch.cat([lively_model(ir=ir[..., :256], vis=vis[..., :256]), lively_model(ir=ir[..., 256:], vis=vis[..., 256:])], -1)
     assert whole.std() > 1e-2
     torch.testing.assert_close(tiled, whole, rtol=0, atol=2e-5)
     assert (halves - whole).abs().max() > 1e-3
@@ -115,16 +118,16 @@ def test_tiled_forward_equals_whole_image_forward(lively_model: CoCoNet) -> None
 
 def test_wide_image_goes_through_the_tiled_path(lively_model: CoCoNet, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    original = coconet_module.tiled_forward
+    original = fast_module.tiled_forward
 
     def spy(*args, **kwargs):
-        calls.append(args[1].shape)
+        calls.append(kwargs["ir"].shape)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(coconet_module, "tiled_forward", spy)
+    monkeypatch.setattr(fast_module, "tiled_forward", spy)
     ir, vis = torch.rand(1, 1, 24, 2300), torch.rand(1, 1, 24, 2300)
     with torch.inference_mode():
-        fused = lively_model.fuse(ir, vis, tile=1024)
+        fused = lively_model.fuse(ir=ir, vis=vis, tile=1024)
     assert calls == [(1, 1, 24, 2304)]  # padded to a multiple of 8, then tiled
     assert fused.shape == (1, 1, 24, 2300)
     assert torch.isfinite(fused).all() and fused.std() > 1e-2
@@ -189,4 +192,4 @@ def test_weights_round_trip(tmp_path, lively_model: CoCoNet) -> None:
     assert metadata["vgg"] == "random seed=0"
     ir, vis = torch.rand(1, 1, 16, 24), torch.rand(1, 1, 16, 24)
     with torch.inference_mode():
-        torch.testing.assert_close(fresh(ir, vis), lively_model(ir, vis), rtol=0, atol=0)
+        torch.testing.assert_close(fresh(ir=ir, vis=vis), lively_model(ir=ir, vis=vis), rtol=0, atol=0)

@@ -70,8 +70,8 @@ def test_ssim_matches_an_independent_zero_padded_computation() -> None:
 def test_base_loss_composition() -> None:
     torch.manual_seed(0)
     vis, ir = torch.rand(2, 1, 16, 16) * 2 - 1, torch.rand(2, 1, 16, 16) * 2 - 1
-    w = source_weights(vis, ir)
-    loss = base_loss(vis.clone(), vis, ir)  # fused = visible: its SSIM/MSE terms vanish
+    w = source_weights(ir=ir, vis=vis)
+    loss = base_loss(vis.clone(), ir=ir, vis=vis)  # fused = visible: its SSIM/MSE terms vanish
     ssim_ir = ssim_per_sample(ir * 0.5 + 0.5, vis * 0.5 + 0.5)
     structure = (w.gradient_ir * (1 - ssim_ir)).mean()
     intensity = (w.entropy_ir * (vis - ir).pow(2).flatten(1).mean(1)).mean()
@@ -101,7 +101,7 @@ def test_coupled_contrastive_loss_terms_and_negatives() -> None:
     mask = torch.zeros(3, 1, 4, 4)
     mask[:, :, :2] = 1
     identity = lambda x: [x]  # noqa: E731
-    loss = coupled_contrastive_loss(fused, vis, ir, mask, identity, (1.0,))
+    loss = coupled_contrastive_loss(fused, ir=ir, vis=vis, mask=mask, features=identity, layer_weights=(1.0,))
     m, bg = mask, 1 - mask
     f = fused.detach()
     # anchor i's easy negatives are samples i - 1 and i - 2 (mod 3)
@@ -117,13 +117,13 @@ def test_empty_masks_are_skipped_without_nan() -> None:
     fused = torch.rand(2, 1, 4, 4, requires_grad=True)
     vis, ir = torch.rand(2, 1, 4, 4), torch.rand(2, 1, 4, 4)
     identity = lambda x: [x]  # noqa: E731
-    empty = coupled_contrastive_loss(fused, vis, ir, torch.zeros(2, 1, 4, 4), identity, (1.0,))
+    empty = coupled_contrastive_loss(fused, ir=ir, vis=vis, mask=torch.zeros(2, 1, 4, 4), features=identity, layer_weights=(1.0,))
     assert empty.foreground.item() == 0 and torch.isfinite(empty.background)
-    full = coupled_contrastive_loss(fused, vis, ir, torch.ones(2, 1, 4, 4), identity, (1.0,))
+    full = coupled_contrastive_loss(fused, ir=ir, vis=vis, mask=torch.ones(2, 1, 4, 4), features=identity, layer_weights=(1.0,))
     assert full.background.item() == 0 and torch.isfinite(full.foreground)
     partial = torch.zeros(2, 1, 4, 4)
     partial[1, :, 1:3, 1:3] = 1  # sample 0 has no foreground: left out of L_fg
-    mixed = coupled_contrastive_loss(fused, vis, ir, partial, identity, (1.0,))
+    mixed = coupled_contrastive_loss(fused, ir=ir, vis=vis, mask=partial, features=identity, layer_weights=(1.0,))
     (mixed.total + empty.total + full.total).backward()
     assert torch.isfinite(mixed.total) and torch.isfinite(fused.grad).all()
 

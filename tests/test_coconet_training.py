@@ -16,7 +16,7 @@ from contrafuse.models.coconet import CoCoNet
 from contrafuse.models.weights import read_safetensors
 from contrafuse.training import ConfigError
 from contrafuse.training.checkpoint import load_checkpoint
-from contrafuse.training.coconet import MaskedPatchPairs, check_config
+from contrafuse.training.coconet import check_config, masked_patch_pairs
 from contrafuse.training.recipe import get_recipe
 from contrafuse.training.engine import load_config, train
 
@@ -42,7 +42,7 @@ def test_masks_are_cut_with_the_patches(tmp_path: Path) -> None:
     masks_dir.mkdir()
     for i in range(3):  # user masks = the infrared image itself, so mask and patch must agree
         Image.fromarray(np.asarray(Image.open(pairs[i].ir))).save(masks_dir / f"p{i}.png")
-    data = MaskedPatchPairs(pairs, 16, flips=True, masks=MaskSource(masks_dir))
+    data = masked_patch_pairs(pairs, 16, flips=True, masks=MaskSource(masks_dir))
     for seed in range(6):
         item = data[(seed % 3, seed)]
         assert item["ir"].shape == item["vis"].shape == item["mask"].shape == (1, 16, 16)
@@ -105,5 +105,5 @@ def test_two_stage_training_smoke(tmp_path: Path) -> None:
     model = create_model("coconet", weights=result.weights)
     assert isinstance(model, CoCoNet) and not model.training
     with torch.inference_mode():
-        out = model(torch.rand(1, 1, 9, 11), torch.rand(1, 1, 9, 11))
+        out = model(ir=torch.rand(1, 1, 9, 11), vis=torch.rand(1, 1, 9, 11))
     assert out.shape == (1, 1, 9, 11) and torch.isfinite(out).all()

@@ -11,7 +11,7 @@ import csv
 
 import numpy as np
 
-from contrafuse.fusion import fuse_arrays
+from contrafuse.fusion import FuseOptions, fuse_arrays
 from contrafuse.io import read_image
 from contrafuse.models import create_model
 
@@ -29,7 +29,7 @@ def test_reproduces_the_published_fused_images(shared_dir):
         if ir.ndim == 3:
             ir = ir[..., 0]
         h, w = ir.shape[0] // 16 * 16, ir.shape[1] // 16 * 16
-        fused = fuse_arrays(model, ir[:h, :w], vis[:h, :w], rounding="truncate")
+        fused = fuse_arrays(model, ir=ir[:h, :w], vis=vis[:h, :w], options=FuseOptions(rounding="truncate"))
         published = read_image(reference / f"official_fused/{name}.png")
         assert fused.shape == published.shape, name
         identical.append(float((fused == published).mean()))
@@ -50,7 +50,7 @@ def test_shipped_weights_fuse_about_as_well_as_the_authors(shared_dir):
         rows = []
         for pair in pairs:
             ir, vis = read_image(pair.ir), read_image(pair.vis)
-            values = compute(fuse_arrays(model, ir, vis, color="gray"), ir, vis, names=names)
+            values = compute(fuse_arrays(model, ir=ir, vis=vis, options=FuseOptions(color="gray")), ir, vis, names=names)
             rows.append([values[n] for n in names])
         scores[label] = np.mean(rows, axis=0)
     ratio = scores["ours"] / scores["authors"]

@@ -37,7 +37,7 @@ def test_cs2fusion_onnx_equals_pytorch_on_odd_sizes(cs2fusion, size):
     generator = torch.Generator().manual_seed(sum(size))
     ir, vis = (torch.rand(2, 1, *size, generator=generator) for _ in range(2))  # batch of 2: dynamic too
     with torch.no_grad():
-        expected = network(ir, vis).numpy()
+        expected = network(ir=ir, vis=vis).numpy()
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(["fused"], {"ir": ir.numpy(), "vis": vis.numpy()})[0]
     assert got.shape == expected.shape == (2, 1, *size)
@@ -52,7 +52,7 @@ def test_gate_statistics_stay_dynamic(cs2fusion):
         ir = torch.linspace(0, 1, size[0] * size[1]).reshape(1, 1, *size)
         vis = ir.flip(-1)
         with torch.no_grad():
-            np.testing.assert_allclose(model(ir, vis).numpy(), network(ir, vis).numpy(), atol=1e-4, rtol=0)
+            np.testing.assert_allclose(model(ir=ir, vis=vis).numpy(), network(ir=ir, vis=vis).numpy(), atol=1e-4, rtol=0)
 
 
 def test_metadata_states_model_convention_and_opset(tmp_path: Path):
@@ -75,8 +75,8 @@ def test_coconet_onnx_equals_pytorch_on_odd_sizes(tmp_path_factory, size):
     assert runner.size_multiple == 8
     ir, vis = torch.rand(1, 1, *size), torch.rand(1, 1, *size)
     with torch.no_grad():
-        expected = network(ir, vis)
-    got = runner(ir, vis)
+        expected = network(ir=ir, vis=vis)
+    got = runner(ir=ir, vis=vis)
     assert got.shape == expected.shape
     assert (got - expected).abs().max().item() <= 1e-4
 
@@ -101,7 +101,7 @@ def test_export_cli_then_fuse_with_onnxruntime_backend(tmp_path: Path, capsys):
     out = tmp_path / "fused.png"
     assert main(["fuse", "--ir", str(tmp_path / "ir.png"), "--vis", str(tmp_path / "vis.png"), "--out", str(out),
                  "--backend", "onnxruntime", "--model", str(onnx_file)]) == 0
-    expected = fuse(tmp_path / "ir.png", tmp_path / "vis.png", model="average", device="cpu")
+    expected = fuse(ir=tmp_path / "ir.png", vis=tmp_path / "vis.png", model="average", device="cpu")
     np.testing.assert_array_equal(np.asarray(Image.open(out)), expected)
 
 
@@ -109,8 +109,8 @@ def test_fuse_pipeline_accepts_an_onnx_file(cs2fusion, tmp_path: Path):
     network, path = cs2fusion
     rng = np.random.default_rng(4)
     ir, vis = rng.integers(0, 256, (2, 31, 45), dtype=np.uint8)
-    via_onnx = fuse(ir, vis, model=str(path), device="cpu").astype(int)
-    via_torch = fuse(ir, vis, model=network, device="cpu").astype(int)
+    via_onnx = fuse(ir=ir, vis=vis, model=str(path), device="cpu").astype(int)
+    via_torch = fuse(ir=ir, vis=vis, model=network, device="cpu").astype(int)
     assert np.abs(via_onnx - via_torch).max() <= 1  # 1e-4 float differences can flip a rounding
 
 

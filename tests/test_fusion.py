@@ -9,7 +9,7 @@ from PIL import Image
 import contrafuse
 from contrafuse.cli.main import main
 from contrafuse.color import rgb_to_ycbcr
-from contrafuse.fusion import _quantise
+from contrafuse.fusion import Rounding, quantise
 from contrafuse.errors import ImageReadError, ImageWriteError, PairError
 from contrafuse.io import read_image
 from contrafuse.models import create_model
@@ -32,13 +32,13 @@ def cs2fusion():
 
 
 def test_gray_in_gray_out():
-    out = contrafuse.fuse(_gray(20, 30), _gray(20, 30), model="average")
+    out = contrafuse.fuse(ir=_gray(20, 30), vis=_gray(20, 30), model="average")
     assert out.shape == (20, 30) and out.dtype == np.uint8
 
 
 def test_colour_visible_keeps_its_chroma():
     vis, ir = _rgb(16, 24), _gray(16, 24)
-    out = contrafuse.fuse(ir, vis, model="average")
+    out = contrafuse.fuse(ir=ir, vis=vis, model="average")
     assert out.shape == (16, 24, 3)
     _, cb_in, cr_in = rgb_to_ycbcr(vis.astype(float))
     y_out, cb_out, cr_out = rgb_to_ycbcr(out.astype(float))
@@ -51,37 +51,37 @@ def test_colour_visible_keeps_its_chroma():
 
 def test_pseudo_colour_functional_image_gives_the_chroma_for_medical_pairs():
     pet, mri = _rgb(12, 12), _gray(12, 12)
-    out = contrafuse.fuse(pet, mri, model="average")
+    out = contrafuse.fuse(ir=pet, vis=mri, model="average")
     assert out.ndim == 3 and not np.array_equal(out[..., 0], out[..., 1])
 
 
 def test_color_modes_force_gray_or_colour():
     vis, ir = _rgb(8, 8), _gray(8, 8)
-    assert contrafuse.fuse(ir, vis, model="average", color="gray").shape == (8, 8)
-    forced = contrafuse.fuse(ir, _gray(8, 8), model="average", color="color")
+    assert contrafuse.fuse(ir=ir, vis=vis, model="average", color="gray").shape == (8, 8)
+    forced = contrafuse.fuse(ir=ir, vis=_gray(8, 8), model="average", color="color")
     assert forced.shape == (8, 8, 3) and np.array_equal(forced[..., 0], forced[..., 2])
 
 
 def test_sixteen_bit_inputs_give_sixteen_bit_output():
     ir, vis = _gray(10, 10, np.uint16), _gray(10, 10, np.uint16)
-    out = contrafuse.fuse(ir, vis, model="average")
+    out = contrafuse.fuse(ir=ir, vis=vis, model="average")
     assert out.dtype == np.uint16
     np.testing.assert_allclose(out, (ir.astype(float) + vis) / 2, atol=1)
 
 
 def test_rounding_modes():
     values = np.array([10.4, 10.6, -3.0, 300.0]) / 255
-    np.testing.assert_array_equal(_quantise(values, 255, "round"), [10, 11, 0, 255])
-    np.testing.assert_array_equal(_quantise(values, 255, "truncate"), [10, 10, 0, 255])
+    np.testing.assert_array_equal(quantise(values, 255, Rounding.ROUND), [10, 11, 0, 255])
+    np.testing.assert_array_equal(quantise(values, 255, Rounding.TRUNCATE), [10, 10, 0, 255])
     ir, vis = np.full((2, 2), 10, np.uint8), np.full((2, 2), 14, np.uint8)
-    assert (contrafuse.fuse(ir, vis, model="average") == 12).all()
+    assert (contrafuse.fuse(ir=ir, vis=vis, model="average") == 12).all()
 
 
 @pytest.mark.parametrize("size", [(1, 1), (7, 13), (123, 77)])
 @pytest.mark.parametrize("model", ["average", "laplacian", "cs2fusion"])
 def test_any_size(size, model, cs2fusion):
     network = cs2fusion if model == "cs2fusion" else model
-    out = contrafuse.fuse(_gray(*size), _rgb(*size), model=network)
+    out = contrafuse.fuse(ir=_gray(*size), vis=_rgb(*size), model=network)
     assert out.shape == (*size, 3)
 
 
@@ -89,9 +89,9 @@ def test_any_size(size, model, cs2fusion):
 def test_banded_inference_equals_whole_image(cs2fusion, size):
     ir, vis = torch.rand(1, 1, *size), torch.rand(1, 1, *size)
     with torch.inference_mode():
-        whole = cs2fusion(ir, vis)
-    cached = cs2fusion.fuse(ir, vis, band_rows=16)
-    recomputed = cs2fusion.fuse(ir, vis, band_rows=16, max_cached_pixels=0)
+        whole = cs2fusion(ir=ir, vis=vis)
+    cached = cs2fusion.fuse(ir=ir, vis=vis, band_rows=16)
+    recomputed = cs2fusion.fuse(ir=ir, vis=vis, band_rows=16, max_cached_pixels=0)
     torch.testing.assert_close(cached, whole, atol=2e-6, rtol=1e-5)
     torch.testing.assert_close(recomputed, whole, atol=2e-6, rtol=1e-5)
 
@@ -100,8 +100,8 @@ def test_size_mismatch_names_both_files_and_resize_opts_in(tmp_path):
     Image.fromarray(_gray(10, 12)).save(tmp_path / "ir.png")
     Image.fromarray(_rgb(20, 24)).save(tmp_path / "vis.png")
     with pytest.raises(PairError, match=r"ir\.png is 12x10.*vis\.png is 24x20"):
-        contrafuse.fuse(tmp_path / "ir.png", tmp_path / "vis.png", model="average")
-    out = contrafuse.fuse(tmp_path / "ir.png", tmp_path / "vis.png", model="average", resize=True)
+        contrafuse.fuse(ir=tmp_path / "ir.png", vis=tmp_path / "vis.png", model="average")
+    out = contrafuse.fuse(ir=tmp_path / "ir.png", vis=tmp_path / "vis.png", model="average", resize=True)
     assert out.shape == (20, 24, 3)
 
 
@@ -109,7 +109,7 @@ def test_unreadable_input_names_the_file(tmp_path):
     (tmp_path / "ir.png").write_bytes(b"\x89PNG broken")
     Image.fromarray(_gray(4, 4)).save(tmp_path / "vis.png")
     with pytest.raises(ImageReadError, match="ir.png"):
-        contrafuse.fuse(tmp_path / "ir.png", tmp_path / "vis.png", model="average")
+        contrafuse.fuse(ir=tmp_path / "ir.png", vis=tmp_path / "vis.png", model="average")
 
 
 def _folders(tmp_path, names=("a", "b", "c")):
@@ -160,3 +160,19 @@ def test_single_pair_cli_refuses_to_overwrite(tmp_path, capsys):
 def test_write_error_type_is_reported(tmp_path):
     with pytest.raises(ImageWriteError):
         contrafuse.write_image(tmp_path / "x.gif", np.zeros((2, 2), np.uint8))
+
+
+class ReturnsIr(torch.nn.Module):
+    """A 'model' whose output is its `ir` input: any layer that swaps the pair shows up."""
+
+    def forward(self, *, ir, vis):
+        return ir
+
+
+def test_every_pipeline_layer_hands_ir_as_ir(tmp_path):
+    ir, vis = _gray(12, 14), _gray(12, 14)
+    assert np.array_equal(contrafuse.fuse(ir=ir, vis=vis, model=ReturnsIr()), ir)
+    folders = _folders(tmp_path, ("a",))
+    report = contrafuse.fuse_folders(ir=folders[0], vis=folders[1], out=tmp_path / "out", model=ReturnsIr(),
+                                     color="gray", progress=False)
+    assert report.ok and np.array_equal(read_image(report.written[0]), read_image(folders[0] / "a.png"))

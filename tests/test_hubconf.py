@@ -42,7 +42,7 @@ def test_torch_hub_load_local_returns_a_fusing_module(name):
     model = torch.hub.load(str(REPO), name, source="local", weights="default")
     ir, vis = torch.rand(1, 1, 33, 21), torch.rand(1, 1, 33, 21)
     with torch.no_grad():
-        fused = model(ir, vis)
+        fused = model(ir=ir, vis=vis)
     assert fused.shape == ir.shape and not model.training
 
 

@@ -23,7 +23,7 @@ def test_model_fuses_odd_sizes(name):
     assert not model.training
     ir, vis = torch.rand(1, 1, 19, 23), torch.rand(1, 1, 19, 23)
     with torch.inference_mode():
-        out = model(ir, vis)
+        out = model(ir=ir, vis=vis)
     assert out.shape == (1, 1, 19, 23) and torch.isfinite(out).all()
 
 
@@ -31,15 +31,15 @@ def test_model_fuses_odd_sizes(name):
 def test_classical_rules_return_identical_sources_unchanged(name):
     image = torch.rand(1, 1, 33, 40)
     with torch.inference_mode():
-        torch.testing.assert_close(create_model(name)(image, image), image, atol=1e-5, rtol=0)
+        torch.testing.assert_close(create_model(name)(ir=image, vis=image), image, atol=1e-5, rtol=0)
 
 
 def test_laplacian_keeps_the_stronger_detail():
     flat = torch.full((1, 1, 32, 32), 0.5)
     texture = flat + 0.2 * (torch.arange(32)[None, :] % 2 * 2 - 1).float()  # finest-scale stripes
     with torch.inference_mode():
-        fused = create_model("laplacian")(flat, texture)
-        averaged = create_model("average")(flat, texture)
+        fused = create_model("laplacian")(ir=flat, vis=texture)
+        averaged = create_model("average")(ir=flat, vis=texture)
     assert fused[0, 0, 8:24, 8:24].std() > 1.8 * averaged[0, 0, 8:24, 8:24].std()  # not halved
 
 
@@ -55,3 +55,40 @@ def test_model_without_shipped_weights_says_how_to_get_them(monkeypatch):
     with pytest.raises(WeightsError, match="--weights"):
         create_model("cs2fusion")
     assert model_info("cs2fusion").needs_weights
+
+
+def _target_pair() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """An infrared image with a warm square on a cold background, a textured visible image with
+    a dark patch where the square is, and the square's mask."""
+    yy, xx = torch.meshgrid(torch.arange(96.0), torch.arange(96.0), indexing="ij")
+    square = ((yy - 48).abs() < 12) & ((xx - 48).abs() < 12)
+    noise = 0.02 * torch.randn(96, 96, generator=torch.Generator().manual_seed(0))
+    ir = torch.where(square, 0.9, 0.15) + noise
+    vis = torch.where(square, 0.1, 0.5 + 0.25 * torch.sin(xx / 2) * torch.sin(yy / 3))
+    return ir[None, None], vis[None, None], square
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_swapping_ir_and_vis_changes_the_result_as_the_model_defines(name):
+    model = create_model(name)  # the shipped weights: a random network has no roles yet
+    ir, vis, square = _target_pair()
+    with torch.inference_mode():
+        normal, swapped = model(ir=ir, vis=vis)[0, 0], model(ir=vis, vis=ir)[0, 0]
+    if not model_info(name).needs_weights:  # the classical rules are symmetric in their two inputs
+        torch.testing.assert_close(normal, swapped, atol=1e-6, rtol=0)
+        return
+    assert normal[square].mean() > 0.7  # the warm target given as `ir` is kept
+    assert (normal - swapped).abs().max() > 2 / 255  # the two inputs have different roles
+
+
+def test_coconet_target_follows_the_ir_argument():
+    model = create_model("coconet")
+    ir, vis, square = _target_pair()
+    with torch.inference_mode():
+        normal, swapped = model(ir=ir, vis=vis)[0, 0], model(ir=vis, vis=ir)[0, 0]
+    assert normal[square].mean() > 0.7 > 0.3 > swapped[square].mean()
+
+
+def test_inputs_are_not_positional():
+    with pytest.raises(TypeError):
+        create_model("average")(torch.rand(1, 1, 4, 4), torch.rand(1, 1, 4, 4))

@@ -20,10 +20,12 @@ from contrafuse.models.cs2fusion import Cs2Fusion
 from contrafuse.models.weights import load_weights
 from contrafuse.training import ConfigError, Stage
 from contrafuse.training.checkpoint import load_checkpoint
-from contrafuse.training.cs2fusion import Cs2FusionRecipe, reference_training_step, sso_features
+from contrafuse.training.cs2fusion import Cs2FusionRecipe
 from contrafuse.training.engine import load_config, seed_everything, train
 from contrafuse.training.sampling import SampleStream
 from contrafuse.losses.cs2fusion import backbone_loss
+
+from authors_cs2fusion_step import authors_training_step
 
 
 def smooth_pairs(root: Path, count: int = 4, size: int = 32) -> Path:
@@ -92,7 +94,7 @@ def test_fast_step_matches_reference_step(tmp_path, variant):
     fast_opt, _ = recipe.build_optimizers(fast, cfg)
     slow_opt, _ = recipe.build_optimizers(slow, cfg)
     losses = recipe.training_step(fast, fast_opt, batch, 0, Stage("main", 1))
-    expected = reference_training_step(slow["backbone"], slow["cpn"], slow_opt, batch, cfg)
+    expected = authors_training_step(slow["backbone"], slow["cpn"], slow_opt, batch, cfg)
     assert float(losses["fusion"]) == pytest.approx(expected["fusion"], rel=1e-5)
     assert float(losses["contrast"]) == pytest.approx(expected["contrast"], rel=1e-5)
     # Same gradients (Adam's first update is ~lr * sign(g), so compare what it was fed).
@@ -101,12 +103,6 @@ def test_fast_step_matches_reference_step(tmp_path, variant):
         for (key, a), b in zip(fast[name].named_parameters(), slow[name].parameters()):
             assert torch.allclose(a.grad, b.grad, rtol=1e-3, atol=1e-4 * scale), f"{name}.{key}"
 
-
-def test_sso_features_equal_model_sso():
-    from contrafuse.models.cs2fusion import self_correlation_saliency
-
-    levels = [torch.rand(2, 16, 6, 6) * 50 for _ in range(4)]
-    assert torch.equal(sso_features(levels), torch.cat([self_correlation_saliency(e) for e in levels], 1))
 
 
 def fusion_loss_on(models_state: dict, cfg, batch) -> float:
@@ -117,9 +113,9 @@ def fusion_loss_on(models_state: dict, cfg, batch) -> float:
         module.load_state_dict(models_state[name])
     with torch.no_grad():
         ir, vis = batch["ir"] * 255, batch["vis"] * 255
-        out = models["backbone"](vis, ir)
-        p = models["cpn"](out.features[:, :64], out.features[:, 64:])[0][0]
-        return float(backbone_loss(out.fused, ir, vis, p).total)
+        out = models["backbone"](ir=ir, vis=vis)
+        p = models["cpn"](features_vis=out.features[:, :64], features_ir=out.features[:, 64:])[0].map
+        return float(backbone_loss(out.fused, ir=ir, vis=vis, compensation=p).total)
 
 
 def test_few_steps_reduce_the_loss_and_export(tmp_path):
@@ -271,13 +267,13 @@ def test_compensation_prior_target_follows_the_infrared_surplus():
 
     ir = torch.tensor([[[[200.0, 10.0, 105.0]]]])
     vis = torch.tensor([[[[10.0, 200.0, 105.0]]]])
-    target = compensation_prior_target(ir, vis)
+    target = compensation_prior_target(ir=ir, vis=vis)
     assert torch.allclose(target, torch.tensor([[[[1.0, 0.0, 0.5]]]]))
-    assert float(compensation_prior_loss(target, ir, vis)) == 0.0
-    assert float(compensation_prior_loss(1.0 - target, ir, vis)) == pytest.approx(2.0 / 3.0)
-    squared = compensation_prior_target(ir, vis, gamma=2.0)
+    assert float(compensation_prior_loss(target, ir=ir, vis=vis)) == 0.0
+    assert float(compensation_prior_loss(1.0 - target, ir=ir, vis=vis)) == pytest.approx(2.0 / 3.0)
+    squared = compensation_prior_target(ir=ir, vis=vis, gamma=2.0)
     assert torch.allclose(squared, torch.tensor([[[[1.0, 0.0, 0.25]]]]))
-    assert float(compensation_prior_loss(squared, ir, vis, gamma=2.0)) == 0.0
+    assert float(compensation_prior_loss(squared, ir=ir, vis=vis, gamma=2.0)) == 0.0
 
 
 def test_prior_steps_fit_the_compensation_map_then_hand_over_to_the_contrastive_loss(tmp_path):
@@ -298,5 +294,5 @@ def test_prior_steps_fit_the_compensation_map_then_hand_over_to_the_contrastive_
     assert all("prior" in losses for losses in logged[:25]) and not any("prior" in losses for losses in logged[25:])
     assert float(logged[24]["prior"]) < 0.2 * float(logged[0]["prior"])
     assert all({"p_mean", "gap_vis", "gap_ir"} <= set(losses) for losses in logged)  # collapse watches
-    target_mean = float(compensation_prior_target(batch["ir"] * 255.0, batch["vis"] * 255.0).mean())
+    target_mean = float(compensation_prior_target(ir=batch["ir"] * 255.0, vis=batch["vis"] * 255.0).mean())
     assert abs(float(logged[24]["p_mean"]) - target_mean) < abs(float(logged[0]["p_mean"]) - target_mean)

@@ -39,14 +39,14 @@ def clips(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_lossless_round_trip_equals_fusing_each_frame(clips, tmp_path: Path):
     ir, vis = clips
-    out = fuse_video(ir, vis, tmp_path / "out.mkv", model="average", device="cpu", codec="ffv1", progress=False)
+    out = fuse_video(ir=ir, vis=vis, out=tmp_path / "out.mkv", model="average", device="cpu", codec="ffv1", progress=False)
     info = probe(out)
     assert (info.frames, info.rate, info.width, info.height) == (FRAMES, Fraction(10), WIDTH, HEIGHT)
     model = create_model("average")
     outputs = list(read_frames(out))
     assert len(outputs) == FRAMES
     for ir_frame, vis_frame, fused in zip(read_frames(ir), read_frames(vis), outputs):
-        np.testing.assert_array_equal(fused, fuse_arrays(model, ir_frame, vis_frame))
+        np.testing.assert_array_equal(fused, fuse_arrays(model, ir=ir_frame, vis=vis_frame))
 
 
 def test_cli_fuses_mp4_with_progress_bar(tmp_path: Path, capsys):
@@ -61,7 +61,7 @@ def test_cli_fuses_mp4_with_progress_bar(tmp_path: Path, capsys):
     # H.264 is lossy: compare loosely with fusing the decoded frames
     model = create_model("laplacian")
     for ir_frame, vis_frame, fused in zip(read_frames(ir), read_frames(vis), read_frames(out)):
-        expected = fuse_arrays(model, ir_frame, vis_frame).astype(float)
+        expected = fuse_arrays(model, ir=ir_frame, vis=vis_frame).astype(float)
         assert np.abs(fused.astype(float) - expected).mean() < 6
 
 
@@ -69,7 +69,7 @@ def test_frame_count_mismatch_names_both_files(tmp_path: Path):
     ir = make_clip(tmp_path / "ir.mkv", frames=4)
     vis = make_clip(tmp_path / "vis.mkv", frames=5)
     with pytest.raises(VideoError, match=rf"frame counts differ: {ir} has 4 frames, {vis} has 5"):
-        fuse_video(ir, vis, tmp_path / "out.mkv", model="average", progress=False)
+        fuse_video(ir=ir, vis=vis, out=tmp_path / "out.mkv", model="average", progress=False)
     assert not (tmp_path / "out.mkv").exists()
 
 
@@ -77,7 +77,7 @@ def test_frame_rate_mismatch_names_both_files(tmp_path: Path):
     ir = make_clip(tmp_path / "ir.mkv", rate=10)
     vis = make_clip(tmp_path / "vis.mkv", rate=25)
     with pytest.raises(VideoError, match=rf"frame rates differ: {ir} runs at 10 fps, {vis} at 25 fps"):
-        fuse_video(ir, vis, tmp_path / "out.mkv", model="average", progress=False)
+        fuse_video(ir=ir, vis=vis, out=tmp_path / "out.mkv", model="average", progress=False)
 
 
 def test_existing_output_is_kept_without_overwrite(clips, tmp_path: Path, capsys):
@@ -98,14 +98,14 @@ def test_failure_midway_leaves_no_partial_output(tmp_path: Path):
     class Broken(nn.Module):
         calls = 0
 
-        def forward(self, ir, vis):
+        def forward(self, *, ir, vis):
             Broken.calls += 1
             if Broken.calls == 3:
                 raise RuntimeError("boom")
             return ir
 
     with pytest.raises(RuntimeError, match="boom"):
-        fuse_video(ir, ir, tmp_path / "out.mkv", model=Broken(), progress=False)
+        fuse_video(ir=ir, vis=ir, out=tmp_path / "out.mkv", model=Broken(), progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ir.mkv"]
 
 
@@ -114,3 +114,15 @@ def test_unreadable_video_names_the_file(tmp_path: Path):
     bad.write_bytes(b"not a video")
     with pytest.raises(VideoError, match=str(bad)):
         probe(bad)
+
+
+def test_video_hands_ir_frames_as_ir(clips, tmp_path: Path):
+    class ReturnsIr(nn.Module):
+        def forward(self, *, ir, vis):
+            return ir
+
+    ir, vis = clips
+    out = fuse_video(ir=ir, vis=vis, out=tmp_path / "out.mkv", model=ReturnsIr(), device="cpu", codec="ffv1",
+                     color="gray", progress=False)
+    for ir_frame, fused in zip(read_frames(ir), read_frames(out)):
+        np.testing.assert_array_equal(fused, ir_frame)

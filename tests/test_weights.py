@@ -9,7 +9,7 @@ import torch
 from contrafuse.cli.main import main
 from contrafuse.errors import WeightsError
 from contrafuse.models import create_model
-from contrafuse.models.cs2fusion import CompensationPerceptionNet, Cs2Fusion
+from contrafuse.models.cs2fusion import CompensationPerceptionNet, Cs2Fusion, authors_cpn_state_to_ours
 from contrafuse.models.weights import load_weights, read_reference_pickle, read_safetensors, save_weights
 
 
@@ -71,7 +71,7 @@ def test_authors_weights_load_and_convert(shared_dir, tmp_path):
     backbone = read_reference_pickle(weights / "backbone.pth")
     assert len(backbone) == 36 and sum(v.numel() for v in backbone.values()) == 191_732
     cpn = CompensationPerceptionNet()
-    load_weights(cpn, weights / "cpn.pth")
+    load_weights(cpn, weights / "cpn.pth", foreign_state_filter=authors_cpn_state_to_ours)
     assert sum(p.numel() for p in cpn.parameters()) == 74_369
 
     target = tmp_path / "cs2fusion_authors.safetensors"
@@ -83,5 +83,5 @@ def test_authors_weights_load_and_convert(shared_dir, tmp_path):
     converted = create_model("cs2fusion", weights=target)
     x = torch.rand(1, 1, 21, 17)
     with torch.inference_mode():
-        torch.testing.assert_close(converted(x, x), original(x, x), rtol=0, atol=0)
+        torch.testing.assert_close(converted(ir=x, vis=x), original(ir=x, vis=x), rtol=0, atol=0)
     assert main(["convert", str(weights / "backbone.pth"), str(target)]) == 2  # no silent overwrite

@@ -1,7 +1,7 @@
 """contrafuse: multi-modality image fusion (infrared-visible and medical).
 
     >>> import contrafuse
-    >>> fused = contrafuse.fuse("ir.png", "vis.png", model="cs2fusion")
+    >>> fused = contrafuse.fuse(ir="ir.png", vis="vis.png", model="cs2fusion")
 
 Attributes are imported on first use, so ``import contrafuse.metrics`` does not load torch.
 """
@@ -15,6 +15,10 @@ __version__ = "0.1.0"
 _LAZY = {
     "fuse": "fusion",
     "fuse_folders": "fusion",
+    "FuseOptions": "fusion",
+    "Color": "fusion",
+    "Rounding": "fusion",
+    "fuse_video": "video",
     "read_image": "io",
     "write_image": "io",
     "DEFAULT_MODEL": "models",

@@ -11,6 +11,22 @@ from __future__ import annotations
 
 import numpy as np
 
+
+def luma01(pixels: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+    """Luma of integer pixels on [0, 1]: gray ``(H, W)`` or RGB ``(H, W, 3)``, ``uint8``/``uint16``.
+
+    The value is divided by the dtype's full scale (255 or 65535); the result has ``dtype``.
+    """
+    full_scale = float(np.iinfo(pixels.dtype).max)
+    values = rgb_to_luma(pixels) if pixels.ndim == 3 else pixels.astype(np.float64)
+    return (values / full_scale).astype(dtype, copy=False)
+
+
+def pixels01(pixels: np.ndarray) -> np.ndarray:
+    """Integer pixels as float64 on [0, 1]: every channel divided by the dtype's full scale."""
+    return pixels.astype(np.float64) / float(np.iinfo(pixels.dtype).max)
+
+
 def rgb_to_luma(rgb: np.ndarray) -> np.ndarray:
     """Luma of an ``(H, W, 3)`` RGB array as float64 ``(H, W)``, same scale as the input."""
     _check_rgb(rgb)
@@ -21,9 +37,9 @@ def rgb_to_luma(rgb: np.ndarray) -> np.ndarray:
 def rgb_to_ycbcr(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Split ``(H, W, 3)`` RGB into float64 luma Y and centred chroma Cb, Cr."""
     _check_rgb(rgb)
+    y = rgb_to_luma(rgb)
     rgb = rgb.astype(np.float64)
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    y = 0.299 * r + 0.587 * g + 0.114 * b
     cb = -0.168736 * r - 0.331264 * g + 0.5 * b
     cr = 0.5 * r - 0.418688 * g - 0.081312 * b
     return y, cb, cr

@@ -17,13 +17,17 @@ class ImageReadError(ContrafuseError):
         super().__init__(f"{path}: {problem}")
 
 
-class ImageWriteError(ContrafuseError):
-    """An output could not be written (it exists, or the folder is not writable)."""
+class WriteError(ContrafuseError):
+    """An output cannot be written: it exists, its folder is not writable, the disk is full, ..."""
 
     def __init__(self, path: str | Path, problem: str):
         self.path = Path(path)
         self.problem = problem
         super().__init__(f"{path}: {problem}")
+
+
+class ImageWriteError(WriteError):
+    """An image output cannot be written (also: pixels or suffix unsuitable for the format)."""
 
 
 class PairError(ContrafuseError):

@@ -1,6 +1,6 @@
 """ONNX export of registered models, and :class:`OnnxModel` to run an exported file like a model.
 
-The exported graph is the model's plain ``forward(ir, vis)``: inputs ``ir`` and ``vis`` are
+The exported graph is the model's plain ``forward(*, ir, vis)``: inputs ``ir`` and ``vis`` are
 float32 ``(N, 1, H, W)`` luma in [0, 1]; the output ``fused`` is ``(N, 1, H, W)`` on the same
 scale, not clamped. Batch, height and width are dynamic. A model that pads its input to a
 size multiple (CoCoNet) exports its unpadded core instead (``onnx_core()``); the metadata's
@@ -16,12 +16,15 @@ import io
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from .atomic import write_bytes
 from .errors import ContrafuseError
+from .models.padding import crop, pad_to_multiple
 
 ONNX_OPSET = 17
 INPUT_NAMES = ("ir", "vis")
@@ -55,7 +58,7 @@ def _providers(device: str | torch.device) -> list[str]:
 
 
 class OnnxModel(nn.Module):
-    """An exported ``.onnx`` file run by ONNX Runtime behind the registry's ``forward(ir, vis)``.
+    """An exported ``.onnx`` file run by ONNX Runtime behind the registry's ``forward(*, ir, vis)``.
 
     Lets the fusing pipeline treat an exported model like any other: tensors ``(N, 1, H, W)``
     in [0, 1] in, fused tensor out, on the inputs' device.
@@ -78,17 +81,26 @@ class OnnxModel(nn.Module):
 
         self.size_multiple = int(self.metadata.get("size_multiple", "1"))
 
-    def forward(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
-        return run_session(self.session, ir, vis, self.size_multiple).to(ir.device)
+    def forward(self, *, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
+        return run_session(self.session, ir=ir, vis=vis, size_multiple=self.size_multiple).to(ir.device)
 
 
-def run_session(session, ir: torch.Tensor, vis: torch.Tensor, size_multiple: int = 1) -> torch.Tensor:
+def run_session(session: Any, *, ir: torch.Tensor, vis: torch.Tensor, size_multiple: int = 1) -> torch.Tensor:
     """Run an exported graph; inputs are reflection-padded to ``size_multiple`` and the output cropped."""
-    from .models.coconet import crop, pad_to_multiple
-
     (ir, box), (vis, _) = (pad_to_multiple(t.detach().float().cpu(), size_multiple) for t in (ir, vis))
-    feeds = {name: t.contiguous().numpy() for name, t in zip(INPUT_NAMES, (ir, vis))}
+    feeds = {"ir": ir.contiguous().numpy(), "vis": vis.contiguous().numpy()}
     return crop(torch.from_numpy(session.run([OUTPUT_NAME], feeds)[0]), box)
+
+
+class _PositionalInputs(nn.Module):
+    """``forward(ir, vis)`` calling a model's keyword-only ``forward(*, ir, vis)``: what tracing needs."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
+        return self.model(ir=ir, vis=vis)
 
 
 def _trace_to_bytes(model: nn.Module, opset: int) -> bytes:
@@ -100,7 +112,7 @@ def _trace_to_bytes(model: nn.Module, opset: int) -> bytes:
         # onnxscript (not in the `onnx` extra); it still supports dynamic axes and opset 17.
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            model, sample, buffer, dynamo=False, opset_version=opset, input_names=list(INPUT_NAMES),
+            _PositionalInputs(model).eval(), sample, buffer, dynamo=False, opset_version=opset, input_names=list(INPUT_NAMES),
             output_names=[OUTPUT_NAME], dynamic_axes={n: axes for n in (*INPUT_NAMES, OUTPUT_NAME)},
             do_constant_folding=True,
         )
@@ -124,11 +136,11 @@ def max_difference(model: nn.Module, data: bytes, size: tuple[int, int], seed: i
     generator = torch.Generator().manual_seed(seed)
     ir, vis = (torch.rand(1, 1, *size, generator=generator) for _ in range(2))
     with torch.no_grad():
-        expected = model(ir, vis).numpy()
+        expected = model(ir=ir, vis=vis).numpy()
     options = ort.SessionOptions()
     options.log_severity_level = 4  # failures are reported by the caller, not logged twice
     session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-    got = run_session(session, ir, vis, size_multiple).numpy()
+    got = run_session(session, ir=ir, vis=vis, size_multiple=size_multiple).numpy()
     if got.shape != expected.shape:
         return float("inf")
     return float(np.abs(got - expected).max())
@@ -161,10 +173,10 @@ def export_onnx(
     tolerance: float = 1e-4,
     overwrite: bool = False,
 ) -> Path:
-    """Export a registered model's ``forward(ir, vis)`` to an ONNX file.
+    """Export a registered model's ``forward(*, ir, vis)`` to an ONNX file.
 
     Args:
-        model: a registered model name, or a module with ``forward(ir, vis)`` (``weights`` unused).
+        model: a registered model name, or a module with ``forward(*, ir, vis)`` (``weights`` unused).
         out: the ``.onnx`` file to write (atomically; kept unless ``overwrite``).
         weights: as for :func:`contrafuse.create_model` (``"default"``, a path, or None).
         opset: ONNX opset version (default 17).
@@ -176,7 +188,6 @@ def export_onnx(
         The written path.
     """
     from . import __version__
-    from .io import publish_file
     from .models import create_model
 
     out = Path(out)
@@ -203,11 +214,4 @@ def export_onnx(
         "opset": str(opset),
         "size_multiple": str(size_multiple),
     })
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        temp.write_bytes(data)
-        publish_file(temp, out, overwrite)
-    finally:
-        temp.unlink(missing_ok=True)
-    return out
+    return write_bytes(out, data, overwrite=overwrite)

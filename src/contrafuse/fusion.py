@@ -2,15 +2,20 @@
 
 Colour rule: the chroma comes from the visible image when it is colour; otherwise from the
 infrared-slot image when that is colour (the pseudo-colour PET/SPECT image of a medical pair);
-otherwise the output is gray. ``color="gray"`` forces gray output, ``color="color"`` forces
-three channels. Outputs are 16-bit when either input is.
+otherwise the output is gray. ``Color.GRAY`` forces gray output, ``Color.COLOR`` forces three
+channels. Outputs are 16-bit when either input is.
+
+:class:`FuseOptions` is the one set of pipeline settings shared by single pairs, folders,
+videos and benchmarks.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 import torch
@@ -18,24 +23,65 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from .color import rgb_to_luma, rgb_to_ycbcr, ycbcr_to_rgb
+from .color import luma01, pixels01, rgb_to_ycbcr, ycbcr_to_rgb
+from .devices import resolve_device
 from .errors import ContrafuseError, PairError
-from .io import is_color, match_folders, max_value, read_image, write_image
+from .io import is_color, pair_folders, read_image, write_image
 from .models import DEFAULT_MODEL, create_model
 
 ImageLike = Union[str, os.PathLike, np.ndarray, Image.Image]
-COLOR_MODES = ("auto", "gray", "color")
-ROUNDING_MODES = ("round", "truncate")
+ModelLike = Union[str, os.PathLike, nn.Module]
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` picks CUDA when available, else CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ContrafuseError("--device cuda was asked for, but PyTorch sees no CUDA device")
-    return device
+class Color(str, Enum):
+    """Colour of the output: ``auto`` keeps colour when an input has it."""
+
+    AUTO = "auto"
+    GRAY = "gray"
+    COLOR = "color"
+
+
+class Rounding(str, Enum):
+    """Float to integer: ``round`` to nearest, or ``truncate`` as the authors' reference code."""
+
+    ROUND = "round"
+    TRUNCATE = "truncate"
+
+
+def _choice(enum: type[Enum], value: Any, what: str) -> Any:
+    try:
+        return enum(value.value if isinstance(value, Enum) else value)
+    except ValueError:
+        choices = ", ".join(m.value for m in enum)  # type: ignore[attr-defined]
+        raise ValueError(f"{what} must be one of {choices}, got {value!r}") from None
+
+
+@dataclass(frozen=True)
+class FuseOptions:
+    """How a pair is turned into an output image (everything except the model and device).
+
+    Strings are accepted for the enums (``FuseOptions(color="gray")``).
+    """
+
+    color: Color = Color.AUTO
+    rounding: Rounding = Rounding.ROUND
+    resize: bool = False  # resample the infrared image to the visible one's size when they differ
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "color", _choice(Color, self.color, "color"))
+        object.__setattr__(self, "rounding", _choice(Rounding, self.rounding, "rounding"))
+
+    def with_values(self, **values: Any) -> "FuseOptions":
+        """A copy with some fields changed (unknown names are an error)."""
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise TypeError(f"unknown fuse option(s) {', '.join(unknown)}")
+        return dataclasses.replace(self, **values)
+
+
+def resolve_options(options: FuseOptions | None, values: dict[str, Any]) -> FuseOptions:
+    """``options`` (default :class:`FuseOptions`) with keyword ``values`` applied."""
+    return (options or FuseOptions()).with_values(**values)
 
 
 def as_array(image: ImageLike, name: str = "image") -> tuple[np.ndarray, str]:
@@ -58,14 +104,16 @@ def as_array(image: ImageLike, name: str = "image") -> tuple[np.ndarray, str]:
     return array, name
 
 
-def _luma01(image: np.ndarray) -> np.ndarray:
-    y = rgb_to_luma(image) if image.ndim == 3 else image.astype(np.float64)
-    return y / max_value(image)
-
-
 def _resize01(y: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     tensor = torch.from_numpy(y)[None, None]
     return F.interpolate(tensor, size=shape, mode="bilinear", align_corners=False, antialias=True)[0, 0].numpy()
+
+
+def _resize_pixels(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Nearest resize of pixels; only used to carry chroma of a resized colour infrared image."""
+    rows = np.arange(shape[0]) * image.shape[0] // shape[0]
+    cols = np.arange(shape[1]) * image.shape[1] // shape[1]
+    return image[rows][:, cols]
 
 
 def _chroma_source(ir: np.ndarray, vis: np.ndarray) -> np.ndarray | None:
@@ -76,81 +124,79 @@ def _chroma_source(ir: np.ndarray, vis: np.ndarray) -> np.ndarray | None:
     return None
 
 
-def _quantise(values01: np.ndarray, full_scale: int, rounding: str) -> np.ndarray:
+def quantise(values01: np.ndarray, full_scale: int, rounding: Rounding) -> np.ndarray:
+    """Clip [0, 1] values and map them to ``uint8`` (255) or ``uint16`` (65535) pixels."""
     scaled = np.clip(values01, 0.0, 1.0) * full_scale
-    scaled = np.floor(scaled) if rounding == "truncate" else np.rint(scaled)
+    scaled = np.floor(scaled) if rounding is Rounding.TRUNCATE else np.rint(scaled)
     return scaled.astype(np.uint16 if full_scale > 255 else np.uint8)
 
 
 @torch.inference_mode()
-def fuse_luma(model: nn.Module, ir: np.ndarray, vis: np.ndarray, device: torch.device) -> np.ndarray:
-    """Fuse two ``(H, W)`` float luma arrays in [0, 1] with a registered model; float64 out."""
+def fuse_luma(model: nn.Module, *, ir: np.ndarray, vis: np.ndarray, device: torch.device) -> np.ndarray:
+    """Fuse two ``(H, W)`` float luma arrays in [0, 1] with a registered model; float64 out.
+
+    Calls the model's ``fuse`` when it has one (the registry's inference protocol), else its
+    ``forward``.
+    """
     to_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None, None].to(device)  # noqa: E731
     run = getattr(model, "fuse", None) or model
-    return run(to_tensor(ir), to_tensor(vis))[0, 0].double().cpu().numpy()
+    return run(ir=to_tensor(ir), vis=to_tensor(vis))[0, 0].double().cpu().numpy()
 
 
 def fuse_arrays(
     model: nn.Module,
+    *,
     ir: np.ndarray,
     vis: np.ndarray,
-    color: str = "auto",
-    rounding: str = "round",
-    resize: bool = False,
+    options: FuseOptions = FuseOptions(),
     device: torch.device = torch.device("cpu"),
     names: tuple[str, str] = ("infrared image", "visible image"),
 ) -> np.ndarray:
-    """Fuse one pair of pixel arrays; returns ``uint8``/``uint16`` gray or RGB pixels."""
-    if color not in COLOR_MODES:
-        raise ValueError(f"color must be one of {COLOR_MODES}, got {color!r}")
-    if rounding not in ROUNDING_MODES:
-        raise ValueError(f"rounding must be one of {ROUNDING_MODES}, got {rounding!r}")
+    """Fuse one pair of pixel arrays; returns ``uint8``/``uint16`` gray or RGB pixels.
+
+    ``names`` (infrared, visible) name the inputs in error messages.
+    """
     shape = vis.shape[:2]
-    if ir.shape[:2] != shape and not resize:
+    if ir.shape[:2] != shape and not options.resize:
         raise PairError(
             f"sizes differ: {names[0]} is {ir.shape[1]}x{ir.shape[0]}, {names[1]} is {shape[1]}x{shape[0]} "
             "(width x height); pass resize=True / --resize to resample the infrared image"
         )
-    ir_y = _luma01(ir)
+    ir_y = luma01(ir)
     if ir.shape[:2] != shape:
         ir_y, ir = _resize01(ir_y, shape), _resize_pixels(ir, shape)
-    fused = fuse_luma(model, ir_y, _luma01(vis), device)
+    fused = fuse_luma(model, ir=ir_y, vis=luma01(vis), device=device)
     full_scale = 65535 if np.uint16 in (ir.dtype, vis.dtype) else 255
     source = _chroma_source(ir, vis)
-    if color == "gray" or (color == "auto" and source is None):
-        return _quantise(fused, full_scale, rounding)
+    if options.color is Color.GRAY or (options.color is Color.AUTO and source is None):
+        return quantise(fused, full_scale, options.rounding)
     if source is None:
-        return _quantise(np.repeat(fused[..., None], 3, axis=2), full_scale, rounding)
-    _, cb, cr = rgb_to_ycbcr(source.astype(np.float64) / max_value(source))
-    return _quantise(ycbcr_to_rgb(fused, cb, cr), full_scale, rounding)
+        return quantise(np.repeat(fused[..., None], 3, axis=2), full_scale, options.rounding)
+    _, cb, cr = rgb_to_ycbcr(pixels01(source))
+    return quantise(ycbcr_to_rgb(fused, cb, cr), full_scale, options.rounding)
 
 
-def _resize_pixels(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Nearest resize of pixels; only used to carry chroma of a resized colour infrared image."""
-    rows = np.arange(shape[0]) * image.shape[0] // shape[0]
-    cols = np.arange(shape[1]) * image.shape[1] // shape[1]
-    return image[rows][:, cols]
-
-
-def _model(model: str | os.PathLike | nn.Module, weights: str | os.PathLike | None, device: torch.device) -> nn.Module:
+def load_model(model: ModelLike, *, weights: str | os.PathLike | None = "default", device: torch.device) -> nn.Module:
+    """A model to fuse with: a module (moved to ``device``, eval mode), a registered name, or an
+    exported ``.onnx`` file (run by ONNX Runtime; ``weights`` unused)."""
     if isinstance(model, nn.Module):
         return model.to(device).eval()
     if str(model).endswith(".onnx"):
-        from .export import OnnxModel  # an exported model, run by ONNX Runtime
+        from .export import OnnxModel
 
         return OnnxModel(model, device)
-    return create_model(model, weights=weights, device=device)
+    return create_model(str(model), weights=weights, device=device)
 
 
 def fuse(
+    *,
     ir: ImageLike,
     vis: ImageLike,
-    model: str | nn.Module = DEFAULT_MODEL,
+    model: ModelLike = DEFAULT_MODEL,
     weights: str | os.PathLike | None = "default",
-    color: str = "auto",
-    rounding: str = "round",
-    resize: bool = False,
     device: str | torch.device = "auto",
+    options: FuseOptions | None = None,
+    **option_values: Any,
 ) -> np.ndarray:
     """Fuse an infrared (or functional) image with a visible (or MRI) image.
 
@@ -159,18 +205,19 @@ def fuse(
         model: a registered model name (see :func:`contrafuse.list_models`), a module, or an
             ``.onnx`` file from ``contrafuse export`` (run by ONNX Runtime; ``weights`` unused).
         weights: ``"default"`` (shipped), a weights file, or None.
-        color: ``"auto"`` keeps colour when an input has it, ``"gray"`` or ``"color"`` force it.
-        rounding: ``"round"`` (default) or ``"truncate"`` (the authors' reference code).
-        resize: resample the infrared image to the visible one's size when they differ.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        options: a :class:`FuseOptions`; ``option_values`` (``color="gray"``, ``rounding=``,
+            ``resize=``) change single fields of it.
 
     Returns:
         The fused image as ``(H, W)`` or ``(H, W, 3)`` ``uint8`` (``uint16`` for 16-bit inputs).
     """
+    options = resolve_options(options, option_values)
     device = resolve_device(device)
     ir_pixels, ir_name = as_array(ir, "infrared image")
     vis_pixels, vis_name = as_array(vis, "visible image")
-    return fuse_arrays(_model(model, weights, device), ir_pixels, vis_pixels, color, rounding, resize, device, (ir_name, vis_name))
+    network = load_model(model, weights=weights, device=device)
+    return fuse_arrays(network, ir=ir_pixels, vis=vis_pixels, options=options, device=device, names=(ir_name, vis_name))
 
 
 @dataclass
@@ -187,35 +234,35 @@ class BatchReport:
 
 
 def fuse_folders(
-    ir_dir: str | os.PathLike,
-    vis_dir: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    model: str | nn.Module = DEFAULT_MODEL,
+    *,
+    ir: str | os.PathLike,
+    vis: str | os.PathLike,
+    out: str | os.PathLike,
+    model: ModelLike = DEFAULT_MODEL,
     weights: str | os.PathLike | None = "default",
-    color: str = "auto",
-    rounding: str = "round",
-    resize: bool = False,
     device: str | torch.device = "auto",
+    options: FuseOptions | None = None,
     overwrite: bool = False,
     suffix: str = ".png",
     progress: bool = True,
+    **option_values: Any,
 ) -> BatchReport:
-    """Fuse every pair of two folders matched by file stem into ``out_dir/<stem><suffix>``.
+    """Fuse every pair of the folders ``ir`` and ``vis`` (matched by file stem) into ``out/<stem><suffix>``.
 
     A bad pair is recorded in the report and the others still complete.
     """
     from tqdm import tqdm
 
+    options = resolve_options(options, option_values)
     device = resolve_device(device)
-    network = _model(model, weights, device)
-    matched = match_folders(ir_dir, vis_dir)
-    report = BatchReport(unmatched=matched.only_in_first + matched.only_in_second)
-    for stem, ir_path, vis_path in tqdm(matched.pairs, desc="fusing", unit="pair", disable=not progress):
+    network = load_model(model, weights=weights, device=device)
+    pairs, unmatched = pair_folders(ir=ir, vis=vis)
+    report = BatchReport(unmatched=unmatched)
+    for pair in tqdm(pairs, desc="fusing", unit="pair", disable=not progress):
         try:
-            fused = fuse_arrays(
-                network, read_image(ir_path), read_image(vis_path), color, rounding, resize, device, (str(ir_path), str(vis_path))
-            )
-            report.written.append(write_image(Path(out_dir) / f"{stem}{suffix}", fused, overwrite=overwrite))
+            fused = fuse_arrays(network, ir=read_image(pair.ir), vis=read_image(pair.vis), options=options,
+                                device=device, names=(str(pair.ir), str(pair.vis)))
+            report.written.append(write_image(Path(out) / f"{pair.name}{suffix}", fused, overwrite=overwrite))
         except ContrafuseError as exc:
-            report.failed.append((stem, str(exc)))
+            report.failed.append((pair.name, str(exc)))
     return report

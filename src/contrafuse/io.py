@@ -1,15 +1,14 @@
 """Reading and writing images, and pairing the files of two folders.
 
 Images come back as NumPy arrays: ``(H, W)`` for gray, ``(H, W, 3)`` for colour (RGB), with
-dtype ``uint8`` or ``uint16`` as stored. Alpha is dropped, palettes are expanded. Writes are
-atomic (a temporary file in the target folder, then a rename) and never replace an existing
-file unless ``overwrite=True``.
+dtype ``uint8`` or ``uint16`` as stored. Alpha is dropped, palettes are expanded. Writes go
+through :mod:`contrafuse.atomic` (never half a file, never replacing an existing file unless
+``overwrite=True``). :class:`PairFiles` is the one record of an infrared/visible file pair.
 """
 from __future__ import annotations
 
 import os
 import struct
-import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import ImageReadError, ImageWriteError, PairError
+from .atomic import write_with
+from .errors import ImageReadError, ImageWriteError, PairError, WriteError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
@@ -88,18 +88,12 @@ def write_image(path: str | os.PathLike, image: np.ndarray, overwrite: bool = Fa
     """
     path = Path(path)
     _check_writable_array(path, image)
-    if path.exists() and not overwrite:
-        raise ImageWriteError(path, "already exists (pass overwrite=True / --overwrite to replace it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(handle)
-    temp = Path(temp_name)
     try:
-        _encode(temp, image)
-        publish_file(temp, path, overwrite)
-    finally:
-        temp.unlink(missing_ok=True)
-    return path
+        return write_with(path, lambda temp: _encode(temp, image), overwrite=overwrite)
+    except WriteError as exc:
+        if isinstance(exc, ImageWriteError):
+            raise
+        raise ImageWriteError(exc.path, exc.problem) from None
 
 
 def _check_writable_array(path: Path, image: np.ndarray) -> None:
@@ -111,13 +105,13 @@ def _check_writable_array(path: Path, image: np.ndarray) -> None:
         raise ImageWriteError(path, f"unknown image suffix {path.suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}")
     if image.dtype == np.uint16 and path.suffix.lower() in (".jpg", ".jpeg", ".bmp"):
         raise ImageWriteError(path, "16-bit pixels need PNG or TIFF")
+    if image.dtype == np.uint16 and image.ndim == 3 and path.suffix.lower() != ".png":
+        raise ImageWriteError(path, "16-bit colour is written as PNG only")
 
 
 def _encode(temp: Path, image: np.ndarray) -> None:
     suffix = temp.suffix.lower()
     if image.dtype == np.uint16 and image.ndim == 3:
-        if suffix != ".png":
-            raise ImageWriteError(temp, "16-bit colour is written as PNG only")
         temp.write_bytes(_png_rgb48(image))
         return
     if image.dtype == np.uint16:
@@ -143,19 +137,14 @@ def _png_rgb48(image: np.ndarray) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
 
 
-def publish_file(temp: Path, path: Path, overwrite: bool) -> None:
-    """Move a finished temporary file to ``path``: replace it, or never clobber an existing one."""
-    if overwrite:
-        os.replace(temp, path)
-        return
-    try:
-        os.link(temp, path)  # fails if the target appeared meanwhile: never clobbers
-    except FileExistsError:
-        raise ImageWriteError(path, "already exists (pass overwrite=True / --overwrite to replace it)") from None
-    except OSError:
-        if path.exists():
-            raise ImageWriteError(path, "already exists (pass overwrite=True / --overwrite to replace it)") from None
-        os.replace(temp, path)  # file systems without hard links
+@dataclass(frozen=True)
+class PairFiles:
+    """One infrared/visible pair of files: ``ir`` is the infrared (or CT/PET/SPECT) image,
+    ``vis`` the visible (or MRI) image; ``name`` identifies the pair (usually the file stem)."""
+
+    name: str
+    ir: Path
+    vis: Path
 
 
 @dataclass
@@ -193,3 +182,10 @@ def match_folders(first: str | os.PathLike, second: str | os.PathLike) -> Folder
             result.only_in_first.append(left[stem])
     result.only_in_second = [right[stem] for stem in sorted(right) if stem not in left]
     return result
+
+
+def pair_folders(*, ir: str | os.PathLike, vis: str | os.PathLike) -> tuple[list[PairFiles], list[Path]]:
+    """The pairs of an infrared and a visible folder matched by stem, and the unmatched files."""
+    matched = match_folders(ir, vis)
+    pairs = [PairFiles(stem, ir_path, vis_path) for stem, ir_path, vis_path in matched.pairs]
+    return pairs, matched.only_in_first + matched.only_in_second

@@ -12,13 +12,16 @@ import os
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
-from torch import nn
 
+from .atomic import check_writable, partial_path, publish
+from .devices import resolve_device
 from .errors import ContrafuseError, PairError
+from .fusion import FuseOptions, ModelLike, fuse_arrays, load_model, resolve_options
+from .models import DEFAULT_MODEL
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm")
 # Encoder per container when none is named: H.264 where the container takes it.
@@ -111,10 +114,9 @@ class VideoWriter:
     def __init__(self, path: Path, rate: Fraction, width: int, height: int, codec: str | None = None, overwrite: bool = False):
         av = _av()
         self.path, self.overwrite = path, overwrite
-        if path.exists() and not overwrite:
-            raise VideoError(f"{path}: already exists (pass --overwrite / overwrite=True to replace it)")
+        check_writable(path, overwrite=overwrite)
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.temp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+        self.temp = partial_path(path)
         codec = codec or DEFAULT_CODECS.get(path.suffix.lower(), "libx264")
         try:
             self.container = av.open(str(self.temp), mode="w")
@@ -131,12 +133,10 @@ class VideoWriter:
 
     def close(self) -> Path:
         """Flush the encoder and move the file into place."""
-        from .io import publish_file
-
         try:
             self.container.mux(self.stream.encode(None))
             self.container.close()
-            publish_file(self.temp, self.path, self.overwrite)
+            publish(self.temp, self.path, overwrite=self.overwrite)
         finally:
             self.temp.unlink(missing_ok=True)
         return self.path
@@ -162,18 +162,18 @@ def _pixel_format(stream, width: int, height: int) -> str:
 
 
 def fuse_video(
+    *,
     ir: str | os.PathLike,
     vis: str | os.PathLike,
     out: str | os.PathLike,
-    model: str | nn.Module = "laplacian",
+    model: ModelLike = DEFAULT_MODEL,
     weights: str | os.PathLike | None = "default",
-    color: str = "auto",
-    rounding: str = "round",
-    resize: bool = False,
     device: str | torch.device = "auto",
+    options: FuseOptions | None = None,
     overwrite: bool = False,
     codec: str | None = None,
     progress: bool = True,
+    **option_values: Any,
 ) -> Path:
     """Fuse two videos frame by frame into ``out``.
 
@@ -181,26 +181,25 @@ def fuse_video(
         ir, vis: the infrared and visible videos (same frame count and rate).
         out: output video; the container follows the suffix, the codec is ``codec`` or
             :data:`DEFAULT_CODECS` for that suffix (``ffv1`` in ``.mkv`` is lossless).
-        model, weights, color, rounding, resize, device: as for :func:`contrafuse.fuse`.
+        model, weights, device, options, option_values: as for :func:`contrafuse.fuse`.
 
     Returns:
         The written path.
     """
     from tqdm import tqdm
 
-    from .fusion import _model, fuse_arrays, resolve_device
-
+    options = resolve_options(options, option_values)
     ir_info, vis_info = probe(ir), probe(vis)
     check_compatible(ir_info, vis_info)
     device = resolve_device(device)
-    network = _model(model, weights, device)
+    network = load_model(model, weights=weights, device=device)
     writer = VideoWriter(Path(out), vis_info.rate, vis_info.width, vis_info.height, codec, overwrite)
     try:
         frames = zip(read_frames(ir), read_frames(vis))
         for index, (ir_frame, vis_frame) in enumerate(tqdm(frames, total=vis_info.frames, desc="fusing", unit="frame", disable=not progress)):
             names = (f"{ir} frame {index}", f"{vis} frame {index}")
             try:
-                fused = fuse_arrays(network, ir_frame, vis_frame, color, rounding, resize, device, names)
+                fused = fuse_arrays(network, ir=ir_frame, vis=vis_frame, options=options, device=device, names=names)
             except PairError as exc:
                 raise VideoError(str(exc)) from None
             writer.write(np.repeat(fused[..., None], 3, axis=2) if fused.ndim == 2 else fused)

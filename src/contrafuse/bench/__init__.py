@@ -7,7 +7,7 @@ and write metrics.csv/json, report.md, report.html and figures.
 """
 from .report import ReportFiles, software_versions, write_report
 from .runner import BenchResult, MethodResult, Timing, run_bench
-from .specs import BenchDataset, BenchError, Method, Pair, check_unique, parse_models, parse_results, parse_weights, resolve_dataset
+from .specs import BenchDataset, BenchError, Method, check_unique, parse_models, parse_results, parse_weights, resolve_dataset
 from .summary import DatasetSummary, summarise
 
 __all__ = [
@@ -17,7 +17,6 @@ __all__ = [
     "DatasetSummary",
     "Method",
     "MethodResult",
-    "Pair",
     "ReportFiles",
     "Timing",
     "check_unique",

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from ..color import rgb_to_luma
+
 INSET_COLOR = (255, 48, 48)
 
 
@@ -44,11 +46,6 @@ def to_display(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image.astype(np.uint8))
 
 
-def _gray(image: np.ndarray) -> np.ndarray:
-    rgb = to_display(image).astype(np.float64)
-    return rgb @ np.array([0.299, 0.587, 0.114])
-
-
 def choose_zoom(ir: np.ndarray, vis: np.ndarray, fraction: float = 0.22) -> ZoomBox:
     """The square of side ``fraction * min(H, W)`` with the most gradient energy in IR + VIS.
 
@@ -57,7 +54,7 @@ def choose_zoom(ir: np.ndarray, vis: np.ndarray, fraction: float = 0.22) -> Zoom
     """
     energy = np.zeros(vis.shape[:2])
     for image in (ir, vis):
-        gray = _gray(image)
+        gray = rgb_to_luma(to_display(image))
         gy, gx = np.gradient(gray)
         energy += np.hypot(gx, gy)
     height, width = energy.shape

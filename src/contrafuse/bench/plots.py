@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import ContrafuseError
 from .summary import direction
-from .textio import write_bytes_atomic
+from ..atomic import write_bytes
 
 FORMATS = ("png", "pdf")
 
@@ -40,7 +40,7 @@ def _save(figure, base: Path, formats: tuple[str, ...], dpi: int) -> list[Path]:
     for fmt in formats:
         buffer = io.BytesIO()
         figure.savefig(buffer, format=fmt, dpi=dpi, bbox_inches="tight", metadata=_metadata(fmt))
-        written.append(write_bytes_atomic(base.with_suffix(f".{fmt}"), buffer.getvalue()))
+        written.append(write_bytes(base.with_suffix(f".{fmt}"), buffer.getvalue(), overwrite=True))
     return written
 
 

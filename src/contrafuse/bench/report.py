@@ -14,7 +14,6 @@ import math
 import platform
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from ..io import read_image
 from .grid import choose_pairs, choose_zoom, downscale, with_inset
 from .runner import BenchResult
 from .summary import DatasetSummary, direction, summarise
-from .textio import write_bytes_atomic, write_text_atomic
+from ..atomic import write_bytes, write_text
 
 _PACKAGES = ("contrafuse", "torch", "numpy", "scipy", "pillow", "kornia", "matplotlib", "onnxruntime")
 HTML_PANEL_WIDTH = 360
@@ -365,15 +364,15 @@ def write_report(
             cells = []
             for title, panel in panels:
                 relative = Path("assets") / _safe(label) / _safe(name) / f"{_safe(title)}.png"
-                files.assets.append(write_bytes_atomic(out_dir / relative, _png_bytes(downscale(panel, HTML_PANEL_WIDTH))))
+                files.assets.append(write_bytes(out_dir / relative, _png_bytes(downscale(panel, HTML_PANEL_WIDTH)), overwrite=True))
                 cells.append((title, relative.as_posix()))
             html_grids[label].append((name, cells))
         if plots:
             figures[label] = _draw_figures(bench, label, rows, out_dir, files)
-    write_text_atomic(files.csv, metrics_csv(bench, summaries))
-    write_text_atomic(files.json, metrics_json(bench, summaries, versions))
-    write_text_atomic(files.markdown, markdown_report(bench, summaries, versions, figures))
-    write_text_atomic(files.html, html_report(bench, summaries, versions, html_grids, figures))
+    write_text(files.csv, metrics_csv(bench, summaries), overwrite=True)
+    write_text(files.json, metrics_json(bench, summaries, versions), overwrite=True)
+    write_text(files.markdown, markdown_report(bench, summaries, versions, figures), overwrite=True)
+    write_text(files.html, html_report(bench, summaries, versions, html_grids, figures), overwrite=True)
     return files
 
 

@@ -25,14 +25,17 @@ from pathlib import Path
 import torch
 
 from .. import metrics
+from ..atomic import write_text
+from ..devices import resolve_device
 from ..errors import ContrafuseError
-from ..fusion import fuse_arrays, resolve_device
-from ..io import read_image, write_image
+from ..fusion import FuseOptions, fuse_arrays
+from ..io import PairFiles, read_image, write_image
 from ..models import create_model
-from .specs import BenchDataset, Method, Pair
-from .textio import write_text_atomic
+from .specs import BenchDataset, Method
 
 RUN_FILE = "run.json"
+# the usual protocol: metrics are computed on gray outputs
+BENCH_OPTIONS = FuseOptions(color="gray")
 
 
 @dataclass
@@ -80,9 +83,10 @@ def _weights_identity(weights: str | None) -> dict[str, object] | None:
     return {"weights": str(Path(weights).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def _recipe(method: Method, color: str, rounding: str) -> dict[str, object]:
+def _recipe(method: Method, options: FuseOptions) -> dict[str, object]:
     """What determines the fused pixels; outputs made with another recipe are not reused."""
-    return {"model": method.model, "weights": _weights_identity(method.weights), "color": color, "rounding": rounding}
+    return {"model": method.model, "weights": _weights_identity(method.weights), "color": options.color.value,
+            "rounding": options.rounding.value}
 
 
 def _read_run_file(folder: Path) -> dict:
@@ -97,8 +101,7 @@ def fuse_dataset(
     dataset: BenchDataset,
     folder: Path,
     device: torch.device,
-    color: str = "gray",
-    rounding: str = "round",
+    options: FuseOptions = BENCH_OPTIONS,
     refresh: bool = False,
     progress: bool = True,
 ) -> MethodResult:
@@ -109,7 +112,7 @@ def fuse_dataset(
     """
     from tqdm import tqdm
 
-    recipe = _recipe(method, color, rounding)
+    recipe = _recipe(method, options)
     previous = _read_run_file(folder)
     reusable = not refresh and previous.get("recipe") == recipe
     old_seconds = previous.get("seconds", {}) if reusable else {}
@@ -127,7 +130,7 @@ def fuse_dataset(
             network = network or create_model(method.model, weights=method.weights, device=device)
             ir, vis = read_image(pair.ir), read_image(pair.vis)
             start = time.perf_counter()
-            fused = fuse_arrays(network, ir, vis, color, rounding, False, device, (str(pair.ir), str(pair.vis)))
+            fused = fuse_arrays(network, ir=ir, vis=vis, options=options, device=device, names=(str(pair.ir), str(pair.vis)))
             result.timing.seconds[pair.name] = time.perf_counter() - start
             result.outputs[pair.name] = write_image(target, fused, overwrite=True)
         except ContrafuseError as exc:
@@ -135,7 +138,7 @@ def fuse_dataset(
     if previous.get("device") not in (None, str(device)) and result.timing.reused:
         result.timing.device = f"{previous['device']} (cached) / {device}"
     run_record = {"recipe": recipe, "device": str(device), "seconds": result.timing.seconds}
-    write_text_atomic(folder / RUN_FILE, json.dumps(run_record, indent=1) + "\n")
+    write_text(folder / RUN_FILE, json.dumps(run_record, indent=1) + "\n", overwrite=True)
     return result
 
 
@@ -151,7 +154,7 @@ def collect_results(method: Method, dataset: BenchDataset) -> MethodResult:
     return result
 
 
-def _evaluate_one(fused: Path, pair: Pair, names: list[str], convention: str) -> tuple[dict[str, float] | None, str | None]:
+def _evaluate_one(fused: Path, pair: PairFiles, names: list[str], convention: str) -> tuple[dict[str, float] | None, str | None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", metrics.MetricWarning)
         try:
@@ -173,7 +176,7 @@ class MetricCache:
                 self.entries = {}
 
     @staticmethod
-    def key(fused: Path, pair: Pair, convention: str) -> str:
+    def key(fused: Path, pair: PairFiles, convention: str) -> str:
         parts = [convention]
         for path in (fused, pair.ir, pair.vis):
             stat = path.stat()
@@ -188,7 +191,7 @@ class MetricCache:
         self.entries.setdefault(key, {}).update(values)
 
     def save(self) -> None:
-        write_text_atomic(self.path, json.dumps(self.entries) + "\n")
+        write_text(self.path, json.dumps(self.entries) + "\n", overwrite=True)
 
 
 def evaluate(
@@ -239,11 +242,11 @@ def run_bench(
     datasets: list[BenchDataset],
     methods: list[Method],
     out_dir: str | os.PathLike,
+    *,
     metric_names: list[str] | str | None = None,
     convention: str = metrics.DEFAULT_CONVENTION,
     device: str | torch.device = "auto",
-    color: str = "gray",
-    rounding: str = "round",
+    options: FuseOptions = BENCH_OPTIONS,
     refresh: bool = False,
     workers: int = 1,
     progress: bool = True,
@@ -256,7 +259,7 @@ def run_bench(
         metric_names: names for :func:`contrafuse.metrics.compute` (None = its defaults).
         convention: metric convention (``"cddfuse"`` or ``"matlab"``).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"`` for the models.
-        color: colour mode of the fused outputs; ``"gray"`` (default) is the usual protocol.
+        options: how the models' outputs are made; gray (the default) is the usual protocol.
         refresh: recompute fused outputs and metric values even when cached.
         workers: processes computing metrics.
     """
@@ -271,7 +274,7 @@ def run_bench(
             for method in methods:
                 if method.kind == "model":
                     folder = out_dir / "fused" / dataset.label / method.label
-                    result = fuse_dataset(method, dataset, folder, device, color, rounding, refresh, progress)
+                    result = fuse_dataset(method, dataset, folder, device, options, refresh, progress)
                 else:
                     result = collect_results(method, dataset)
                 evaluate(result, dataset, names, convention, cache, workers, progress)

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..data import DatasetError, custom_pairs, dataset_pairs, list_datasets
 from ..errors import ContrafuseError
-from ..io import IMAGE_SUFFIXES
+from ..io import IMAGE_SUFFIXES, PairFiles
 from ..models import default_weights_path, list_models, model_info
 
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -28,21 +28,12 @@ class BenchError(ContrafuseError):
     """A benchmark argument (dataset, model, weights or result folder) cannot be used."""
 
 
-@dataclass(frozen=True)
-class Pair:
-    """One IR/VIS pair of a dataset; ``name`` is the file stem (unique within the dataset)."""
-
-    name: str
-    ir: Path
-    vis: Path
-
-
 @dataclass
 class BenchDataset:
     """A labelled list of pairs and where they came from (for the report)."""
 
     label: str
-    pairs: list[Pair]
+    pairs: list[PairFiles]  # names unique within the dataset
     source: str
 
 
@@ -77,14 +68,6 @@ class Method:
             if path.is_file():
                 return path
         return None
-
-
-@dataclass
-class BenchPlan:
-    """Everything to run: datasets and methods, in display order."""
-
-    datasets: list[BenchDataset]
-    methods: list[Method] = field(default_factory=list)
 
 
 def _check_label(label: str, what: str) -> str:
@@ -128,7 +111,7 @@ def resolve_dataset(spec: str, root: str | os.PathLike | None = None, limit: int
             raise BenchError(f"--data {spec}: {exc}") from None
         label = name if split in ("test", "all") else f"{name}_{split}"
         source = f"{name} (split {split})"
-    pairs = [Pair(f.name, f.ir, f.vis) for f in files][:limit]
+    pairs = files[:limit]
     return BenchDataset(_check_label(label, "dataset"), pairs, source)
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from .. import metrics
 from ..bench import check_unique, parse_models, parse_results, parse_weights, resolve_dataset, run_bench, write_report
 from ..errors import ContrafuseError
-from ..fusion import COLOR_MODES, ROUNDING_MODES
+from ..fusion import FuseOptions
+from .fuse import COLOR_CHOICES, ROUNDING_CHOICES
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -39,9 +40,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="metric conventions (default: %(default)s)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default) for the models")
-    parser.add_argument("--color", choices=COLOR_MODES, default="gray",
+    parser.add_argument("--color", choices=COLOR_CHOICES, default="gray",
                         help="colour of the fused outputs (default gray: metrics are computed on gray images)")
-    parser.add_argument("--rounding", choices=ROUNDING_MODES, default="round", help="float-to-integer rule (default round)")
+    parser.add_argument("--rounding", choices=ROUNDING_CHOICES, default="round", help="float-to-integer rule (default round)")
     parser.add_argument("--refresh", action="store_true", help="recompute fused outputs and metrics even when cached")
     parser.add_argument("--limit", type=int, help="use only the first N pairs of each dataset (quick runs)")
     parser.add_argument("--data-root", type=Path, help="root of the named datasets (default: $CONTRAFUSE_DATA or shared/data)")
@@ -65,8 +66,9 @@ def run(args: argparse.Namespace) -> int:
         raise ContrafuseError(f"--metrics: {exc}") from None
     datasets = [resolve_dataset(spec, args.data_root, args.limit) for spec in args.data]
     methods = check_unique(parse_models(args.models, parse_weights(args.weights)) + parse_results(args.results))
-    bench = run_bench(datasets, methods, args.out, names, args.convention, args.device, args.color, args.rounding,
-                      args.refresh, args.workers, progress=not args.quiet)
+    bench = run_bench(datasets, methods, args.out, metric_names=names, convention=args.convention, device=args.device,
+                      options=FuseOptions(color=args.color, rounding=args.rounding), refresh=args.refresh,
+                      workers=args.workers, progress=not args.quiet)
     grid_pairs = [n.strip() for n in args.grid_pairs.split(",")] if args.grid_pairs else None
     files = write_report(bench, args.out, args.grid, grid_pairs, plots=not args.no_plots)
     for warning in bench.warnings:

@@ -4,11 +4,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..atomic import check_writable
 from ..errors import ContrafuseError
 from ..models import create_model
-from ..models.weights import load_weights, save_weights
+from ..models.weights import save_weights
 
-INPUT_CONVENTION = "forward(ir, vis): (B,1,H,W) luma in [0,1] -> fused luma in [0,1]"
+INPUT_CONVENTION = "forward(*, ir, vis): (B,1,H,W) luma in [0,1] -> fused luma in [0,1]"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -24,12 +25,10 @@ def convert(source: Path, target: Path, model_name: str = "cs2fusion", overwrite
     """Read ``source`` safely, check it fits ``model_name``, write it as safetensors."""
     if target.suffix != ".safetensors":
         raise ContrafuseError(f"{target}: the output must end in .safetensors")
-    if target.exists() and not overwrite:
-        raise ContrafuseError(f"{target}: already exists (pass --overwrite to replace it)")
-    model = create_model(model_name, weights=None)
-    load_weights(model, source, model_name=model_name)
+    check_writable(target, overwrite=overwrite)
+    model = create_model(model_name, weights=source)
     metadata = {"model": model_name, "input_convention": INPUT_CONVENTION, "source": source.name}
-    return save_weights(model, target, metadata)
+    return save_weights(model, target, metadata, overwrite=overwrite)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,10 +6,13 @@ import sys
 from pathlib import Path
 
 from ..errors import ContrafuseError
-from ..fusion import COLOR_MODES, ROUNDING_MODES, fuse, fuse_folders
+from ..fusion import Color, FuseOptions, Rounding, fuse, fuse_folders
 from ..io import write_image
 from ..models import DEFAULT_MODEL
 from ..video import is_video
+
+COLOR_CHOICES = [c.value for c in Color]
+ROUNDING_CHOICES = [r.value for r in Rounding]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -25,8 +28,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"registered model (default: {DEFAULT_MODEL}); see `contrafuse models`")
     parser.add_argument("--weights", type=Path, help="weights file (.safetensors or an author's .pth) instead of the shipped ones")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
-    parser.add_argument("--color", choices=COLOR_MODES, default="auto", help="colour output (default auto)")
-    parser.add_argument("--rounding", choices=ROUNDING_MODES, default="round", help="float-to-integer rule; truncate = reference code")
+    parser.add_argument("--color", choices=COLOR_CHOICES, default="auto", help="colour output (default auto)")
+    parser.add_argument("--rounding", choices=ROUNDING_CHOICES, default="round", help="float-to-integer rule; truncate = reference code")
     parser.add_argument("--resize", action="store_true", help="resample IR to the VIS size when they differ")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--suffix", default=".png", help="output suffix in folder mode (default .png)")
@@ -37,6 +40,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _weights(args: argparse.Namespace) -> str | Path:
     return args.weights if args.weights is not None else "default"
+
+
+def options_of(args: argparse.Namespace) -> FuseOptions:
+    """The pipeline settings the command line asks for."""
+    return FuseOptions(color=args.color, rounding=args.rounding, resize=args.resize)
+
+
+def _model_arguments(args: argparse.Namespace) -> dict:
+    return {"model": args.model, "weights": _weights(args), "device": args.device, "options": options_of(args)}
 
 
 def _check_backend(args: argparse.Namespace) -> None:
@@ -58,17 +70,15 @@ def run(args: argparse.Namespace) -> int:
     if args.ir.is_dir():
         return _run_folders(args)
     out = args.out / f"{args.vis.stem}.png" if args.out.is_dir() else args.out
-    fused = fuse(args.ir, args.vis, args.model, _weights(args), args.color, args.rounding, args.resize, args.device)
+    fused = fuse(ir=args.ir, vis=args.vis, **_model_arguments(args))
     write_image(out, fused, overwrite=args.overwrite)
     print(f"wrote {out}")
     return 0
 
 
 def _run_folders(args: argparse.Namespace) -> int:
-    report = fuse_folders(
-        args.ir, args.vis, args.out, args.model, _weights(args), args.color, args.rounding, args.resize,
-        args.device, args.overwrite, args.suffix,
-    )
+    report = fuse_folders(ir=args.ir, vis=args.vis, out=args.out, overwrite=args.overwrite, suffix=args.suffix,
+                          **_model_arguments(args))
     for path in report.unmatched:
         print(f"unmatched (no partner with the same stem): {path}", file=sys.stderr)
     for stem, message in report.failed:
@@ -82,7 +92,6 @@ def _run_video(args: argparse.Namespace) -> int:
 
     if not (is_video(args.ir) and is_video(args.vis) and is_video(args.out)):
         raise ContrafuseError(f"--ir {args.ir}, --vis {args.vis}, --out {args.out}: video fusion needs three video files")
-    fuse_video(args.ir, args.vis, args.out, args.model, _weights(args), args.color, args.rounding, args.resize,
-               args.device, args.overwrite)
+    fuse_video(ir=args.ir, vis=args.vis, out=args.out, overwrite=args.overwrite, **_model_arguments(args))
     print(f"wrote {args.out}")
     return 0

@@ -2,60 +2,12 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from ..training.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from ..training.config import apply_overrides, config_from_dict
-from ..training.engine import load_config, train
-from ..training.recipe import get_recipe, list_recipes
+from ..training.command import DESCRIPTION, add_arguments
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "train",
-        help="train a fusion method (CS2Fusion, CoCoNet) from a config file",
-        description=(
-            "Train METHOD. Runs on CPU, one GPU, or data-parallel under "
-            "`torchrun --nproc_per_node N -m contrafuse.cli.main train ...` without changes."
-        ),
+        "train", help="train a fusion method (CS2Fusion, CoCoNet) from a config file", description=DESCRIPTION
     )
-    parser.add_argument("method", help=f"training recipe ({', '.join(list_recipes()) or 'none registered'})")
-    parser.add_argument("--config", type=Path, help="YAML config (optional with --resume: the run's own config is used)")
-    parser.add_argument("--data", type=Path, help="data root holding the named datasets (default: $CONTRAFUSE_DATA, ../shared/data)")
-    parser.add_argument("--out", type=Path, help="run folder for checkpoint, logs and weights (default: runs/METHOD)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt where the run stopped")
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override a config value, e.g. --set train.steps=2000 --set optim.lr_backbone=1e-3 (repeatable)",
-    )
-    parser.add_argument(
-        "--vgg-weights", type=Path, metavar="FILE",
-        help="CoCoNet: a torchvision vgg19 state dict file for the VGG trunk and loss (= --set vgg.weights=FILE)",
-    )
-    parser.set_defaults(func=run)
-
-
-def _overrides(args: argparse.Namespace) -> list[str]:
-    extra = [f"data.root={args.data}"] if args.data is not None else []
-    if args.vgg_weights is not None:
-        extra.append(f"vgg.weights={args.vgg_weights}")
-    return [*extra, *args.overrides]
-
-
-def _resumed_config(args: argparse.Namespace, out: Path):
-    """The checkpoint's own config (plus overrides) when resuming without --config."""
-    checkpoint = load_checkpoint(out / CHECKPOINT_NAME)
-    values = apply_overrides(checkpoint["config"], _overrides(args))
-    return config_from_dict(get_recipe(args.method).config_class, values)
-
-
-def run(args: argparse.Namespace) -> int:
-    out = args.out if args.out is not None else Path("runs") / args.method
-    if args.resume and args.config is None and (out / CHECKPOINT_NAME).is_file():
-        cfg = _resumed_config(args, out)
-    else:
-        cfg = load_config(args.config, _overrides(args), method=args.method)
-    result = train(cfg, out, resume=args.resume)
-    if result.weights is not None:
-        print(f"trained {cfg.method} for {result.steps} steps; weights: {result.weights}")
-    return 0
+    add_arguments(parser)

@@ -15,7 +15,7 @@ from .datasets import (
     resolve_data_root,
 )
 from .occlusion import OcclusionPolicy, occlude
-from .patches import PatchPairs, load_pair, load_pairs, luma01
+from .patches import PatchPairs, load_pair, load_pairs
 
 __all__ = [
     "DATA_ENV",
@@ -29,7 +29,6 @@ __all__ = [
     "list_datasets",
     "load_pair",
     "load_pairs",
-    "luma01",
     "occlude",
     "read_manifest",
     "resolve_data_root",

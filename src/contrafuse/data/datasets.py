@@ -8,28 +8,18 @@ repository checkout, ``./shared/data`` relative to the working directory.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Callable
 
 from ..errors import ContrafuseError, PairError
-from ..io import match_folders
+from ..io import PairFiles, pair_folders
 
 DATA_ENV = "CONTRAFUSE_DATA"
 
 
 class DatasetError(ContrafuseError):
     """A named dataset, split or manifest cannot be resolved."""
-
-
-@dataclass(frozen=True)
-class PairFiles:
-    """One registered pair: ``ir`` is the infrared/functional file, ``vis`` the visible/MRI file."""
-
-    name: str
-    ir: Path
-    vis: Path
 
 
 def candidate_roots() -> list[Path]:
@@ -59,14 +49,13 @@ def resolve_data_root(root: str | os.PathLike | None = None) -> Path:
 
 def folder_pairs(ir_dir: str | os.PathLike, vis_dir: str | os.PathLike) -> list[PairFiles]:
     """All pairs of two folders matched by stem; a file without partner is an error naming it."""
-    matched = match_folders(ir_dir, vis_dir)
-    orphans = [*matched.only_in_first, *matched.only_in_second]
+    pairs, orphans = pair_folders(ir=ir_dir, vis=vis_dir)
     if orphans:
         shown = ", ".join(str(p) for p in orphans[:5]) + (" ..." if len(orphans) > 5 else "")
         raise PairError(f"{len(orphans)} file(s) without a partner of the same name in the other folder: {shown}")
-    if not matched.pairs:
+    if not pairs:
         raise PairError(f"{ir_dir}, {vis_dir}: no image pairs found")
-    return [PairFiles(stem, ir, vis) for stem, ir, vis in matched.pairs]
+    return pairs
 
 
 def read_manifest(path: str | os.PathLike) -> list[str]:

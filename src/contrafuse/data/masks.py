@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from ..atomic import write_with
 from ..io import list_images
 
 MASK_METHOD = "ir-saliency-v1"
@@ -140,8 +141,6 @@ class MaskSource:
             return read_mask(cached)
         mask = foreground_mask(ir_luma)
         if cached is not None:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            temp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
-            Image.fromarray(mask.astype(np.uint8) * 255).save(temp, format="PNG")
-            os.replace(temp, cached)
+            pixels = Image.fromarray(mask.astype(np.uint8) * 255)
+            write_with(cached, lambda temp: pixels.save(temp, format="PNG"), overwrite=True)
         return mask

@@ -8,7 +8,6 @@ not depend on worker processes, on the order items are fetched, or on how a run 
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -16,10 +15,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..color import rgb_to_luma
-from ..errors import ImageReadError, PairError
-from ..io import max_value, read_image
-from .datasets import PairFiles
+from ..color import luma01
+from ..errors import PairError
+from ..io import PairFiles, read_image
 
 Item = dict[str, Any]
 Transform = Callable[[Item, np.random.Generator], Item]
@@ -30,13 +28,6 @@ class LoadedPair:
     name: str
     ir: np.ndarray  # as stored: (H, W) gray or (H, W, 3) RGB, uint8/uint16
     vis: np.ndarray
-
-
-def luma01(pixels: np.ndarray) -> np.ndarray:
-    """BT.601 luma of gray ``(H, W)`` or RGB ``(H, W, 3)`` integer pixels, float32 in [0, 1]."""
-    scale = float(max_value(pixels))
-    values = rgb_to_luma(pixels) if pixels.ndim == 3 else pixels.astype(np.float64)
-    return (values / scale).astype(np.float32)
 
 
 def load_pair(pair: PairFiles, min_size: int = 1) -> LoadedPair:
@@ -79,14 +70,18 @@ def random_flips(rng: np.random.Generator, enabled: bool) -> tuple[bool, bool]:
     return (bool(flips[0]) and enabled, bool(flips[1]) and enabled)
 
 
+def flip(array: np.ndarray, flips: tuple[bool, bool]) -> np.ndarray:
+    """``array`` flipped horizontally and/or vertically, contiguous."""
+    if flips[0]:
+        array = array[:, ::-1]
+    if flips[1]:
+        array = array[::-1, :]
+    return np.ascontiguousarray(array)
+
+
 def cut_patch(pixels: np.ndarray, top: int, left: int, size: int, flips: tuple[bool, bool]) -> np.ndarray:
     """Luma patch ``(size, size)`` float32 in [0, 1], flipped as asked."""
-    patch = luma01(pixels[top : top + size, left : left + size])
-    if flips[0]:
-        patch = patch[:, ::-1]
-    if flips[1]:
-        patch = patch[::-1, :]
-    return np.ascontiguousarray(patch)
+    return flip(luma01(pixels[top : top + size, left : left + size], np.float32), flips)
 
 
 class PatchPairs(Dataset):
@@ -94,8 +89,9 @@ class PatchPairs(Dataset):
 
     ``dataset[(pair_index, sample_seed)]`` (or a plain ``pair_index``, seed 0) returns
     ``{"ir": (1, P, P), "vis": (1, P, P), "name": str}`` with float32 luma in [0, 1], the same
-    crop and flips applied to both images, then ``transform(item, rng)`` if given (numpy arrays
-    ``(P, P)`` are turned into ``(1, P, P)`` tensors after it). ``len`` is the number of pairs.
+    crop and flips applied to both images and to every extra plane (:meth:`add_plane`, e.g. a
+    foreground ``mask``), then ``transform(item, rng)`` if given (numpy arrays ``(P, P)`` are
+    turned into ``(1, P, P)`` tensors after it). ``len`` is the number of pairs.
     """
 
     def __init__(
@@ -112,26 +108,37 @@ class PatchPairs(Dataset):
         self.flips = flips
         self.transform = transform
         self.loaded = load_pairs(self.pairs, patch_size)
+        self.planes: dict[str, list[np.ndarray]] = {}
 
     @property
     def names(self) -> list[str]:
         return [p.name for p in self.pairs]
+
+    def add_plane(self, key: str, arrays: Sequence[np.ndarray]) -> None:
+        """Per-pair ``(H, W)`` arrays (one per pair, the pair's size) cut with the images' crop."""
+        if len(arrays) != len(self.loaded):
+            raise ValueError(f"plane {key!r}: {len(arrays)} arrays for {len(self.loaded)} pairs")
+        for pair, array in zip(self.loaded, arrays):
+            if array.shape != pair.ir.shape[:2]:
+                raise PairError(f"plane {key!r} of {pair.name} is {array.shape}, the images are {pair.ir.shape[:2]}")
+        self.planes[key] = [np.asarray(a, dtype=np.float32) for a in arrays]
 
     def __len__(self) -> int:
         return len(self.loaded)
 
     def __getitem__(self, key: int | tuple[int, int]) -> Item:
         index, seed = (key, 0) if isinstance(key, (int, np.integer)) else key
-        rng = sample_rng(int(seed))
-        pair = self.loaded[int(index)]
-        height, width = pair.ir.shape[:2]
-        top, left = random_crop_box(height, width, self.patch_size, rng)
+        index, rng = int(index), sample_rng(int(seed))
+        pair, size = self.loaded[index], self.patch_size
+        top, left = random_crop_box(*pair.ir.shape[:2], size, rng)
         flips = random_flips(rng, self.flips)
         item: Item = {
-            "ir": cut_patch(pair.ir, top, left, self.patch_size, flips),
-            "vis": cut_patch(pair.vis, top, left, self.patch_size, flips),
+            "ir": cut_patch(pair.ir, top, left, size, flips),
+            "vis": cut_patch(pair.vis, top, left, size, flips),
             "name": pair.name,
         }
+        for name, arrays in self.planes.items():
+            item[name] = flip(arrays[index][top : top + size, left : left + size], flips)
         if self.transform is not None:
             item = self.transform(item, rng)
         return {k: _as_tensor(v) for k, v in item.items()}
@@ -142,12 +149,3 @@ def _as_tensor(value: Any) -> Any:
         tensor = torch.from_numpy(np.ascontiguousarray(value))
         return tensor.unsqueeze(0) if tensor.ndim == 2 else tensor
     return value
-
-
-def check_readable(pairs: Sequence[PairFiles]) -> None:
-    """Decode every file of ``pairs`` (no size requirement); raises the first read error."""
-    for pair in pairs:
-        for path in (pair.ir, pair.vis):
-            if not os.path.exists(path):
-                raise ImageReadError(path, "file not found")
-        load_pair(pair)

@@ -1,8 +1,10 @@
-"""Training losses: functions of tensors, no engine state."""
+"""Training losses: functions of tensors, no engine state. One module per method."""
+from .coconet import CoupledContrastiveLoss, base_loss, coupled_contrastive_loss, source_weights
 from .cs2fusion import (
     BackboneLoss,
-    ContrastiveLoss,
+    CpnContrastiveLoss,
     backbone_loss,
+    compensation_prior_loss,
     cpn_contrastive_loss,
     pairwise_cosine,
     sim_max_loss,
@@ -12,11 +14,16 @@ from .cs2fusion import (
 
 __all__ = [
     "BackboneLoss",
-    "ContrastiveLoss",
+    "CoupledContrastiveLoss",
+    "CpnContrastiveLoss",
     "backbone_loss",
+    "base_loss",
+    "compensation_prior_loss",
+    "coupled_contrastive_loss",
     "cpn_contrastive_loss",
     "pairwise_cosine",
     "sim_max_loss",
     "sim_min_loss",
+    "source_weights",
     "ssim_loss",
 ]

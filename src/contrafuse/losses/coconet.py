@@ -99,22 +99,23 @@ def ssim_per_sample(x: Tensor, y: Tensor, window_size: int = SSIM_WINDOW, sigma:
 
 
 class SourceWeights(NamedTuple):
-    """Per-sample weights ``(B,)`` of the visible (1) and infrared (2) sources."""
+    """Per-sample weights ``(B,)`` of each source: gradient (SSIM term) and entropy (MSE term)."""
 
-    gradient_vis: Tensor
     gradient_ir: Tensor
-    entropy_vis: Tensor
+    gradient_vis: Tensor
     entropy_ir: Tensor
+    entropy_vis: Tensor
 
 
 @torch.no_grad()
 def source_weights(
-    vis: Tensor, ir: Tensor, gradient_temperature: float = GRADIENT_TEMPERATURE, entropy_temperature: float = ENTROPY_TEMPERATURE
+    *, ir: Tensor, vis: Tensor, gradient_temperature: float = GRADIENT_TEMPERATURE,
+    entropy_temperature: float = ENTROPY_TEMPERATURE,
 ) -> SourceWeights:
     """The data-sensitive weights of a batch of source pairs on [-1, 1] (no gradients)."""
-    g = data_sensitive_weights(gradient_measure(vis), gradient_measure(ir), gradient_temperature)
-    e = data_sensitive_weights(entropy_measure(vis), entropy_measure(ir), entropy_temperature)
-    return SourceWeights(g[0], g[1], e[0], e[1])
+    g_vis, g_ir = data_sensitive_weights(gradient_measure(vis), gradient_measure(ir), gradient_temperature)
+    e_vis, e_ir = data_sensitive_weights(entropy_measure(vis), entropy_measure(ir), entropy_temperature)
+    return SourceWeights(g_ir, g_vis, e_ir, e_vis)
 
 
 class BaseLoss(NamedTuple):
@@ -125,8 +126,9 @@ class BaseLoss(NamedTuple):
 
 def base_loss(
     fused: Tensor,
-    vis: Tensor,
+    *,
     ir: Tensor,
+    vis: Tensor,
     gradient_temperature: float = GRADIENT_TEMPERATURE,
     entropy_temperature: float = ENTROPY_TEMPERATURE,
 ) -> BaseLoss:
@@ -135,7 +137,7 @@ def base_loss(
 
     All ``(B, 1, H, W)`` on [-1, 1]; the MSE is on that scale, the SSIM on [0, 1].
     """
-    w = source_weights(vis, ir, gradient_temperature, entropy_temperature)
+    w = source_weights(ir=ir, vis=vis, gradient_temperature=gradient_temperature, entropy_temperature=entropy_temperature)
     to01 = lambda t: t * 0.5 + 0.5  # noqa: E731
     f01 = to01(fused)
     structure = (w.gradient_vis * (1 - ssim_per_sample(to01(vis), f01)) + w.gradient_ir * (1 - ssim_per_sample(to01(ir), f01))).mean()
@@ -175,7 +177,7 @@ def in_batch_shifts(batch: int) -> tuple[int, int]:
     return max(1, batch // 3), max(1, (2 * batch) // 3)
 
 
-class ContrastiveLoss(NamedTuple):
+class CoupledContrastiveLoss(NamedTuple):
     total: Tensor  # foreground + background
     foreground: Tensor
     background: Tensor
@@ -183,13 +185,14 @@ class ContrastiveLoss(NamedTuple):
 
 def coupled_contrastive_loss(
     fused: Tensor,
-    vis: Tensor,
+    *,
     ir: Tensor,
+    vis: Tensor,
     mask: Tensor,
     features: FeatureExtractor,
     layer_weights: Sequence[float],
     shifts: tuple[int, int] | None = None,
-) -> ContrastiveLoss:
+) -> CoupledContrastiveLoss:
     """The coupled contrastive constraint of CoCoNet.
 
     Foreground (mask M): pull f*M toward ir*M, away from vis*M (the coupled negative) and from
@@ -199,7 +202,7 @@ def coupled_contrastive_loss(
     out of that term.
 
     Args:
-        fused, vis, ir: ``(B, 1, H, W)`` on [-1, 1].
+        fused, ir, vis: ``(B, 1, H, W)`` on [-1, 1].
         mask: ``(B, 1, H, W)`` in [0, 1].
         features: the fixed feature space G (e.g. :class:`contrafuse.models.vgg.VGGLossFeatures`).
         layer_weights: lambda_i, one per feature map.
@@ -217,4 +220,4 @@ def coupled_contrastive_loss(
         terms.append(
             contrastive_ratio(features, fused[keep] * r, positive[keep] * r, [n[keep] * r for n in negatives], layer_weights)
         )
-    return ContrastiveLoss(terms[0] + terms[1], terms[0], terms[1])
+    return CoupledContrastiveLoss(terms[0] + terms[1], terms[0], terms[1])

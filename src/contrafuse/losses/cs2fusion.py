@@ -28,6 +28,7 @@ from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
+from kornia.losses import ssim_loss as kornia_ssim_loss
 from torch import Tensor
 
 from ..models.cs2fusion import minmax_normalise
@@ -44,68 +45,14 @@ class BackboneLoss(NamedTuple):
     structure: Tensor  # the two SSIM terms
 
 
-class ContrastiveLoss(NamedTuple):
+class CpnContrastiveLoss(NamedTuple):
     total: Tensor
     pairing: Tensor  # L_c1
     augmented: Tensor  # L_c2
 
 
-# -- SSIM ----------------------------------------------------------------------------------------
-
-def _gaussian_window(size: int, sigma: float, like: Tensor) -> Tensor:
-    x = torch.arange(size, dtype=like.dtype, device=like.device) - size // 2
-    if size % 2 == 0:
-        x = x + 0.5
-    window = torch.exp(-(x**2) / (2.0 * sigma**2))
-    return window / window.sum()
-
-
-def _blur(image: Tensor, window: Tensor) -> Tensor:
-    """Separable Gaussian filter with reflect padding, per channel, keeping (H, W)."""
-    channels, radius = image.shape[1], window.numel() // 2
-    horizontal = window.view(1, 1, 1, -1).expand(channels, 1, 1, -1)
-    vertical = window.view(1, 1, -1, 1).expand(channels, 1, -1, 1)
-    out = F.conv2d(F.pad(image, [radius, radius, 0, 0], mode="reflect"), horizontal, groups=channels)
-    return F.conv2d(F.pad(out, [0, 0, radius, radius], mode="reflect"), vertical, groups=channels)
-
-
-def _ssim_loss_torch(a: Tensor, b: Tensor, window_size: int, max_val: float, eps: float = 1e-12) -> Tensor:
-    """The arithmetic of kornia's ``ssim_loss`` (Gaussian sigma 1.5, reflect padding, 'same', mean)."""
-    window = _gaussian_window(window_size, 1.5, a)
-    c1, c2 = (0.01 * max_val) ** 2, (0.03 * max_val) ** 2
-    mu_a, mu_b = _blur(a, window), _blur(b, window)
-    mu_a_sq, mu_b_sq, mu_ab = mu_a**2, mu_b**2, mu_a * mu_b
-    sigma_a = _blur(a * a, window) - mu_a_sq
-    sigma_b = _blur(b * b, window) - mu_b_sq
-    sigma_ab = _blur(a * b, window) - mu_ab
-    ssim = ((2.0 * mu_ab + c1) * (2.0 * sigma_ab + c2)) / ((mu_a_sq + mu_b_sq + c1) * (sigma_a + sigma_b + c2) + eps)
-    return torch.clamp((1.0 - ssim) / 2.0, 0.0, 1.0).mean()
-
-
-def _kornia_ssim_loss():
-    """kornia's ``ssim_loss``, or None where kornia is not installed (looked up once)."""
-    global _KORNIA_SSIM
-    if _KORNIA_SSIM is None:
-        try:
-            from kornia.losses import ssim_loss as found
-        except ImportError:
-            found = False
-        _KORNIA_SSIM = found
-    return _KORNIA_SSIM or None
-
-
-_KORNIA_SSIM = None
-
-
 def ssim_loss(a: Tensor, b: Tensor, window_size: int = 3, max_val: float = 1.0) -> Tensor:
-    """Mean structural dissimilarity of ``(B, C, H, W)`` images, kornia's ``ssim_loss``.
-
-    Uses kornia when it is installed, otherwise an equal torch implementation (tested against
-    kornia), so that training runs where kornia is missing.
-    """
-    kornia_ssim_loss = _kornia_ssim_loss()
-    if kornia_ssim_loss is None:
-        return _ssim_loss_torch(a, b, window_size, float(max_val))
+    """Mean structural dissimilarity of ``(B, C, H, W)`` images: kornia's ``ssim_loss``, as the authors use it."""
     return kornia_ssim_loss(a, b, window_size, max_val=float(max_val))
 
 
@@ -113,6 +60,7 @@ def ssim_loss(a: Tensor, b: Tensor, window_size: int = 3, max_val: float = 1.0) 
 
 def backbone_loss(
     fused: Tensor,
+    *,
     ir: Tensor,
     vis: Tensor,
     compensation: Tensor,
@@ -134,7 +82,7 @@ def backbone_loss(
 
 # -- compensation prior --------------------------------------------------------------------------
 
-def compensation_prior_target(ir: Tensor, vis: Tensor, gamma: float = 1.0) -> Tensor:
+def compensation_prior_target(*, ir: Tensor, vis: Tensor, gamma: float = 1.0) -> Tensor:
     """The prior P0 = minmax(I_ir - I_vis)^gamma over the batch: high where the infrared is brighter.
 
     ``gamma`` sets the level: the map's mean is about 0.54 at 1 and 0.33 at 2 on RoadScene patches,
@@ -143,13 +91,13 @@ def compensation_prior_target(ir: Tensor, vis: Tensor, gamma: float = 1.0) -> Te
     return minmax_normalise(ir - vis) ** gamma
 
 
-def compensation_prior_loss(compensation: Tensor, ir: Tensor, vis: Tensor, gamma: float = 1.0) -> Tensor:
+def compensation_prior_loss(compensation: Tensor, *, ir: Tensor, vis: Tensor, gamma: float = 1.0) -> Tensor:
     """Mean squared distance of P from :func:`compensation_prior_target` (``(B, 1, H, W)`` each).
 
     Not part of the authors' method: it keeps the CPN's map from saturating when training
     from scratch (docs/training.md, "Our CS2Fusion weights and the compensation prior").
     """
-    return F.mse_loss(compensation, compensation_prior_target(ir, vis, gamma))
+    return F.mse_loss(compensation, compensation_prior_target(ir=ir, vis=vis, gamma=gamma))
 
 
 # -- contrastive loss ----------------------------------------------------------------------------
@@ -193,6 +141,7 @@ def sim_min_loss(a: Tensor, b: Tensor) -> Tensor:
 
 
 def cpn_contrastive_loss(
+    *,
     sso_ir: Tensor,
     sso_vis: Tensor,
     embedding_ir: Tensor,
@@ -202,7 +151,7 @@ def cpn_contrastive_loss(
     k: float = 2.0,
     alpha: float = 0.25,
     augmented_positive: AugmentedPositive = "paper",
-) -> ContrastiveLoss:
+) -> CpnContrastiveLoss:
     """L_c = L_c1 + k * L_c2 (module doc). Inputs are ``(B, ...)``, flattened per sample.
 
     ``sso_*`` are constants (SSO of detached encoder features); the ``embedding_*`` carry the
@@ -226,4 +175,4 @@ def cpn_contrastive_loss(
     else:
         positive = _sim_max(_clamped_similarity(e_ir, m_ir), alpha)  # the authors' SimMax(m_ir, AM_x), AM_x == M_x
     augmented = positive + _sim_min(_clamped_similarity(e_ir, unit(sso_vis_occluded)))
-    return ContrastiveLoss(pairing + k * augmented, pairing, augmented)
+    return CpnContrastiveLoss(pairing + k * augmented, pairing, augmented)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .cs2fusion import Cs2FusionBackbone, _act, stack_levels
+from .cs2fusion import Cs2FusionBackbone, activation, stack_levels
 
 HALO = 8
 
@@ -45,38 +45,38 @@ class _Statistics:
         return torch.cat([self.maximum, mean], 1)
 
 
-def _band_encode(net: Cs2FusionBackbone, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    fa, fb = stack_levels(net.encoder_x(x)), stack_levels(net.encoder_y(y))
+def _band_encode(net: Cs2FusionBackbone, ir: Tensor, vis: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    f_vis, f_ir = stack_levels(net.encoder_vis(vis)), stack_levels(net.encoder_ir(ir))
     weight, bias = net.decoder[0].weight, net.decoder[0].bias
-    # decoder[0] on cat[FA, FB] split into its two input halves: avoids a 128-channel copy
-    d1 = torch.nn.functional.conv2d(fa, weight[:, :64], bias, padding=1)
-    d1 += torch.nn.functional.conv2d(fb, weight[:, 64:], None, padding=1)
-    return _act(d1), fa, fb
+    # decoder[0] on cat[F_vis, F_ir] split into its two input halves: avoids a 128-channel copy
+    d1 = torch.nn.functional.conv2d(f_vis, weight[:, :64], bias, padding=1)
+    d1 += torch.nn.functional.conv2d(f_ir, weight[:, 64:], None, padding=1)
+    return activation(d1), f_vis, f_ir
 
 
-def _band_forward(net: Cs2FusionBackbone, x: Tensor, y: Tensor, gates: list[Tensor]) -> Tensor:
+def _band_forward(net: Cs2FusionBackbone, ir: Tensor, vis: Tensor, gates: list[Tensor]) -> Tensor:
     """Decoder stage ``len(gates)`` (before its gate) of one band; the output once all 3 are known."""
-    d, fa, fb = _band_encode(net, x, y)
+    d, f_vis, f_ir = _band_encode(net, ir, vis)
     for stage, gate in enumerate(gates):
-        d = d + gate * net.ddm[stage].projection(fa, fb)
+        d = d + gate * net.ddm[stage].projection(f_vis, f_ir)
         layer = net.decoder[stage + 1]
-        d = layer(d) if stage == 2 else _act(layer(d))
+        d = layer(d) if stage == 2 else activation(layer(d))
     return d
 
 
-def _recomputing(net: Cs2FusionBackbone, x: Tensor, y: Tensor, rows: int) -> Tensor:
+def _recomputing(net: Cs2FusionBackbone, ir: Tensor, vis: Tensor, rows: int) -> Tensor:
     """One sweep over the bands per gate, then one for the output: memory O(band)."""
-    spans = _bands(x.shape[2], rows)
+    spans = _bands(ir.shape[2], rows)
     gates: list[Tensor] = []
     for stage in range(3):
         stats = _Statistics()
         for start, stop, lo, hi in spans:
-            d = _band_forward(net, x[:, :, lo:hi], y[:, :, lo:hi], gates)
+            d = _band_forward(net, ir[:, :, lo:hi], vis[:, :, lo:hi], gates)
             stats.add(d[:, :, start - lo : stop - lo])
         gates.append(net.ddm[stage].gate.from_statistics(stats.stacked()))
-    out = x.new_empty(x.shape)
+    out = ir.new_empty(ir.shape)
     for start, stop, lo, hi in spans:
-        out[:, :, start:stop] = _band_forward(net, x[:, :, lo:hi], y[:, :, lo:hi], gates)[:, :, start - lo : stop - lo]
+        out[:, :, start:stop] = _band_forward(net, ir[:, :, lo:hi], vis[:, :, lo:hi], gates)[:, :, start - lo : stop - lo]
     return out
 
 
@@ -84,7 +84,7 @@ def _conv_no_bias(layer: torch.nn.Conv2d, x: Tensor) -> Tensor:
     return torch.nn.functional.conv2d(x, layer.weight, None, padding=1)
 
 
-def _caching(net: Cs2FusionBackbone, x: Tensor, y: Tensor, rows: int) -> Tensor:
+def _caching(net: Cs2FusionBackbone, ir: Tensor, vis: Tensor, rows: int) -> Tensor:
     """One sweep over the bands, keeping 81 channels per pixel, then the decoder tail.
 
     Each DDM adds ``g * P`` before a convolution, so conv(D + g P) = conv(D) + g conv'(P)
@@ -92,35 +92,37 @@ def _caching(net: Cs2FusionBackbone, x: Tensor, y: Tensor, rows: int) -> Tensor:
     instead of D1 and the projections (32+32+16+1 channels instead of 64+64+32+16);
     the gates, scalars, are applied afterwards.
     """
-    b, _, h, w = x.shape
-    empty = lambda channels: torch.empty(b, channels, h, w, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)  # noqa: E731
+    b, _, h, w = ir.shape
+    empty = lambda channels: torch.empty(b, channels, h, w, dtype=ir.dtype, device=ir.device, memory_format=torch.channels_last)  # noqa: E731
     d2_base, d2_gated, d3_gated, out_gated = empty(32), empty(32), empty(16), empty(1)
     d1_stats = _Statistics()
     # the stored maps sit 6 convolutions deep: a 6-row halo is exact
     for start, stop, lo, hi in _bands(h, rows, halo=6):
-        d1, fa, fb = _band_encode(net, x[:, :, lo:hi], y[:, :, lo:hi])
+        d1, f_vis, f_ir = _band_encode(net, ir[:, :, lo:hi], vis[:, :, lo:hi])
         keep = slice(start - lo, stop - lo)
         d1_stats.add(d1[:, :, keep])
         d2_base[:, :, start:stop] = net.decoder[1](d1)[:, :, keep]
         del d1
         for target, ddm, layer in zip((d2_gated, d3_gated, out_gated), net.ddm, net.decoder[1:]):
-            target[:, :, start:stop] = _conv_no_bias(layer, ddm.projection(fa, fb))[:, :, keep]
+            target[:, :, start:stop] = _conv_no_bias(layer, ddm.projection(f_vis, f_ir))[:, :, keep]
     gate = net.ddm[0].gate.from_statistics(d1_stats.stacked())
-    d = _act(d2_base.add_(d2_gated.mul_(gate)))
+    d = activation(d2_base.add_(d2_gated.mul_(gate)))
     del d2_gated
     gate = net.ddm[1].gate(d)
-    d = _act(net.decoder[2](d).add_(d3_gated.mul_(gate)))
+    d = activation(net.decoder[2](d).add_(d3_gated.mul_(gate)))
     del d3_gated
     gate = net.ddm[2].gate(d)
     return net.decoder[3](d).add_(out_gated.mul_(gate))
 
 
-def banded_cs2fusion(net: Cs2FusionBackbone, x: Tensor, y: Tensor, rows: int | None, max_cached_pixels: int) -> Tensor:
-    """Fused luma (0-255 scale) of inputs ``x``, ``y`` ``(B, 1, H, W)``, band by band."""
+def banded_cs2fusion(
+    net: Cs2FusionBackbone, *, ir: Tensor, vis: Tensor, rows: int | None = None, max_cached_pixels: int = 2_000_000
+) -> Tensor:
+    """Fused luma (0-255 scale) of ``(B, 1, H, W)`` inputs on 0-255, band by band."""
     # channels-last lets oneDNN run these thin 3x3 convolutions about twice as fast on CPU
     net = net.to(memory_format=torch.channels_last)
-    x, y = x.contiguous(memory_format=torch.channels_last), y.contiguous(memory_format=torch.channels_last)
-    width = x.shape[3]
-    if x.shape[2] * width <= max_cached_pixels:
-        return _caching(net, x, y, rows or max(16, 40_960 // width))
-    return _recomputing(net, x, y, rows or max(16, 262_144 // width))
+    ir, vis = ir.contiguous(memory_format=torch.channels_last), vis.contiguous(memory_format=torch.channels_last)
+    width = ir.shape[3]
+    if ir.shape[2] * width <= max_cached_pixels:
+        return _caching(net, ir, vis, rows or max(16, 40_960 // width))
+    return _recomputing(net, ir, vis, rows or max(16, 262_144 // width))

@@ -18,7 +18,7 @@ class WeightedAverage(nn.Module):
         super().__init__()
         self.ir_weight = ir_weight
 
-    def forward(self, ir: Tensor, vis: Tensor) -> Tensor:
+    def forward(self, *, ir: Tensor, vis: Tensor) -> Tensor:
         return self.ir_weight * ir + (1.0 - self.ir_weight) * vis
 
 
@@ -54,13 +54,11 @@ class LaplacianPyramid(nn.Module):
         """As many levels as keep the coarsest band at least 4 pixels on its short side."""
         return max(1, min(self.max_levels, int(math.log2(max(min(height, width), 1) / 4)) + 1))
 
-    def forward(self, ir: Tensor, vis: Tensor) -> Tensor:
+    def forward(self, *, ir: Tensor, vis: Tensor) -> Tensor:
         levels = self.levels_for(*ir.shape[-2:])
-        fused = []
-        for band_ir, band_vis in zip(laplacian_pyramid(ir, levels), laplacian_pyramid(vis, levels)):
-            fused.append(torch.where(band_ir.abs() >= band_vis.abs(), band_ir, band_vis))
-        fused[-1] = 0.5 * (laplacian_pyramid(ir, levels)[-1] + laplacian_pyramid(vis, levels)[-1])
-        return collapse_pyramid(fused)
+        pyramid_ir, pyramid_vis = laplacian_pyramid(ir, levels), laplacian_pyramid(vis, levels)
+        fused = [torch.where(a.abs() >= b.abs(), a, b) for a, b in zip(pyramid_ir[:-1], pyramid_vis[:-1])]
+        return collapse_pyramid(fused + [0.5 * (pyramid_ir[-1] + pyramid_vis[-1])])
 
 
 @register_model("average", description="pixel-wise mean of the two sources", needs_weights=False, task="any")

@@ -3,9 +3,9 @@ feature ensemble, laid out as the official ``Unet_resize_conv`` (docs/coconet.md
 
 Three feature streams feed a U-Net decoder:
 
-1. a U-Net encoder on the 2-channel concatenation [A, B] (levels c1..c4, 32..256 ch);
+1. a U-Net encoder on the 2-channel concatenation [vis, ir] (levels c1..c4, 32..256 ch);
 2. and 3. a frozen VGG19 trunk (:class:`~contrafuse.models.vgg.VGGTrunk`), shared, applied to
-   A and to B (taps at H/2, H/4, H/8).
+   the visible and to the infrared image (taps at H/2, H/4, H/8).
 
 At H/2, H/4 and H/8 a :class:`FeatureEnsemble` puts the three streams through one shared
 :class:`ChannelAttention` block, concatenates them and merges them with a 3x3 conv; the result
@@ -14,22 +14,21 @@ BatchNorm (BN after the activation, as in the official code); upsampling is bili
 head is a 1x1 conv and tanh. The official model's unused layers (``se_32``, ``att_deconv9``,
 ``max_pool4``: 55,425 parameters) are left out.
 
-Scales: :class:`CoCoNetBackbone` works on [-1, 1] with sides a multiple of 8. A is the
-visible (detail) image and B the infrared (intensity) one, the order every official caller
-uses. :class:`CoCoNet` is the registry's interface: [0, 1] luma, any size (reflection padding
-to a multiple of 8, then cropped back), and a memory-bounded, exact :meth:`CoCoNet.fuse` for
-large images (tiles with a halo; the whole-image channel-attention statistics are accumulated
-over the tiles first).
+Scales: :class:`CoCoNetBackbone` works on [-1, 1] with sides a multiple of 8; the visible
+(detail) image comes first in every concatenation, as the official callers pass it.
+:class:`CoCoNet` is the registry's interface: [0, 1] luma, any size (reflection padding to a
+multiple of 8, then cropped back). Its :meth:`CoCoNet.fuse` is the inference path of
+:mod:`._coconet_fast` (faster arithmetic, the same result; exact tiles for large images).
 """
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .padding import crop, pad_to_multiple
 from .registry import register_model
 from .vgg import DEFAULT_VGG_SEED, VGGTrunk
 
@@ -62,17 +61,7 @@ class ConvActNorm(nn.Module):
         self.norm = nn.BatchNorm2d(out_channels) if norm else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.conv(x)
-        if y.requires_grad or (self.training and isinstance(self.norm, nn.BatchNorm2d)):
-            return self.norm(F.leaky_relu(y, SLOPE))
-        # Inference: in place. A fresh full-resolution tensor costs more than the arithmetic
-        # on it (page faults), and eval BN is just a per-channel affine map.
-        F.leaky_relu_(y, SLOPE)
-        if isinstance(self.norm, nn.BatchNorm2d):
-            scale = self.norm.weight * torch.rsqrt(self.norm.running_var + self.norm.eps)
-            shift = self.norm.bias - self.norm.running_mean * scale
-            y.mul_(scale.view(1, -1, 1, 1)).add_(shift.view(1, -1, 1, 1))
-        return y
+        return self.norm(F.leaky_relu(self.conv(x), SLOPE))
 
 
 class ChannelAttention(nn.Module):
@@ -111,31 +100,35 @@ class ChannelAttention(nn.Module):
         # rowmax(E) - E is the official form; softmax makes it equal to softmax(-E).
         return torch.softmax(energy.amax(dim=-1, keepdim=True) - energy, dim=-1)
 
-    def forward(self, x: Tensor, attention: Tensor | None = None) -> Tensor:
-        """``(B, C, H, W)`` -> same shape; ``attention`` ``(B, C, C)`` overrides the image's own."""
-        b, c, h, w = x.shape
+    def mixing(self, attention: Tensor) -> Tensor:
+        """gamma * A + I ``(B, C, C)``: out = gamma A V + V = (gamma A + I) V."""
+        return self.gamma * attention + torch.eye(self.channels, dtype=attention.dtype, device=attention.device)
+
+    def values_and_attention(self, x: Tensor, attention: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """V ``(B, C, H, W)`` and A ``(B, C, C)``: the image's own, or the ``attention`` given."""
         if attention is None:
             q, k, v = self.qkv(x).chunk(3, dim=1)
-            attention = self.attention_from_energy(self.energy(q, k))
-        else:
-            v = self.value(x)
-        # gamma * A V + V = (gamma * A + I) V: one matmul, no extra feature-map pass.
-        mix = self.gamma * attention + torch.eye(c, dtype=x.dtype, device=x.device)
-        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-            # pixels-major layout: compute (mix V)^T = V^T mix^T, which is channels_last already
-            out = torch.bmm(v.flatten(2).transpose(1, 2), mix.transpose(1, 2)).transpose(1, 2)
-        else:
-            out = torch.bmm(mix, v.flatten(2))
-        return out.reshape(b, c, h, w)
+            return v, self.attention_from_energy(self.energy(q, k))
+        return self.value(x), attention
+
+    def forward(self, x: Tensor, attention: Tensor | None = None) -> Tensor:
+        """``(B, C, H, W)`` -> same shape.
+
+        ``attention`` ``(B, C, C)`` replaces the image's own (tiled inference computes it over
+        the whole image first).
+        """
+        v, attention = self.values_and_attention(x, attention)
+        b, c, h, w = v.shape
+        return torch.bmm(self.mixing(attention), v.flatten(2)).reshape(b, c, h, w)
 
 
 class FeatureEnsemble(nn.Module):
     """One level of the multi-level feature ensemble ("MAM").
 
-    ``forward(unet, vgg)``: the U-Net feature ``(B, C, h, w)`` and the VGG taps of A and B
-    stacked along the batch ``(2B, C, h, w)`` -> ``(B, C, h, w)`` =
-    conv3x3(cat[CA(U-Net), CA(VGG(A)), CA(VGG(B))]), with one shared CA block.
-    ``attention``: optional ``(3B, C, C)`` matrices, ordered [U-Net; A; B].
+    ``forward(unet, vgg)``: the U-Net feature ``(B, C, h, w)`` and the VGG taps of the visible
+    and the infrared image stacked along the batch ``(2B, C, h, w)`` -> ``(B, C, h, w)`` =
+    conv3x3(cat[CA(U-Net), CA(VGG(vis)), CA(VGG(ir))]), with one shared CA block.
+    ``attention``: optional ``(3B, C, C)`` matrices, ordered [U-Net; vis; ir].
     """
 
     def __init__(self, channels: int) -> None:
@@ -154,41 +147,17 @@ class FeatureEnsemble(nn.Module):
 
     def forward(self, unet: Tensor, vgg: Tensor, attention: Tensor | None = None) -> Tensor:
         b = unet.shape[0]
-        if b == 1 and not torch.jit.is_tracing():  # the folded path's data-dependent kernel does not export
-            return self._forward_single(unet, vgg, attention)
         own = (None, None) if attention is None else attention.split([b, 2 * b])
         out_unet, out_vgg = self.attention(unet, own[0]), self.attention(vgg, own[1])
         return self.merge(torch.cat([out_unet, *out_vgg.chunk(2)], dim=1))
-
-    def _forward_single(self, unet: Tensor, vgg: Tensor, attention: Tensor | None) -> Tensor:
-        """One image: the attention's channel mixing (gamma A + I) folded into the merge conv.
-
-        merge(cat_s[M_s V_s]) = conv(cat_s[W_s M_s], cat_s[V_s]), W_s the merge weights of
-        stream s: the same result without the attention matmuls and their output tensors.
-        """
-        ca, c = self.attention, self.attention.channels
-        if attention is None:
-            values, energies = [], []
-            for stream in (unet, vgg):
-                q, k, v = ca.qkv(stream).chunk(3, dim=1)
-                values.append(v)
-                energies.append(ca.energy(q, k))
-            attention = ca.attention_from_energy(torch.cat(energies))
-        else:
-            values = [ca.value(unet), ca.value(vgg)]
-        mix = ca.gamma * attention + torch.eye(c, dtype=unet.dtype, device=unet.device)
-        weight = torch.einsum("osjyx,sji->osiyx", self.merge.weight.unflatten(1, (3, c)), mix).flatten(1, 2)
-        if unet.is_contiguous(memory_format=torch.channels_last):
-            weight = weight.contiguous(memory_format=torch.channels_last)
-        merged_input = torch.cat([values[0], *values[1].chunk(2)], dim=1)
-        return F.conv2d(merged_input, weight, self.merge.bias, padding=1)
 
 
 class CoCoNetBackbone(nn.Module):
     """The CoCoNet network on [-1, 1].
 
-    ``forward(a, b)``: A (visible / MRI) and B (infrared / functional), ``(B, 1, H, W)`` in
-    [-1, 1] with H, W multiples of 8 -> fused ``(B, 1, H, W)`` in [-1, 1] (tanh).
+    ``forward(*, ir, vis)``: ``(B, 1, H, W)`` in [-1, 1] with H, W multiples of 8 -> fused
+    ``(B, 1, H, W)`` in [-1, 1] (tanh). The encoder input is cat[vis, ir], the channel order
+    of the official callers (which pass the visible image first).
     """
 
     def __init__(self, vgg_weights: str | os.PathLike | None = None, vgg_seed: int = DEFAULT_VGG_SEED) -> None:
@@ -208,15 +177,14 @@ class CoCoNetBackbone(nn.Module):
         self.dec1 = nn.Sequential(ConvActNorm(64, 32), ConvActNorm(32, 32, norm=False))
         self.head = nn.Conv2d(32, 1, 1)
 
-    def encode(self, a: Tensor, b: Tensor) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+    def encode(self, *, ir: Tensor, vis: Tensor) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
         """c1 ``(B, 32, H, W)`` and, for s = 2, 4, 8, the ensemble inputs: the U-Net feature
-        ``(B, C, H/s, W/s)`` and the VGG taps of A and B ``(2B, C, H/s, W/s)``."""
-        x = torch.cat([a, b], dim=1)
-        c1 = self.enc1(x)
+        ``(B, C, H/s, W/s)`` and the VGG taps of vis and ir ``(2B, C, H/s, W/s)``."""
+        c1 = self.enc1(torch.cat([vis, ir], dim=1))
         c2 = self.enc2(F.max_pool2d(c1, 2))
         c3 = self.enc3(F.max_pool2d(c2, 2))
         c4 = self.enc4(F.max_pool2d(c3, 2))
-        taps = self.vgg(torch.cat([a, b], dim=0))  # A and B in one batch through the shared trunk
+        taps = self.vgg(torch.cat([vis, ir], dim=0))  # both images in one batch through the shared trunk
         return c1, list(zip((c2, c3, c4), taps))
 
     def decode(self, c1: Tensor, streams: list[tuple[Tensor, Tensor]], attention: list[Tensor] | None = None) -> Tensor:
@@ -228,90 +196,30 @@ class CoCoNetBackbone(nn.Module):
         d = self.dec1(torch.cat([self.up1(upsample2(d)), c1], dim=1))
         return torch.tanh(self.head(d))
 
-    def forward(self, a: Tensor, b: Tensor, attention: list[Tensor] | None = None) -> Tensor:
-        """``attention``: optional per-level ``(3B, C, C)`` matrices (see :func:`tiled_forward`)."""
-        c1, streams = self.encode(a, b)
+    def forward(self, *, ir: Tensor, vis: Tensor, attention: list[Tensor] | None = None) -> Tensor:
+        """``attention``: optional per-level ``(3B, C, C)`` matrices (tiled inference)."""
+        c1, streams = self.encode(ir=ir, vis=vis)
         return self.decode(c1, streams, attention)
 
 
-def reflect_indices(size: int, before: int, after: int, device: torch.device | None = None) -> Tensor:
-    """Indices padding a side of ``size`` by reflection, ``before``/``after`` of any length.
-
-    Equal to ``F.pad(..., mode="reflect")`` when both pads are below ``size``; longer pads keep
-    reflecting (the same as reflecting in steps); a side of 1 is replicated.
-    """
-    index = torch.arange(-before, size + after, device=device)
-    if size == 1:
-        return torch.zeros_like(index)
-    period = 2 * (size - 1)
-    index = index.remainder(period)
-    return torch.where(index >= size, period - index, index)
+def to_network_input(*, ir: Tensor, vis: Tensor) -> tuple[Tensor, Tensor, tuple[int, int, int, int]]:
+    """[0, 1] luma -> [-1, 1], reflection-padded to a multiple of 8; and the box to crop back."""
+    (ir, box), (vis, _) = pad_to_multiple(ir * 2 - 1, SIZE_MULTIPLE), pad_to_multiple(vis * 2 - 1, SIZE_MULTIPLE)
+    return ir, vis, box
 
 
-def pad_to_multiple(x: Tensor, multiple: int = SIZE_MULTIPLE) -> tuple[Tensor, tuple[int, int, int, int]]:
-    """Reflection-pad ``(..., H, W)`` to multiples of ``multiple``, split evenly between sides.
-
-    Returns the padded tensor and ``(top, left, H, W)`` for :func:`crop`.
-    """
-    h, w = x.shape[-2:]
-    pad_h, pad_w = -h % multiple, -w % multiple
-    top, left = pad_h // 2, pad_w // 2
-    if pad_h:
-        x = x.index_select(-2, reflect_indices(h, top, pad_h - top, x.device))
-    if pad_w:
-        x = x.index_select(-1, reflect_indices(w, left, pad_w - left, x.device))
-    return x, (top, left, h, w)
-
-
-def crop(x: Tensor, box: tuple[int, int, int, int]) -> Tensor:
-    top, left, h, w = box
-    return x[..., top : top + h, left : left + w]
-
-
-def _spans(size: int, tile: int, halo: int) -> Iterator[tuple[int, int, int, int]]:
-    """(core start, core end, window start, window end) covering ``[0, size)``."""
-    for start in range(0, size, tile):
-        end = min(size, start + tile)
-        yield start, end, max(0, start - halo), min(size, end + halo)
-
-
-def tiled_forward(backbone: CoCoNetBackbone, a: Tensor, b: Tensor, tile: int = 512, halo: int = TILE_HALO) -> Tensor:
-    """``backbone(a, b)`` computed tile by tile, equal to it up to float rounding.
-
-    Two passes over ``tile`` x ``tile`` cores with a ``halo`` of context (all multiples of 8,
-    as are the sides of ``a`` and ``b``). Pass 1 runs the encoders and the attention
-    query/key projections on each window and sums the channel energies Q K^T over the tile
-    cores only, which adds up to the whole-image energy; pass 2 runs the network on each
-    window with those whole-image attention matrices and keeps the core of the output.
-    Memory is bounded by the window size; the cost is about 1.5x one whole-image pass plus
-    the halo overlap.
-    """
-    if tile % SIZE_MULTIPLE or halo % SIZE_MULTIPLE:
-        raise ValueError(f"tile and halo must be multiples of {SIZE_MULTIPLE}, got {tile} and {halo}")
-    h, w = a.shape[-2:]
-    windows = [(ys, xs) for ys in _spans(h, tile, halo) for xs in _spans(w, tile, halo)]
-    energies: list[Tensor | float] = [0.0] * len(LEVEL_SCALES)
-    for (y0, y1, wy0, wy1), (x0, x1, wx0, wx1) in windows:
-        _, streams = backbone.encode(a[..., wy0:wy1, wx0:wx1], b[..., wy0:wy1, wx0:wx1])
-        for level, (scale, ensemble, (unet, vgg)) in enumerate(zip(LEVEL_SCALES, backbone.ensembles, streams)):
-            core = slice((y0 - wy0) // scale, (y1 - wy0) // scale), slice((x0 - wx0) // scale, (x1 - wx0) // scale)
-            energies[level] = energies[level] + ensemble.energy(unet, vgg, core).double()
-    attention = [ChannelAttention.attention_from_energy(e.to(a.dtype)) for e in energies]  # type: ignore[union-attr]
-    out = a.new_empty(a.shape)
-    for (y0, y1, wy0, wy1), (x0, x1, wx0, wx1) in windows:
-        fused = backbone(a[..., wy0:wy1, wx0:wx1], b[..., wy0:wy1, wx0:wx1], attention)
-        out[..., y0:y1, x0:x1] = fused[..., y0 - wy0 : y1 - wy0, x0 - wx0 : x1 - wx0]
-    return out
+def from_network_output(fused: Tensor, box: tuple[int, int, int, int]) -> Tensor:
+    """The network's [-1, 1] output cropped to ``box`` and mapped back to [0, 1]."""
+    return (crop(fused, box) + 1) / 2
 
 
 class CoCoNet(nn.Module):
-    """Registry interface: ``forward(ir, vis)`` on ``(B, 1, H, W)`` luma in [0, 1], any H x W.
+    """Registry interface: ``forward(*, ir, vis)`` on ``(B, 1, H, W)`` luma in [0, 1], any H x W.
 
-    Maps to [-1, 1], reflection-pads to a multiple of 8, runs :class:`CoCoNetBackbone` with the
-    visible image as A and the infrared one as B, crops, maps back to [0, 1]. Weights are kept
-    channels_last (faster convolutions on CPU). Use eval mode for inference (BatchNorm with
-    running statistics); :meth:`fuse` tiles images wider than ``max_width`` or larger than
-    ``max_pixels``.
+    Maps to [-1, 1], reflection-pads to a multiple of 8, runs :class:`CoCoNetBackbone`, crops,
+    maps back to [0, 1]. Weights are kept channels_last (faster convolutions on CPU). Use eval
+    mode for inference (BatchNorm with running statistics). :meth:`fuse` is the inference path
+    of :mod:`._coconet_fast`: the same result, faster, and tiled for large images.
     """
 
     max_width = 2200
@@ -322,14 +230,9 @@ class CoCoNet(nn.Module):
         self.backbone = CoCoNetBackbone(vgg_weights, vgg_seed)
         self.to(memory_format=torch.channels_last)
 
-    def _prepare(self, ir: Tensor, vis: Tensor) -> tuple[Tensor, Tensor, tuple[int, int, int, int]]:
-        a, box = pad_to_multiple(vis * 2 - 1)
-        b, _ = pad_to_multiple(ir * 2 - 1)
-        return a, b, box
-
-    def forward(self, ir: Tensor, vis: Tensor) -> Tensor:
-        a, b, box = self._prepare(ir, vis)
-        return (crop(self.backbone(a, b), box) + 1) / 2
+    def forward(self, *, ir: Tensor, vis: Tensor) -> Tensor:
+        ir, vis, box = to_network_input(ir=ir, vis=vis)
+        return from_network_output(self.backbone(ir=ir, vis=vis), box)
 
     def onnx_core(self) -> tuple[nn.Module, int]:
         """What ONNX export traces, and the size multiple its inputs must be padded to.
@@ -338,27 +241,25 @@ class CoCoNet(nn.Module):
         freeze, so the exported graph takes inputs already padded (``contrafuse.export.OnnxModel``
         pads and crops around it).
         """
-        return _PaddedInputCoCoNet(self.backbone), SIZE_MULTIPLE
+        return PaddedInputCoCoNet(self.backbone), SIZE_MULTIPLE
 
     @torch.inference_mode()
-    def fuse(self, ir: Tensor, vis: Tensor, tile: int = 512, halo: int = TILE_HALO) -> Tensor:
-        """Like :meth:`forward` (up to float rounding), with memory bounded for large images."""
-        h, w = ir.shape[-2:]
-        if w <= self.max_width and h * w <= self.max_pixels:
-            return self.forward(ir, vis)
-        a, b, box = self._prepare(ir, vis)
-        return (crop(tiled_forward(self.backbone, a, b, tile, halo), box) + 1) / 2
+    def fuse(self, *, ir: Tensor, vis: Tensor, tile: int = 512, halo: int = TILE_HALO) -> Tensor:
+        """Like :meth:`forward` (up to float rounding), faster; tiled (exact) for large images."""
+        from ._coconet_fast import fast_fuse
+
+        return fast_fuse(self, ir=ir, vis=vis, tile=tile, halo=halo)
 
 
-class _PaddedInputCoCoNet(nn.Module):
-    """``forward(ir, vis)`` on [0, 1] inputs whose H and W are multiples of 8 (no padding)."""
+class PaddedInputCoCoNet(nn.Module):
+    """``forward(*, ir, vis)`` on [0, 1] inputs whose H and W are multiples of 8 (no padding)."""
 
     def __init__(self, backbone: CoCoNetBackbone) -> None:
         super().__init__()
         self.backbone = backbone
 
-    def forward(self, ir: Tensor, vis: Tensor) -> Tensor:
-        return (self.backbone(vis * 2 - 1, ir * 2 - 1) + 1) / 2
+    def forward(self, *, ir: Tensor, vis: Tensor) -> Tensor:
+        return (self.backbone(ir=ir * 2 - 1, vis=vis * 2 - 1) + 1) / 2
 
 
 def parameter_counts(model: nn.Module) -> dict[str, int]:
@@ -373,8 +274,8 @@ def parameter_counts(model: nn.Module) -> dict[str, int]:
     description="CoCoNet (Liu et al., IJCV 2024), infrared-visible; our weights (random-feature VGG unless noted)",
     default_weights="coconet.safetensors",
 )
-def coconet() -> nn.Module:
-    return CoCoNet()
+def coconet(*, vgg_weights: str | os.PathLike | None = None, vgg_seed: int = DEFAULT_VGG_SEED) -> nn.Module:
+    return CoCoNet(vgg_weights, vgg_seed)
 
 
 @register_model(
@@ -383,5 +284,5 @@ def coconet() -> nn.Module:
     default_weights="coconet-medical.safetensors",
     task="medical",
 )
-def coconet_medical() -> nn.Module:
-    return CoCoNet()
+def coconet_medical(*, vgg_weights: str | os.PathLike | None = None, vgg_seed: int = DEFAULT_VGG_SEED) -> nn.Module:
+    return CoCoNet(vgg_weights, vgg_seed)

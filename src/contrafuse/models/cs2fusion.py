@@ -4,9 +4,13 @@ Backbone: two dense encoders (4 convs of 16 channels each, one per source), a 4-
 and three demand-driven modules (DDM) that inject the detached encoder features, each gated
 by one sigmoid scalar per image computed from the decoder's channel max/avg statistics.
 Compensation Perception Network (CPN, training only): a conv pair on the concatenated
-features giving the compensation map P, plus the self-correlation-and-saliency operation
-(SSO) on every encoder level. All activations are LeakyReLU(0.01) (the released pickles hold
+features giving the compensation map P, and the self-correlation-and-saliency operation (SSO)
+on every encoder level. All activations are LeakyReLU(0.01) (the released pickles hold
 LeakyReLU, not the ReLU of the authors' source). Inputs are raw 0-255 intensities.
+
+The authors' first encoder branch is the visible one (their test script feeds the visible
+luma there); ours are named for their modality, ``encoder_vis`` and ``encoder_ir``, and the
+concatenated features are always [visible, infrared].
 """
 from __future__ import annotations
 
@@ -21,7 +25,8 @@ from .registry import register_model
 SLOPE = 0.01
 
 
-def _act(x: Tensor) -> Tensor:
+def activation(x: Tensor) -> Tensor:
+    """The network's LeakyReLU(0.01)."""
     return F.leaky_relu(x, SLOPE)
 
 
@@ -37,10 +42,10 @@ class DenseEncoder(nn.Module):
         self.layers = nn.ModuleList([_conv(1, 16), _conv(16, 16), _conv(32, 16), _conv(48, 16)])
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        e1 = _act(self.layers[0](x))
-        e2 = _act(self.layers[1](e1))
-        e3 = _act(self.layers[2](torch.cat([e2, e1], 1)))
-        e4 = _act(self.layers[3](torch.cat([e3, e2, e1], 1)))
+        e1 = activation(self.layers[0](x))
+        e2 = activation(self.layers[1](e1))
+        e3 = activation(self.layers[2](torch.cat([e2, e1], 1)))
+        e4 = activation(self.layers[3](torch.cat([e3, e2, e1], 1)))
         return [e1, e2, e3, e4]
 
 
@@ -70,52 +75,52 @@ class ScalarGate(nn.Module):
 
 
 class DemandDrivenModule(nn.Module):
-    """DDM: D + g(D) * (phi(F_a) + phi(F_b)), phi a shared conv + LeakyReLU on 64-ch features."""
+    """DDM: D + g(D) * (phi(F_vis) + phi(F_ir)), phi a shared conv + LeakyReLU on 64-ch features."""
 
     def __init__(self, out_channels: int) -> None:
         super().__init__()
         self.project = _conv(64, out_channels)
         self.gate = ScalarGate(out_channels)
 
-    def projection(self, features_a: Tensor, features_b: Tensor) -> Tensor:
-        return _act(self.project(features_a)) + _act(self.project(features_b))
+    def projection(self, features_vis: Tensor, features_ir: Tensor) -> Tensor:
+        return activation(self.project(features_vis)) + activation(self.project(features_ir))
 
-    def forward(self, decoded: Tensor, features_a: Tensor, features_b: Tensor) -> Tensor:
-        return decoded + self.gate(decoded) * self.projection(features_a, features_b)
+    def forward(self, decoded: Tensor, features_vis: Tensor, features_ir: Tensor) -> Tensor:
+        return decoded + self.gate(decoded) * self.projection(features_vis, features_ir)
 
 
 @dataclass
 class BackboneOutput:
-    levels_x: list[Tensor]  # E1..E4 of the first input
-    levels_y: list[Tensor]  # E1..E4 of the second input
-    features: Tensor  # Fc = cat[FA, FB], 128 ch
+    levels_vis: list[Tensor]  # E1..E4 of the visible input
+    levels_ir: list[Tensor]  # E1..E4 of the infrared input
+    features: Tensor  # Fc = cat[F_vis, F_ir], 128 ch
     fused: Tensor  # (B, 1, H, W), 0-255 scale, unclamped
 
 
 class Cs2FusionBackbone(nn.Module):
-    """The CS2Fusion fusion network (the authors' ``AutoEncoder``); inputs 0-255."""
+    """The CS2Fusion fusion network (the authors' ``AutoEncoder``); ``forward(*, ir, vis)`` on 0-255."""
 
     decoder_channels = (128, 64, 32, 16, 1)
 
     def __init__(self) -> None:
         super().__init__()
-        self.encoder_x = DenseEncoder()
-        self.encoder_y = DenseEncoder()
+        self.encoder_vis = DenseEncoder()
+        self.encoder_ir = DenseEncoder()
         c = self.decoder_channels
         self.decoder = nn.ModuleList([_conv(c[i], c[i + 1]) for i in range(4)])
         self.ddm = nn.ModuleList([DemandDrivenModule(ch) for ch in c[1:4]])
 
-    def forward(self, x: Tensor, y: Tensor) -> BackboneOutput:
-        levels_x, levels_y = self.encoder_x(x), self.encoder_y(y)
-        fa, fb = stack_levels(levels_x), stack_levels(levels_y)
-        fc = torch.cat([fa, fb], 1)
-        fa, fb = fa.detach(), fb.detach()  # the DDMs see the encoders through a stop-gradient
-        d = _act(self.decoder[0](fc))
+    def forward(self, *, ir: Tensor, vis: Tensor) -> BackboneOutput:
+        levels_vis, levels_ir = self.encoder_vis(vis), self.encoder_ir(ir)
+        f_vis, f_ir = stack_levels(levels_vis), stack_levels(levels_ir)
+        fc = torch.cat([f_vis, f_ir], 1)
+        f_vis, f_ir = f_vis.detach(), f_ir.detach()  # the DDMs see the encoders through a stop-gradient
+        d = activation(self.decoder[0](fc))
         for stage in range(3):
-            d = self.ddm[stage](d, fa, fb)
+            d = self.ddm[stage](d, f_vis, f_ir)
             layer = self.decoder[stage + 1]
-            d = layer(d) if stage == 2 else _act(layer(d))
-        return BackboneOutput(levels_x, levels_y, fc, d)
+            d = layer(d) if stage == 2 else activation(layer(d))
+        return BackboneOutput(levels_vis, levels_ir, fc, d)
 
 
 def minmax_normalise(x: Tensor, eps: float = 1e-10) -> Tensor:
@@ -138,86 +143,113 @@ def self_correlation_saliency(f: Tensor) -> Tensor:
     return saliency + correlation + f
 
 
+def sso_features(levels: list[Tensor]) -> Tensor:
+    """cat[SSO(E1) .. SSO(E4)] (64 ch): the CPN's contrastive targets for one encoder."""
+    return torch.cat([self_correlation_saliency(e) for e in levels], 1)
+
+
 @dataclass
-class CompensationOutput:
-    sso_x: Tensor  # cat[SSO(E1x) .. SSO(E4x)], 64 ch
-    sso_y: Tensor
+class Compensation:
+    """The CPN's output for one pair of stacked encoder features."""
+
+    map: Tensor  # P, (B, 1, H, W) in [0, 1]
     embedding_ir: Tensor  # flatten(P * Z)
     embedding_vis: Tensor  # flatten((1 - P) * Z)
-    compensation: Tensor  # P, (B, 1, H, W) in [0, 1]
 
 
 class CompensationPerceptionNet(nn.Module):
-    """CPN (the authors' ``Fusion_strage``): compensation map P and the contrastive embeddings."""
+    """CPN (the authors' ``Fusion_strage``): compensation map P and the contrastive embeddings.
+
+    ``forward(*, features_vis, features_ir, replaced_vis=None)`` takes the two 64-channel
+    stacked encoder features ``(B, 64, H, W)`` (detached; the CPN trains on its own loss) and
+    returns ``[Compensation]``; with ``replaced_vis`` also the compensation of the pair
+    (replaced_vis, ir), the occluded pass of training. The 128-channel embedding conv is applied
+    as the sum of its two 64-channel halves, so that pair reuses the infrared half.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self.embed = _conv(128, 64)
         self.score = _conv(64, 1)
 
-    def forward(self, levels_x: list[Tensor], levels_y: list[Tensor], features: Tensor) -> CompensationOutput:
-        z = _act(self.embed(features))
+    def _half(self, features: Tensor, half: int) -> Tensor:
+        channels = features.shape[1]
+        return F.conv2d(features, self.embed.weight[:, half * channels : (half + 1) * channels], padding=1)
+
+    def _compensation(self, pre_activation: Tensor) -> Compensation:
+        z = activation(pre_activation + self.embed.bias.view(1, -1, 1, 1))
         p = minmax_normalise(self.score(z))
-        sso_x = torch.cat([self_correlation_saliency(e) for e in levels_x], 1)
-        sso_y = torch.cat([self_correlation_saliency(e) for e in levels_y], 1)
-        return CompensationOutput(sso_x, sso_y, (p * z).flatten(1), ((1 - p) * z).flatten(1), p)
+        return Compensation(p, (p * z).flatten(1), ((1.0 - p) * z).flatten(1))
+
+    def forward(self, *, features_vis: Tensor, features_ir: Tensor, replaced_vis: Tensor | None = None) -> list[Compensation]:
+        ir_half = self._half(features_ir, 1)
+        pairs = [features_vis] if replaced_vis is None else [features_vis, replaced_vis]
+        return [self._compensation(self._half(vis, 0) + ir_half) for vis in pairs]
 
 
 class Cs2Fusion(nn.Module):
-    """Inference wrapper: ``forward(ir, vis)`` on [0, 1] luma, as the registry expects.
+    """Registry interface: ``forward(*, ir, vis)`` on [0, 1] luma (the backbone runs on 0-255).
 
-    Follows the authors' test script: visible luma into the first branch, infrared into the
-    second, both scaled to 0-255. :meth:`fuse` gives the same result with bounded memory.
+    :meth:`fuse` gives the same result with bounded memory (:mod:`._banded`).
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.backbone = Cs2FusionBackbone()
 
-    def forward(self, ir: Tensor, vis: Tensor) -> Tensor:
-        return self.backbone(vis * 255.0, ir * 255.0).fused / 255.0
+    def forward(self, *, ir: Tensor, vis: Tensor) -> Tensor:
+        return self.backbone(ir=ir * 255.0, vis=vis * 255.0).fused / 255.0
 
     @torch.inference_mode()
-    def fuse(self, ir: Tensor, vis: Tensor, band_rows: int | None = None, max_cached_pixels: int = 2_000_000) -> Tensor:
+    def fuse(self, *, ir: Tensor, vis: Tensor, band_rows: int | None = None, max_cached_pixels: int = 2_000_000) -> Tensor:
         """Memory-bounded inference equal to :meth:`forward` (up to float rounding).
 
         The image is processed in horizontal bands with a halo; the DDM gates need whole-image
         statistics, which are gathered over the bands first. Images up to
-        ``max_cached_pixels`` keep the band results (176 channels); larger ones recompute the
-        bands once per gate (about 3x the arithmetic, memory independent of the image height).
-        ``band_rows`` defaults to about 40k pixels per band when caching, 256k when recomputing.
+        ``max_cached_pixels`` keep the band results; larger ones recompute the bands once per
+        gate (about 3x the arithmetic, memory independent of the image height).
         """
         from ._banded import banded_cs2fusion
 
-        return banded_cs2fusion(self.backbone, vis * 255.0, ir * 255.0, band_rows, max_cached_pixels) / 255.0
+        return banded_cs2fusion(self.backbone, ir=ir * 255.0, vis=vis * 255.0, rows=band_rows,
+                                max_cached_pixels=max_cached_pixels) / 255.0
 
 
-# Keys of the authors' pickled modules -> ours.
-_BACKBONE_KEYS = {
-    **{f"con{i + 1}.0": f"encoder_x.layers.{i}" for i in range(4)},
-    **{f"con{i + 1}_1.0": f"encoder_y.layers.{i}" for i in range(4)},
+# Prefixes of the authors' pickled modules -> ours.
+AUTHORS_BACKBONE_KEYS = {
+    **{f"con{i + 1}.0": f"encoder_vis.layers.{i}" for i in range(4)},
+    **{f"con{i + 1}_1.0": f"encoder_ir.layers.{i}" for i in range(4)},
     **{f"decon{i + 1}.0": f"decoder.{i}" for i in range(4)},
     **{f"cov{i + 1}.0": f"ddm.{i}.project" for i in range(3)},
     **{f"ca{i + 1}.cov.0": f"ddm.{i}.gate.conv" for i in range(3)},
 }
-_CPN_KEYS = {"conv.0": "embed", "activation.0": "score"}
+AUTHORS_CPN_KEYS = {"conv.0": "embed", "activation.0": "score"}
 
 
-def reference_key_map(module: nn.Module) -> dict[str, str] | None:
-    """Map the authors' state-dict prefixes onto ``module``'s, or None if unknown."""
-    if isinstance(module, Cs2Fusion):
-        return {k: f"backbone.{v}" for k, v in _BACKBONE_KEYS.items()}
-    if isinstance(module, Cs2FusionBackbone):
-        return dict(_BACKBONE_KEYS)
-    if isinstance(module, CompensationPerceptionNet):
-        return dict(_CPN_KEYS)
-    return None
+def rename_prefixes(state: dict[str, Tensor], prefixes: dict[str, str]) -> dict[str, Tensor]:
+    """Rename ``old.leaf`` keys to ``new.leaf`` by the module prefix; other keys are kept."""
+    renamed = {}
+    for key, value in state.items():
+        stem, _, leaf = key.rpartition(".")
+        renamed[f"{prefixes.get(stem, stem)}.{leaf}"] = value
+    return renamed
+
+
+def authors_state_to_ours(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The authors' ``AutoEncoder`` state dict as the registered ``Cs2Fusion``'s."""
+    return {f"backbone.{k}": v for k, v in rename_prefixes(state, AUTHORS_BACKBONE_KEYS).items()}
+
+
+def authors_cpn_state_to_ours(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The authors' ``Fusion_strage`` state dict as :class:`CompensationPerceptionNet`'s."""
+    return rename_prefixes(state, AUTHORS_CPN_KEYS)
 
 
 @register_model(
     "cs2fusion",
     description="CS2Fusion backbone (Wang et al. 2024), our weights trained on the RoadScene training split",
     default_weights="cs2fusion.safetensors",
+    foreign_state_filter=authors_state_to_ours,
 )
 def cs2fusion() -> nn.Module:
     return Cs2Fusion()

@@ -1,23 +1,41 @@
 """Model registry and factory, in the style of timm's ``create_model``/``list_models``.
 
-Every registered model is an ``nn.Module`` whose ``forward(ir, vis)`` takes two luma tensors
-``(B, 1, H, W)`` in ``[0, 1]`` and returns the fused luma ``(B, 1, H, W)`` on the same scale
-(not clamped). The first argument is the "intensity" source (infrared; CT/PET/SPECT for
-medical pairs), the second the "detail" source (visible; MRI).
+The contract every registered model keeps (the one protocol the fusing pipeline knows):
+
+* It is an ``nn.Module`` whose ``forward(*, ir, vis)`` takes two luma tensors
+  ``(B, 1, H, W)`` in ``[0, 1]``, keyword-only, and returns the fused luma ``(B, 1, H, W)`` on
+  the same scale (not clamped). ``ir`` is the "intensity" source (infrared; CT/PET/SPECT for
+  medical pairs), ``vis`` the "detail" source (visible; MRI).
+* It may also define ``fuse(*, ir, vis)``: the same result (up to float rounding) computed
+  faster or in bounded memory, for inference only. The pipeline calls ``fuse`` when present.
+
+A builder is registered with :func:`register_model`; it takes keyword options only (passed
+through :func:`create_model`) and returns a freshly initialised module.
 """
 from __future__ import annotations
 
 import fnmatch
+import inspect
 import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from ..errors import WeightsError
+from ..devices import resolve_device
+from ..errors import ContrafuseError, WeightsError
+
+StateFilter = Callable[[dict[str, Tensor]], dict[str, Tensor]]
+
+
+class UnknownModelError(ContrafuseError, KeyError):
+    """A model name that is not registered."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
 
 
 @dataclass(frozen=True)
@@ -26,10 +44,16 @@ class ModelInfo:
 
     name: str
     description: str
-    builder: Callable[[], nn.Module]
+    builder: Callable[..., nn.Module]
     default_weights: str | None = None  # file name in contrafuse/weights, shipped with the package
     needs_weights: bool = True
     task: str = "ivif"  # "ivif", "medical" or "any"
+    # maps the state dict of a foreign weights file (an author's pickle) onto this model's keys
+    foreign_state_filter: StateFilter | None = None
+
+    def options(self) -> list[str]:
+        """The keyword options the builder accepts."""
+        return [p.name for p in inspect.signature(self.builder).parameters.values() if p.kind is p.KEYWORD_ONLY]
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -42,13 +66,14 @@ def register_model(
     default_weights: str | None = None,
     needs_weights: bool = True,
     task: str = "ivif",
-) -> Callable[[Callable[[], nn.Module]], Callable[[], nn.Module]]:
-    """Decorator registering a zero-argument builder under ``name``."""
+    foreign_state_filter: StateFilter | None = None,
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator registering a builder (keyword-only options) under ``name``."""
 
-    def decorate(builder: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
+    def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = ModelInfo(name, description, builder, default_weights, needs_weights, task)
+        _REGISTRY[name] = ModelInfo(name, description, builder, default_weights, needs_weights, task, foreign_state_filter)
         return builder
 
     return decorate
@@ -69,7 +94,7 @@ def model_info(name: str) -> ModelInfo:
     """The :class:`ModelInfo` of a registered model."""
     _ensure_builtin_models()
     if name not in _REGISTRY:
-        raise KeyError(f"unknown model {name!r}; registered: {', '.join(sorted(_REGISTRY))}")
+        raise UnknownModelError(f"unknown model {name!r}; registered: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]
 
 
@@ -82,10 +107,21 @@ def default_weights_path(name: str) -> Path | None:
     return path if path.exists() else None
 
 
+def build_model(name: str, **options: Any) -> nn.Module:
+    """A freshly initialised (random-weight) model, built with the builder's keyword options."""
+    info = model_info(name)
+    unknown = sorted(set(options) - set(info.options()))
+    if unknown:
+        accepted = ", ".join(info.options()) or "none"
+        raise ContrafuseError(f"model {name!r} has no option(s) {', '.join(unknown)}; options: {accepted}")
+    return info.builder(**options)
+
+
 def create_model(
     name: str,
     weights: str | os.PathLike | None = "default",
     device: str | torch.device = "cpu",
+    **options: Any,
 ) -> nn.Module:
     """Build a registered model in eval mode.
 
@@ -94,10 +130,11 @@ def create_model(
         weights: ``"default"`` for the weights shipped with the package, a path to a
             ``.safetensors`` file or to an author's whole-module pickle, or ``None`` for random
             initialisation.
-        device: torch device.
+        device: ``"cpu"``, ``"cuda"``, ``"auto"``, ...
+        options: keyword options of the model's builder (e.g. ``vgg_seed`` for CoCoNet).
     """
     info = model_info(name)
-    model = info.builder()
+    model = build_model(name, **options)
     if weights == "default":
         weights = default_weights_path(name)
         if weights is None and info.needs_weights:
@@ -107,5 +144,5 @@ def create_model(
     if weights is not None and info.needs_weights:
         from .weights import load_weights
 
-        load_weights(model, weights, model_name=name)
-    return model.to(device).eval()
+        load_weights(model, weights, model_name=name, foreign_state_filter=info.foreign_state_filter)
+    return model.to(resolve_device(device)).eval()

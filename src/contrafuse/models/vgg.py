@@ -163,25 +163,8 @@ class VGGTrunk(nn.Module):
         _frozen(self)
 
     def first_block(self, x: Tensor) -> Tensor:
-        """maxpool2(relu(conv1_1(x))), ``(B, 1, H, W)`` -> ``(B, 64, H/2, W/2)``.
-
-        Without autograd, computed per pooling phase from 3x3 patches (a 9 -> 64 matmul per
-        phase, then the max over the four): the same values as the three layers, without
-        the full-resolution 64-channel map, which costs more to allocate than to compute.
-        """
-        conv = self.features[0]
-        b, _, h, w = x.shape
-        if torch.is_grad_enabled() or h % 2 or w % 2:
-            return F.max_pool2d(F.relu(conv(x)), 2)
-        patches = F.unfold(x, 3, padding=1).view(b, 9, h // 2, 2, w // 2, 2)
-        weight = conv.weight.reshape(conv.out_channels, 9).t()
-        best = None
-        for py in (0, 1):
-            for px in (0, 1):
-                phase = torch.matmul(patches[:, :, :, py, :, px].reshape(b, 9, -1).transpose(1, 2), weight)
-                best = phase if best is None else torch.maximum(best, phase, out=best)
-        best.add_(conv.bias).relu_()  # the max commutes with adding a per-channel bias and ReLU
-        return best.transpose(1, 2).reshape(b, conv.out_channels, h // 2, w // 2)  # channels_last layout
+        """maxpool2(relu(conv1_1(x))), ``(B, 1, H, W)`` -> ``(B, 64, H/2, W/2)``."""
+        return F.max_pool2d(F.relu(self.features[0](x)), 2)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         f = self.features

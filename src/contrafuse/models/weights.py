@@ -13,13 +13,14 @@ import pickle
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from ..atomic import write_with
 from ..errors import WeightsError
 
 FORMAT_VERSION = "1"
@@ -147,15 +148,6 @@ def _flatten_module_record(record: _ModuleRecord, prefix: str = "") -> dict[str,
     return tensors
 
 
-def remap_keys(state: dict[str, torch.Tensor], prefix_map: dict[str, str]) -> dict[str, torch.Tensor]:
-    """Rename ``old_prefix.rest`` keys to ``new_prefix.rest``; unknown keys are kept as they are."""
-    renamed = {}
-    for key, value in state.items():
-        stem, _, leaf = key.rpartition(".")
-        renamed[f"{prefix_map.get(stem, stem)}.{leaf}"] = value
-    return renamed
-
-
 def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
     """``load_state_dict`` with an error that lists every missing, unexpected or misshaped tensor."""
     expected = model.state_dict()
@@ -187,10 +179,17 @@ def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
         raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from None
 
 
-def load_weights(model: nn.Module, path: str | os.PathLike, model_name: str | None = None) -> dict[str, str]:
-    """Load a safetensors file or an author's pickle into ``model``; returns the metadata."""
-    from .cs2fusion import reference_key_map
+def load_weights(
+    model: nn.Module,
+    path: str | os.PathLike,
+    model_name: str | None = None,
+    foreign_state_filter: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
+) -> dict[str, str]:
+    """Load a safetensors file or an author's pickle into ``model``; returns the metadata.
 
+    ``foreign_state_filter`` maps a pickle's state dict onto the model's keys (the model's
+    registry entry provides it); safetensors files are ours and load as they are.
+    """
     path = Path(path)
     if path.suffix == ".safetensors":
         state, metadata = read_safetensors(path)
@@ -200,19 +199,14 @@ def load_weights(model: nn.Module, path: str | os.PathLike, model_name: str | No
         load_state_dict_strict(model, state, path)
         return metadata
     state = read_reference_pickle(path)
-    key_map = reference_key_map(model)
-    if key_map is not None:
-        state = remap_keys(state, key_map)
+    if foreign_state_filter is not None:
+        state = foreign_state_filter(state)
     load_state_dict_strict(model, state, path)
     return {"model": model_name or "", "source": str(path.name)}
 
 
-def save_weights(model: nn.Module, path: str | os.PathLike, metadata: dict[str, str]) -> Path:
+def save_weights(model: nn.Module, path: str | os.PathLike, metadata: dict[str, str], *, overwrite: bool = False) -> Path:
     """Write ``model``'s state dict as safetensors with string metadata, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    temp = path.with_name(f".{path.name}.tmp")
-    save_file(state, str(temp), metadata={"format_version": FORMAT_VERSION, **{k: str(v) for k, v in metadata.items()}})
-    os.replace(temp, path)
-    return path
+    entries = {"format_version": FORMAT_VERSION, **{k: str(v) for k, v in metadata.items()}}
+    return write_with(path, lambda temp: save_file(state, str(temp), metadata=entries), overwrite=overwrite)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..atomic import write_with
 from ..errors import ContrafuseError
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -49,13 +50,8 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, then rename: a kill never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, temp)
-    os.replace(temp, path)
-    return path
+    """``torch.save`` through :mod:`contrafuse.atomic`: a kill never leaves half a file."""
+    return write_with(path, lambda temp: torch.save(payload, temp), overwrite=True)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -5,8 +5,6 @@
   foreground masks cut with the patches. The same Adam (lr 1e-4, moments included) carries
   over from stage 1, as the official finetuning restores the stage-1 optimiser state.
 
-The network sees the visible (MRI) patch as A and the infrared (functional) patch as B, the
-order of the official callers and of the inference wrapper :class:`~contrafuse.models.coconet.CoCoNet`.
 Masks come from :class:`~contrafuse.data.masks.MaskSource` (a user folder, else the
 ``ir-saliency-v1`` method on the infrared / functional image). The VGG19 of both roles (the
 network's frozen trunk and the loss's feature space) comes from ``vgg.weights`` (a torchvision
@@ -26,11 +24,11 @@ from torch.optim import Adam, Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import Dataset
 
+from ..color import luma01
 from ..data import PairFiles, PatchPairs
 from ..data.masks import MaskSource
-from ..data.patches import cut_patch, luma01, random_crop_box, random_flips, sample_rng
 from ..losses.coconet import ENTROPY_TEMPERATURE, GRADIENT_TEMPERATURE, base_loss, coupled_contrastive_loss
-from ..models.coconet import CoCoNet, CoCoNetBackbone
+from ..models import create_model
 from ..models.vgg import DEFAULT_VGG_SEED, VGGLossFeatures, vgg_source_description
 from .config import ConfigError, DataConfig, LoopConfig, TrainConfig
 from .recipe import Losses, Recipe, Stage, configured_pairs, register_recipe, unwrap
@@ -96,31 +94,12 @@ def check_config(cfg: CoCoNetConfig) -> None:
         raise ConfigError(f"data.patch_size must be a multiple of 8 (three poolings), got {cfg.data.patch_size}")
 
 
-class MaskedPatchPairs(PatchPairs):
-    """:class:`PatchPairs` whose items also hold ``mask`` ``(1, P, P)`` float32 in {0, 1}:
-    the pair's foreground mask cut with the same crop and flips as the images."""
-
-    def __init__(self, pairs: Sequence[PairFiles], patch_size: int, flips: bool, masks: MaskSource) -> None:
-        super().__init__(pairs, patch_size, flips)
-        self.masks = [
-            masks.mask_for(p.ir, luma01(loaded.ir), p.name).astype(np.float32) for p, loaded in zip(self.pairs, self.loaded)
-        ]
-
-    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
-        index, seed = (key, 0) if isinstance(key, (int, np.integer)) else key
-        rng = sample_rng(int(seed))
-        pair, size = self.loaded[int(index)], self.patch_size
-        top, left = random_crop_box(*pair.ir.shape[:2], size, rng)  # the same draws as PatchPairs
-        flips = random_flips(rng, self.flips)
-        mask = self.masks[int(index)][top : top + size, left : left + size]
-        mask = mask[:, ::-1] if flips[0] else mask
-        mask = mask[::-1, :] if flips[1] else mask
-        return {
-            "ir": torch.from_numpy(cut_patch(pair.ir, top, left, size, flips)).unsqueeze(0),
-            "vis": torch.from_numpy(cut_patch(pair.vis, top, left, size, flips)).unsqueeze(0),
-            "mask": torch.from_numpy(np.ascontiguousarray(mask)).unsqueeze(0),
-            "name": pair.name,
-        }
+def masked_patch_pairs(pairs: Sequence[PairFiles], patch_size: int, flips: bool, masks: MaskSource) -> PatchPairs:
+    """:class:`PatchPairs` whose items also hold ``mask`` ``(1, P, P)`` float32 in {0, 1}: the
+    pair's foreground mask (of the infrared image) cut with the same crop and flips."""
+    dataset = PatchPairs(pairs, patch_size, flips)
+    dataset.add_plane("mask", [masks.mask_for(p.ir, luma01(loaded.ir, np.float32), p.name) for p, loaded in zip(dataset.pairs, dataset.loaded)])
+    return dataset
 
 
 @register_recipe
@@ -139,7 +118,11 @@ class CoCoNetRecipe(Recipe):
         return [s for s in stages if s.steps > 0]
 
     def build_models(self, cfg: CoCoNetConfig) -> dict[str, nn.Module]:
-        return {"net": CoCoNetBackbone(cfg.vgg.weights, cfg.vgg.seed)}
+        return {"net": self._registered(cfg).backbone}
+
+    @staticmethod
+    def _registered(cfg: CoCoNetConfig) -> nn.Module:
+        return create_model(cfg.model_name, weights=None, vgg_weights=cfg.vgg.weights, vgg_seed=cfg.vgg.seed)
 
     def build_optimizers(
         self, models: dict[str, nn.Module], cfg: CoCoNetConfig
@@ -151,7 +134,7 @@ class CoCoNetRecipe(Recipe):
     def build_dataset(self, cfg: CoCoNetConfig, split: str) -> Dataset:
         check_config(cfg)
         masks = MaskSource(cfg.masks.folder, cfg.masks.cache)
-        return MaskedPatchPairs(configured_pairs(cfg.data, split), cfg.data.patch_size, cfg.data.flips, masks)
+        return masked_patch_pairs(configured_pairs(cfg.data, split), cfg.data.patch_size, cfg.data.flips, masks)
 
     def loss_features(self, device: torch.device) -> VGGLossFeatures:
         """The contrastive feature space: built on first use (deterministic, so not checkpointed)."""
@@ -169,13 +152,14 @@ class CoCoNetRecipe(Recipe):
     ) -> Losses:
         cfg: CoCoNetConfig = self.cfg
         vis, ir = batch["vis"] * 2 - 1, batch["ir"] * 2 - 1
-        fused = models["net"](vis, ir)
-        base = base_loss(fused, vis, ir, cfg.loss.c1, cfg.loss.c2)
+        fused = models["net"](ir=ir, vis=vis)
+        base = base_loss(fused, ir=ir, vis=vis, gradient_temperature=cfg.loss.c1, entropy_temperature=cfg.loss.c2)
         losses: dict[str, Any] = {"base": base.total.detach(), "ssim": base.structure.detach(), "intensity": base.intensity.detach()}
         total = base.total
         if stage.name == "contrastive":
             features = self.loss_features(fused.device)
-            contrast = coupled_contrastive_loss(fused, vis, ir, batch["mask"], features, features.layer_weights)
+            contrast = coupled_contrastive_loss(fused, ir=ir, vis=vis, mask=batch["mask"], features=features,
+                                                layer_weights=features.layer_weights)
             total = total + cfg.loss.contrast * contrast.total
             losses.update(contrast_fg=contrast.foreground.detach(), contrast_bg=contrast.background.detach())
         optimizers["net"].zero_grad(set_to_none=True)
@@ -185,6 +169,6 @@ class CoCoNetRecipe(Recipe):
         return losses
 
     def export_model(self, models: dict[str, nn.Module], cfg: CoCoNetConfig) -> tuple[nn.Module, str]:
-        model = CoCoNet(cfg.vgg.weights, cfg.vgg.seed)
+        model = self._registered(cfg)
         model.backbone.load_state_dict(unwrap(models["net"]).state_dict())
         return model.eval(), cfg.model_name

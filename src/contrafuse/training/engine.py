@@ -22,6 +22,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ..devices import DeviceError, describe_device, resolve_device
 from ..models.weights import save_weights
 from .checkpoint import CHECKPOINT_NAME, CheckpointError, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from .config import ConfigError, TrainConfig, apply_overrides, config_from_dict, config_to_dict, config_to_json, read_yaml
@@ -91,23 +92,14 @@ def config_differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -
 
 # -- processes and devices -------------------------------------------------------------------------
 
-def pick_device(preference: str, local_rank: int = 0) -> torch.device:
-    """``auto``: this process's GPU when CUDA is there, else CPU; ``cuda`` means ``cuda:LOCAL_RANK``."""
-    if preference == "auto":
-        preference = "cuda" if torch.cuda.is_available() else "cpu"
-    if preference == "cuda":
-        return torch.device("cuda", local_rank)
-    device = torch.device(preference)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device {preference!r}: CUDA is not available here")
-    return device
-
-
 def setup_process(device_preference: str) -> Process:
     """Join the torchrun process group when launched by torchrun (WORLD_SIZE > 1)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = pick_device(device_preference, local_rank)
+    try:
+        device = resolve_device(device_preference, local_rank=local_rank)
+    except DeviceError as exc:
+        raise ConfigError(f"train.device: {exc}") from None
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if world_size <= 1:
@@ -129,12 +121,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def device_description(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({torch.get_num_threads()} threads)"
 
 
 def git_commit() -> str:
@@ -361,11 +347,11 @@ def export_weights(
         "data": json.dumps({"dataset": cfg.data.dataset, "split": cfg.data.split, "pairs": len(dataset), "names": names}),
         "git_commit": git_commit(),
         "wall_time_s": f"{elapsed:.1f}",
-        "device": device_description(process.device),
+        "device": describe_device(process.device),
         "world_size": str(process.world_size),
         "torch": torch.__version__,
     }
-    return save_weights(module, out_dir / f"{model_name}.safetensors", metadata)
+    return save_weights(module, out_dir / f"{model_name}.safetensors", metadata, overwrite=True)
 
 
 # -- the loop --------------------------------------------------------------------------------------

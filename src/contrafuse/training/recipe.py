@@ -187,17 +187,11 @@ def unwrap(module: nn.Module) -> nn.Module:
     return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
 
 
-def detached(value: Tensor) -> Tensor:
-    """A loss value to return from :meth:`Recipe.training_step` without forcing a device sync."""
-    return value.detach()
-
-
 __all__ = [
     "Losses",
     "Recipe",
     "Stage",
     "configured_pairs",
-    "detached",
     "get_recipe",
     "list_recipes",
     "register_recipe",

@@ -1,0 +1,63 @@
+"""The arguments and the action of ``contrafuse train`` (also ``python -m contrafuse.training``).
+
+Kept in the training package so that its own entry point loads nothing of the CLI.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint
+from .config import TrainConfig, apply_overrides, config_from_dict
+from .engine import load_config, train
+from .recipe import get_recipe, list_recipes
+
+DESCRIPTION = (
+    "Train METHOD. Runs on CPU, one GPU, or data-parallel under "
+    "`torchrun --nproc_per_node N -m contrafuse.training METHOD ...` without changes."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``contrafuse train``; sets ``func=run``."""
+    parser.add_argument("method", help=f"training recipe ({', '.join(list_recipes()) or 'none registered'})")
+    parser.add_argument("--config", type=Path, help="YAML config (optional with --resume: the run's own config is used)")
+    parser.add_argument("--data", type=Path, help="data root holding the named datasets (default: $CONTRAFUSE_DATA, ../shared/data)")
+    parser.add_argument("--out", type=Path, help="run folder for checkpoint, logs and weights (default: runs/METHOD)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt where the run stopped")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.steps=2000 --set optim.lr_backbone=1e-3 (repeatable)",
+    )
+    parser.add_argument(
+        "--vgg-weights", type=Path, metavar="FILE",
+        help="CoCoNet: a torchvision vgg19 state dict file for the VGG trunk and loss (= --set vgg.weights=FILE)",
+    )
+    parser.set_defaults(func=run)
+
+
+def overrides_of(args: argparse.Namespace) -> list[str]:
+    """The ``--set`` overrides, with ``--data`` and ``--vgg-weights`` spelled as overrides first."""
+    extra = [f"data.root={args.data}"] if args.data is not None else []
+    if args.vgg_weights is not None:
+        extra.append(f"vgg.weights={args.vgg_weights}")
+    return [*extra, *args.overrides]
+
+
+def _resumed_config(args: argparse.Namespace, out: Path) -> TrainConfig:
+    """The checkpoint's own config (plus overrides) when resuming without --config."""
+    checkpoint = load_checkpoint(out / CHECKPOINT_NAME)
+    values = apply_overrides(checkpoint["config"], overrides_of(args))
+    return config_from_dict(get_recipe(args.method).config_class, values)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = args.out if args.out is not None else Path("runs") / args.method
+    if args.resume and args.config is None and (out / CHECKPOINT_NAME).is_file():
+        cfg = _resumed_config(args, out)
+    else:
+        cfg = load_config(args.config, overrides_of(args), method=args.method)
+    result = train(cfg, out, resume=args.resume)
+    if result.weights is not None:
+        print(f"trained {cfg.method} for {result.steps} steps; weights: {result.weights}")
+    return 0
