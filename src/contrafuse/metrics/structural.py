@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from ..windows import filter_valid, gaussian_taps
 from ._common import FusionImages
 
 # SSIM constants of Wang et al.
@@ -82,18 +83,6 @@ def ssim(images: FusionImages, convention: str) -> float:
 
 # --- MEF-MS-SSIM -------------------------------------------------------------------------
 
-def _gaussian_taps(size: int, sigma: float) -> np.ndarray:
-    x = np.arange(size) - (size - 1) / 2.0
-    taps = np.exp(-(x * x) / (2.0 * sigma * sigma))
-    return taps / taps.sum()
-
-
-def _gauss_valid(image: np.ndarray, taps: np.ndarray) -> np.ndarray:
-    r = (len(taps) - 1) // 2
-    rows = ndimage.correlate1d(image, taps, axis=0, mode="constant")[r : image.shape[0] - r]
-    return ndimage.correlate1d(rows, taps, axis=1, mode="constant")[:, r : image.shape[1] - r]
-
-
 def _box_sum_valid(image: np.ndarray, size: int) -> np.ndarray:
     """Exact sums over every size x size window of an int64 image ('valid' positions)."""
     integral = np.zeros((image.shape[0] + 1, image.shape[1] + 1), dtype=np.int64)
@@ -139,19 +128,19 @@ def mef_ssim_level(sources: list[np.ndarray], fused: np.ndarray, scale: int) -> 
     block_norm = np.sqrt(np.maximum(block_sq, 0.0))
     gain = np.where(block_norm > 0, max_ed / np.where(block_norm > 0, block_norm, 1.0), 1.0)
 
-    taps = _gaussian_taps(MEF_WINDOW, MEF_SIGMA).astype(np.float32)
+    taps = gaussian_taps(MEF_WINDOW, MEF_SIGMA).astype(np.float32)
     # only (co)variances enter the MEF-SSIM map, so mean-centred float32 images are enough
     real = [((s - s.mean()) / scale).astype(np.float32) for s in sources]
     f = ((fused - fused.mean()) / scale).astype(np.float32)
-    g_src = [_gauss_valid(r, taps) for r in real]
-    g_f = _gauss_valid(f, taps)
-    sigma_f = _gauss_valid(f * f, taps) - g_f * g_f
+    g_src = [filter_valid(r, taps) for r in real]
+    g_f = filter_valid(f, taps)
+    sigma_f = filter_valid(f * f, taps) - g_f * g_f
     sigma_r = np.zeros_like(g_f)
     sigma_rf = np.zeros_like(g_f)
     for i in range(k):
-        sigma_rf += alpha[i] * (_gauss_valid(real[i] * f, taps) - g_src[i] * g_f)
+        sigma_rf += alpha[i] * (filter_valid(real[i] * f, taps) - g_src[i] * g_f)
         for j in range(i, k):
-            cov = _gauss_valid(real[i] * real[j], taps) - g_src[i] * g_src[j]
+            cov = filter_valid(real[i] * real[j], taps) - g_src[i] * g_src[j]
             sigma_r += alpha[i] * alpha[j] * cov * (1 if i == j else 2)
     sigma_r *= gain * gain
     sigma_rf *= gain
