@@ -49,10 +49,10 @@ def computed(golden, shared_dir):
     """Our values for every golden item: {(item index, convention): {name: value}}."""
     results = {}
     for index, item in enumerate(golden["items"]):
-        paths = [shared_dir / item[role] for role in ("fused", "ir", "vis")]
+        paths = {role: shared_dir / item[role] for role in ("fused", "ir", "vis")}
         for convention in metrics.CONVENTIONS:
             names = sorted({name for name, conv, _ in KEYS.values() if conv == convention})
-            results[index, convention] = metrics.compute(*paths, names=names, convention=convention)
+            results[index, convention] = metrics.compute(**paths, names=names, convention=convention)
     return results
 
 

@@ -155,7 +155,7 @@ def _evaluate_one(fused: Path, pair: Pair, names: list[str], convention: str) ->
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", metrics.MetricWarning)
         try:
-            return metrics.compute(fused, pair.ir, pair.vis, names=names, convention=convention), None
+            return metrics.compute(fused, ir=pair.ir, vis=pair.vis, names=names, convention=convention), None
         except (ContrafuseError, ValueError, OSError) as exc:
             return None, f"{fused}: {exc}"
 

@@ -97,7 +97,7 @@ def evaluate(job: Job, names: list[str], convention: str) -> Outcome:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", metrics.MetricWarning)
         try:
-            values = metrics.compute(job.fused, job.ir, job.vis, names=names, convention=convention)
+            values = metrics.compute(job.fused, ir=job.ir, vis=job.vis, names=names, convention=convention)
         except (ContrafuseError, ValueError, OSError) as exc:
             return Outcome(job.stem, error=str(exc))
     notes = [f"{job.fused}: {w.message}" for w in caught if issubclass(w.category, metrics.MetricWarning)]

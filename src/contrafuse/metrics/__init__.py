@@ -1,8 +1,8 @@
 """Image-fusion quality metrics with reference-exact conventions.
 
     >>> from contrafuse import metrics
-    >>> metrics.compute("fused/01.png", "ir/01.png", "vis/01.png")             # cddfuse convention
-    >>> metrics.compute(f, a, b, names=["MI", "SSIM"], convention="matlab")
+    >>> metrics.compute("fused/01.png", ir="ir/01.png", vis="vis/01.png")     # cddfuse convention
+    >>> metrics.compute(fused, ir=ir, vis=vis, names=["MI", "SSIM"], convention="matlab")
     >>> metrics.list()                 # names; metrics.metric_info("Qabf") describes one
 
 Two conventions are built in: ``"cddfuse"`` (default; the CDDFuse Python evaluator) and
@@ -51,6 +51,7 @@ def resolve_names(names: Iterable[str] | str | None) -> list[str]:
 
 def compute(
     fused: "str | os.PathLike | np.ndarray",
+    *,
     ir: "str | os.PathLike | np.ndarray",
     vis: "str | os.PathLike | np.ndarray",
     names: Iterable[str] | str | None = None,
@@ -59,7 +60,7 @@ def compute(
     """Metrics of one fused image against its IR and VIS sources.
 
     Args:
-        fused, ir, vis: paths or arrays (uint8/uint16/float 0..255; gray ``(H, W)`` or RGB
+        fused, ir, vis: paths or arrays (``ir`` and ``vis`` by keyword only) (uint8/uint16/float 0..255; gray ``(H, W)`` or RGB
             ``(H, W, 3)``, converted to gray like the CDDFuse evaluator). Same ``(H, W)``.
         names: metric names (see :func:`list`); ``None`` = :data:`DEFAULT_NAMES` (everything
             except the MATLAB-only extras FMI_* (seconds per image) and MS_SSIM (~0.15 s));
@@ -76,8 +77,8 @@ def compute(
     """
     convention = check_convention(convention)
     selected = resolve_names(names)
-    f, a, b = load_triplet(fused, ir, vis)
-    images = FusionImages(f, a, b)
+    fused_gray, ir_gray, vis_gray = load_triplet(fused, ir=ir, vis=vis)
+    images = FusionImages(fused=fused_gray, ir=ir_gray, vis=vis_gray)
     return {name: float(REGISTRY[name].func(images, convention)) for name in selected}
 
 
@@ -106,6 +107,8 @@ __all__ = [
     "DEFAULT_CONVENTION",
     "DEFAULT_NAMES",
     "ALL_NAMES",
+    "FusionImages",
     "load_gray",
+    "load_triplet",
     "to_gray",
 ]

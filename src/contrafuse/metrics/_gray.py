@@ -66,9 +66,9 @@ def load_gray(source: "str | os.PathLike | np.ndarray", name: str) -> np.ndarray
 
 
 def load_triplet(
-    fused: "str | os.PathLike | np.ndarray", ir: "str | os.PathLike | np.ndarray", vis: "str | os.PathLike | np.ndarray"
+    fused: "str | os.PathLike | np.ndarray", *, ir: "str | os.PathLike | np.ndarray", vis: "str | os.PathLike | np.ndarray"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Gray images of (fused, ir, vis), checked to have one shape.
+    """Gray float64 ``(H, W)`` images (integers 0..255) of (fused, ir, vis), checked to have one shape.
 
     Raises:
         PairError: the three images do not share one ``(H, W)``; the message names them.

@@ -74,10 +74,10 @@ def ssim(images: FusionImages, convention: str) -> float:
     covariance, data_range=255 (range -1..1, 1 = identical).
     """
     if convention == "matlab":
-        scores = mean_ssims(images.f, [images.a, images.b], data_range=255.0, gaussian=True, sample_cov=False)
+        scores = mean_ssims(images.fused, [images.ir, images.vis], data_range=255.0, gaussian=True, sample_cov=False)
         return 0.5 * (scores[0] + scores[1])
-    f, a, b = images.as_float32("f"), images.as_float32("a"), images.as_float32("b")
-    scores = mean_ssims(f, [a, b], data_range=2.0, gaussian=False, sample_cov=True)
+    fused, ir, vis = (images.as_float32(role) for role in ("fused", "ir", "vis"))
+    scores = mean_ssims(fused, [ir, vis], data_range=2.0, gaussian=False, sample_cov=True)
     return scores[0] + scores[1]
 
 
@@ -173,4 +173,4 @@ def mef_ms_ssim(sources: list[np.ndarray], fused: np.ndarray) -> float:
 
 def ms_ssim(images: FusionImages, convention: str) -> float:
     """MS-SSIM: MEF-MS-SSIM of F against the (IR, VIS) sequence (Tang's MATLAB; both conventions)."""
-    return mef_ms_ssim([images.a, images.b], images.f)
+    return mef_ms_ssim([images.ir, images.vis], images.fused)

@@ -104,4 +104,4 @@ def _ratio_or_one(num: float, den: float) -> float:
 
 def visual_information_fidelity(images: FusionImages, convention: str) -> float:
     """VIF = vifp(A, F) + vifp(B, F) (both conventions)."""
-    return float(sum(vif_per_source([images.a, images.b], images.f)))
+    return float(sum(vif_per_source([images.ir, images.vis], images.fused)))
