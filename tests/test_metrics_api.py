@@ -36,12 +36,15 @@ def _images(seed=0):
 
 
 def test_registry_describes_every_metric():
-    assert metrics.list() == list(metrics.ALL_NAMES)
-    for name in metrics.list():
-        info = metrics.metric_info(name)
+    assert metrics.names() == list(metrics.ALL_NAMES)
+    infos = metrics.list()
+    assert [info.name for info in infos] == metrics.names()
+    for info in infos:
+        assert isinstance(info, metrics.MetricInfo) and metrics.metric_info(info.name) is info
         assert info.direction in ("higher", "lower")
         assert info.description and info.domain and info.reduction
         assert set(info.notes) == set(metrics.CONVENTIONS)
+        assert json.loads(json.dumps(info.as_dict()))["name"] == info.name
     assert metrics.metric_info("nabf").direction == "lower"
     assert metrics.metric_info("ms-ssim").name == "MS_SSIM"
 

@@ -3,7 +3,8 @@
     >>> from contrafuse import metrics
     >>> metrics.compute("fused/01.png", ir="ir/01.png", vis="vis/01.png")     # cddfuse convention
     >>> metrics.compute(fused, ir=ir, vis=vis, names=["MI", "SSIM"], convention="matlab")
-    >>> metrics.list()                 # names; metrics.metric_info("Qabf") describes one
+    >>> metrics.list()                 # MetricInfo of every metric: name, direction, domain, reduction, ...
+    >>> metrics.names()                # just the names; metrics.metric_info("Qabf") describes one
 
 Two conventions are built in: ``"cddfuse"`` (default; the CDDFuse Python evaluator) and
 ``"matlab"`` (Tang's MATLAB evaluation code). See docs/metrics.md for every difference.
@@ -11,6 +12,7 @@ The package is pure NumPy/SciPy and imports no model code.
 """
 from __future__ import annotations
 
+import builtins
 import os
 from typing import Iterable
 
@@ -62,7 +64,7 @@ def compute(
     Args:
         fused, ir, vis: paths or arrays (``ir`` and ``vis`` by keyword only) (uint8/uint16/float 0..255; gray ``(H, W)`` or RGB
             ``(H, W, 3)``, converted to gray like the CDDFuse evaluator). Same ``(H, W)``.
-        names: metric names (see :func:`list`); ``None`` = :data:`DEFAULT_NAMES` (everything
+        names: metric names (see :func:`names`); ``None`` = :data:`DEFAULT_NAMES` (everything
             except the MATLAB-only extras FMI_* (seconds per image) and MS_SSIM (~0.15 s));
             ``"all"`` = every metric.
         convention: ``"cddfuse"`` (default) or ``"matlab"``.
@@ -82,12 +84,18 @@ def compute(
     return {name: float(REGISTRY[name].func(images, convention)) for name in selected}
 
 
-def list_metrics() -> "list[str]":
-    """Names of every metric, in display order (also available as ``metrics.list()``)."""
+def names() -> "builtins.list[str]":
+    """Names of every metric, in display order (:data:`ALL_NAMES` as a list)."""
     return [*ALL_NAMES]
 
 
-list = list_metrics  # noqa: A001 - the name the issue asks for; no code in this module calls builtins.list
+def list() -> "builtins.list[MetricInfo]":  # noqa: A001 - shadows the builtin inside this module only
+    """Every metric's :class:`MetricInfo` (name, description, direction, domain, reduction,
+    per-convention notes, whether it is in the default set), in display order.
+
+    ``[m.as_dict() for m in metrics.list()]`` is the same as plain data (for JSON).
+    """
+    return [REGISTRY[name] for name in ALL_NAMES]
 
 
 def metric_info(name: str) -> MetricInfo:
@@ -98,8 +106,8 @@ def metric_info(name: str) -> MetricInfo:
 __all__ = [
     "compute",
     "list",
-    "list_metrics",
     "metric_info",
+    "names",
     "resolve_names",
     "MetricInfo",
     "MetricWarning",
