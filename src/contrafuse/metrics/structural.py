@@ -18,23 +18,17 @@ MEF_LEVEL_WEIGHTS = np.array([0.0448, 0.2856, 0.3001]) / (0.0448 + 0.2856 + 0.30
 _EPS = np.finfo(np.float64).eps
 
 
-def ssim_skimage(x: np.ndarray, y: np.ndarray, *, data_range: float, gaussian: bool, sample_cov: bool) -> float:
-    """Mean SSIM as ``skimage.metrics.structural_similarity`` computes it.
-
-    ``gaussian=False``: 7x7 uniform window; ``True``: Gaussian sigma 1.5 truncated at 3.5 sigma
-    (11x11). Filtering uses 'reflect' borders; the mean skips a border of half a window.
-    The arithmetic runs in the inputs' dtype (float32 for the CDDFuse convention, as there).
-    """
-    return mean_ssims(x, [y], data_range=data_range, gaussian=gaussian, sample_cov=sample_cov)[0]
-
-
 def mean_ssims(
     x: np.ndarray, others: "list[np.ndarray]", *, data_range: float, gaussian: bool, sample_cov: bool
 ) -> "list[float]":
-    """:func:`ssim_skimage` of ``x`` against each image of ``others``, sharing x's local statistics.
+    """Mean SSIM of ``(H, W)`` ``x`` against each image of ``others``, as
+    ``skimage.metrics.structural_similarity`` computes it; x's local statistics are shared.
 
-    Only the interior that enters the mean (a half-window border dropped) goes through the SSIM
-    formula; the operations are skimage's, in its order, so float32 results match it exactly.
+    ``gaussian=False``: 7x7 uniform window; ``True``: Gaussian sigma 1.5 truncated at 3.5 sigma
+    (11x11). Filtering uses 'reflect' borders; the mean skips a border of half a window, and
+    only that interior goes through the SSIM formula. The operations are skimage's, in its
+    order and in the inputs' dtype (float32 for the CDDFuse convention), so results match it
+    exactly. Each score lies in [-1, 1].
     """
     win, smooth = _ssim_window(gaussian)
     pad = (win - 1) // 2
