@@ -55,4 +55,4 @@ def filter_valid(image: np.ndarray, taps: np.ndarray, step: int = 1) -> np.ndarr
     return correlate_valid_1d(correlate_valid_1d(image, taps, 0, step), taps, 1, step)
 
 
-__all__ = ["gaussian_taps", "correlate_valid_1d", "filter_valid"]
+__all__ = ["correlate_valid_1d", "filter_valid", "gaussian_taps"]

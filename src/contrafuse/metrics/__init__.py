@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import builtins
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -52,10 +52,10 @@ def resolve_names(names: Iterable[str] | str | None) -> list[str]:
 
 
 def compute(
-    fused: "str | os.PathLike | np.ndarray",
+    fused: str | os.PathLike | np.ndarray,
     *,
-    ir: "str | os.PathLike | np.ndarray",
-    vis: "str | os.PathLike | np.ndarray",
+    ir: str | os.PathLike | np.ndarray,
+    vis: str | os.PathLike | np.ndarray,
     names: Iterable[str] | str | None = None,
     convention: str = DEFAULT_CONVENTION,
 ) -> dict[str, float]:
@@ -84,12 +84,13 @@ def compute(
     return {name: float(REGISTRY[name].func(images, convention)) for name in selected}
 
 
-def names() -> "builtins.list[str]":
+def names() -> builtins.list[str]:
     """Names of every metric, in display order (:data:`ALL_NAMES` as a list)."""
     return [*ALL_NAMES]
 
 
-def list() -> "builtins.list[MetricInfo]":  # noqa: A001 - shadows the builtin inside this module only
+# shadows the builtin list inside this module: annotations here say builtins.list
+def list() -> builtins.list[MetricInfo]:
     """Every metric's :class:`MetricInfo` (name, description, direction, domain, reduction,
     per-convention notes, whether it is in the default set), in display order.
 
@@ -104,19 +105,19 @@ def metric_info(name: str) -> MetricInfo:
 
 
 __all__ = [
-    "compute",
-    "list",
-    "metric_info",
-    "names",
-    "resolve_names",
-    "MetricInfo",
-    "MetricWarning",
+    "ALL_NAMES",
     "CONVENTIONS",
     "DEFAULT_CONVENTION",
     "DEFAULT_NAMES",
-    "ALL_NAMES",
     "FusionImages",
+    "MetricInfo",
+    "MetricWarning",
+    "compute",
+    "list",
     "load_gray",
     "load_triplet",
+    "metric_info",
+    "names",
+    "resolve_names",
     "to_gray",
 ]

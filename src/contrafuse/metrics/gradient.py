@@ -164,11 +164,11 @@ class NabfEdges:
         self.gv_unit, self.gh_unit = gv_unit, gh_unit
 
     @classmethod
-    def from_responses(cls, gv: np.ndarray, gh: np.ndarray) -> "NabfEdges":
+    def from_responses(cls, gv: np.ndarray, gh: np.ndarray) -> NabfEdges:
         return cls(gv, gh, np.sqrt(gh * gh + gv * gv))
 
     @classmethod
-    def from_sobel(cls, sx: np.ndarray, sy: np.ndarray) -> "NabfEdges":
+    def from_sobel(cls, sx: np.ndarray, sy: np.ndarray) -> NabfEdges:
         """From integer float32 Sobel responses (gv = -Sx/8, gh = Sy/8). Sx^2 + Sy^2 is exact in
         float32 here, and sqrt(m) / 8 = sqrt(m / 64) exactly, so the strength is bit-identical
         to :meth:`from_responses` on the float64 responses."""

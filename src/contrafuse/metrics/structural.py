@@ -19,8 +19,8 @@ _EPS = np.finfo(np.float64).eps
 
 
 def mean_ssims(
-    x: np.ndarray, others: "list[np.ndarray]", *, data_range: float, gaussian: bool, sample_cov: bool
-) -> "list[float]":
+    x: np.ndarray, others: list[np.ndarray], *, data_range: float, gaussian: bool, sample_cov: bool
+) -> list[float]:
     """Mean SSIM of ``(H, W)`` ``x`` against each image of ``others``, as
     ``skimage.metrics.structural_similarity`` computes it; x's local statistics are shared.
 
