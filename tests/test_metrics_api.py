@@ -267,3 +267,23 @@ def test_cli_table_and_bad_metric(tmp_path, capsys):
     assert out.startswith("convention: cddfuse") and "Nabf↓" in out and "Qabf↑" in out
     assert eval_cli.run(_args(root, "--metrics", "bogus")) == 2
     assert "unknown metric" in capsys.readouterr().err
+
+
+def test_cli_json_is_strict_with_null_for_nan_and_inf(tmp_path, capsys):
+    """PSNR of a fused image equal to both sources is inf (its std NaN): JSON says null, not Infinity/NaN."""
+    root = _folders(tmp_path, bad=False)
+    f, _, _ = _triplet(seed=7)
+    for sub in ("fused", "ir", "vis"):
+        Image.fromarray(f).save(root / sub / "09.png")
+    out = root / "res.json"
+    rc = eval_cli.run(_args(root, "--metrics", "PSNR", "EN", "--format", "json", "--out", str(out)))
+    assert rc == 0
+    assert "09.png: PSNR: fused image equals both sources" in capsys.readouterr().err
+
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    doc = json.loads(out.read_text(), parse_constant=refuse)
+    assert doc["images"]["09"]["PSNR"] is None and doc["images"]["00"]["PSNR"] > 0
+    assert doc["mean"]["PSNR"] is None and doc["std"]["PSNR"] is None
+    assert doc["mean"]["EN"] == pytest.approx(np.mean([doc["images"][k]["EN"] for k in doc["images"]]))
