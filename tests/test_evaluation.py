@@ -95,7 +95,6 @@ def test_finite_or_none():
 
 def test_evaluation_imports_no_model_and_no_torch():
     import subprocess
-
     from pathlib import Path
 
     src = str(Path(evaluation.__file__).resolve().parents[1])  # the checkout under test, not an installed copy

@@ -49,31 +49,33 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def match_sources(fused_dir: Path, ir_dir: Path, vis_dir: Path) -> dict[str, tuple[Path, Path | None, Path | None]]:
-    """stem -> (fused, ir, vis) files, by stem, for every fused image (None: no such source).
+def match_sources(fused_dir: Path, ir_dir: Path, vis_dir: Path) -> dict[str, dict[str, Path | None]]:
+    """stem -> {"fused": file, "ir": file or None, "vis": file or None} for every fused image.
 
-    The fused folder decides what is evaluated: sources without a fused image are ignored.
+    Files are matched by stem; the fused folder decides what is evaluated (sources without a
+    fused image are ignored); None marks a missing source.
     """
     ir_files, vis_files = list_images(ir_dir), list_images(vis_dir)
-    return {stem: (fused, ir_files.get(stem), vis_files.get(stem)) for stem, fused in sorted(list_images(fused_dir).items())}
+    return {
+        stem: {"fused": fused, "ir": ir_files.get(stem), "vis": vis_files.get(stem)}
+        for stem, fused in sorted(list_images(fused_dir).items())
+    }
 
 
-def evaluate_folders(
-    found: dict[str, tuple[Path, Path | None, Path | None]], names: list[str], convention: str, workers: int
-) -> dict[str, Score]:
+def evaluate_folders(found: dict[str, dict[str, Path | None]], names: list[str], convention: str, workers: int) -> dict[str, Score]:
     """A :class:`Score` per stem of ``found``, in its order; a missing source is that image's error."""
-    complete = {stem: files for stem, files in found.items() if None not in files}
+    complete = {stem: files for stem, files in found.items() if None not in files.values()}
     scores = score_many(
-        [fused for fused, _, _ in complete.values()],
-        ir=[ir for _, ir, _ in complete.values()],
-        vis=[vis for _, _, vis in complete.values()],
+        [files["fused"] for files in complete.values()],
+        ir=[files["ir"] for files in complete.values()],
+        vis=[files["vis"] for files in complete.values()],
         names=names, convention=convention, workers=workers, desc=f"eval ({convention})",
     )
     by_stem = dict(zip(complete, scores))
-    for stem, (fused, ir, vis) in found.items():
+    for stem, files in found.items():
         if stem not in by_stem:
-            missing = " or ".join(role for role, path in (("ir", ir), ("vis", vis)) if path is None)
-            by_stem[stem] = Score(error=f"{fused}: no matching {missing} image (matched by stem)")
+            missing = " or ".join(role for role in ("ir", "vis") if files[role] is None)
+            by_stem[stem] = Score(error=f"{files['fused']}: no matching {missing} image (matched by stem)")
     return {stem: by_stem[stem] for stem in found}
 
 
