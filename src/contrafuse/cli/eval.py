@@ -62,7 +62,9 @@ def match_sources(fused_dir: Path, ir_dir: Path, vis_dir: Path) -> dict[str, dic
     }
 
 
-def evaluate_folders(found: dict[str, dict[str, Path | None]], names: list[str], convention: str, workers: int) -> dict[str, Score]:
+def evaluate_folders(
+    found: dict[str, dict[str, Path | None]], names: list[str], convention: str, workers: int
+) -> dict[str, Score]:
     """A :class:`Score` per stem of ``found``, in its order; a missing source is that image's error."""
     complete = {stem: files for stem, files in found.items() if None not in files.values()}
     scores = score_many(
