@@ -62,8 +62,9 @@ def compute(
     """Metrics of one fused image against its IR and VIS sources.
 
     Args:
-        fused, ir, vis: paths or arrays (``ir`` and ``vis`` by keyword only) (uint8/uint16/float 0..255; gray ``(H, W)`` or RGB
-            ``(H, W, 3)``, converted to gray like the CDDFuse evaluator). Same ``(H, W)``.
+        fused, ir, vis: paths or arrays (uint8/uint16/float 0..255; gray ``(H, W)`` or RGB
+            ``(H, W, 3)``, converted to gray like the CDDFuse evaluator), of one ``(H, W)``.
+            ``ir`` and ``vis`` are keyword-only: a swapped pair must not pass unnoticed.
         names: metric names (see :func:`names`); ``None`` = :data:`DEFAULT_NAMES` (everything
             except the MATLAB-only extras FMI_* (seconds per image) and MS_SSIM (~0.15 s));
             ``"all"`` = every metric.
