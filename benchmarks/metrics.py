@@ -105,7 +105,7 @@ def image_set(shared: Path, extra: int) -> list[tuple[str, np.ndarray, np.ndarra
     for i in range(1, 6):
         stem = f"{i:02d}"
         f, a, b = load_triplet(shared / f"reference/metrics/seafusion_tno/{stem}.png",
-                               shared / f"data/tno42/ir/{stem}.png", shared / f"data/tno42/vis/{stem}.png")
+                               ir=shared / f"data/tno42/ir/{stem}.png", vis=shared / f"data/tno42/vis/{stem}.png")
         items.append((stem, f, a, b))
     added = 0
     for path in sorted((shared / "data/tno42/ir").glob("*.png")):
@@ -138,13 +138,13 @@ def main() -> int:
     for stem, f, a, b in image_set(args.shared, args.extra):
         per_metric = []
         for name in names:
-            t, _ = best_time(lambda: REGISTRY[name].func(FusionImages(f, a, b), "cddfuse"), args.repeat)
+            t, _ = best_time(lambda: REGISTRY[name].func(FusionImages(fused=f, ir=a, vis=b), "cddfuse"), args.repeat)
             per_metric.append(t)
-        suite, _ = best_time(lambda: metrics.compute(f, a, b), args.repeat)
-        suite_cpu, _ = best_time(lambda: metrics.compute(f, a, b), args.repeat, clock=time.process_time)
+        suite, _ = best_time(lambda: metrics.compute(f, ir=a, vis=b), args.repeat)
+        suite_cpu, _ = best_time(lambda: metrics.compute(f, ir=a, vis=b), args.repeat, clock=time.process_time)
         vif_ref, vif_value = best_time(lambda: straightforward_vif(a, f) + straightforward_vif(b, f), 1)
         qabf_ref, qabf_value = best_time(lambda: straightforward_qabf(a, b, f), 1)
-        ours = metrics.compute(f, a, b, names=["VIF", "Qabf"])
+        ours = metrics.compute(f, ir=a, vis=b, names=["VIF", "Qabf"])
         assert abs(ours["VIF"] - vif_value) <= 1e-4 * abs(vif_value), (ours["VIF"], vif_value)
         assert abs(ours["Qabf"] - qabf_value) <= 1e-4 * abs(qabf_value), (ours["Qabf"], qabf_value)
         vif_ratio = vif_ref / per_metric[names.index("VIF")]

@@ -50,7 +50,7 @@ def test_shipped_weights_fuse_about_as_well_as_the_authors(shared_dir):
         rows = []
         for pair in pairs:
             ir, vis = read_image(pair.ir), read_image(pair.vis)
-            values = compute(fuse_arrays(model, ir=ir, vis=vis, options=FuseOptions(color="gray")), ir, vis, names=names)
+            values = compute(fuse_arrays(model, ir=ir, vis=vis, options=FuseOptions(color="gray")), ir=ir, vis=vis, names=names)
             rows.append([values[n] for n in names])
         scores[label] = np.mean(rows, axis=0)
     ratio = scores["ours"] / scores["authors"]

@@ -13,10 +13,12 @@ from PIL import Image
 from contrafuse import metrics
 from contrafuse.cli import eval as eval_cli
 from contrafuse.errors import ImageReadError, PairError
-from contrafuse.metrics import MetricWarning
+from contrafuse.metrics import MetricWarning, basic
+from contrafuse.metrics._common import FusionImages
 
 
 def _triplet(shape=(64, 80), seed=0):
+    """(fused, ir, vis): noise IR, a VIS ramp and their mean, uint8."""
     rng = np.random.default_rng(seed)
     a = rng.integers(0, 256, shape).astype(np.uint8)
     b = np.clip(np.add.outer(np.arange(shape[0]) * 3, np.arange(shape[1])) % 256, 0, 255).astype(np.uint8)
@@ -24,39 +26,48 @@ def _triplet(shape=(64, 80), seed=0):
     return f, a, b
 
 
+def _images(seed=0):
+    """The keywords of :func:`metrics.compute` for :func:`_triplet`."""
+    f, a, b = _triplet(seed=seed)
+    return {"fused": f, "ir": a, "vis": b}
+
+
 # --------------------------------------------------------------------------- registry / API
 
 
 def test_registry_describes_every_metric():
-    assert metrics.list() == list(metrics.ALL_NAMES)
-    for name in metrics.list():
-        info = metrics.metric_info(name)
+    assert metrics.names() == list(metrics.ALL_NAMES)
+    infos = metrics.list()
+    assert [info.name for info in infos] == metrics.names()
+    for info in infos:
+        assert isinstance(info, metrics.MetricInfo) and metrics.metric_info(info.name) is info
         assert info.direction in ("higher", "lower")
         assert info.description and info.domain and info.reduction
         assert set(info.notes) == set(metrics.CONVENTIONS)
+        assert json.loads(json.dumps(info.as_dict()))["name"] == info.name
     assert metrics.metric_info("nabf").direction == "lower"
     assert metrics.metric_info("ms-ssim").name == "MS_SSIM"
 
 
 def test_default_set_is_everything_but_fmi_and_ms_ssim():
     assert set(metrics.ALL_NAMES) - set(metrics.DEFAULT_NAMES) == {"FMI_pixel", "FMI_dct", "FMI_wavelet", "MS_SSIM"}
-    values = metrics.compute(*_triplet())
+    values = metrics.compute(**_images())
     assert list(values) == list(metrics.DEFAULT_NAMES)
     assert all(math.isfinite(v) for v in values.values())
 
 
 def test_unknown_metric_and_convention_are_clear_errors():
     with pytest.raises(ValueError, match="unknown metric 'XYZ'"):
-        metrics.compute(*_triplet(), names=["XYZ"])
+        metrics.compute(**_images(), names=["XYZ"])
     with pytest.raises(ValueError, match="unknown convention"):
-        metrics.compute(*_triplet(), convention="pytorch")
+        metrics.compute(**_images(), convention="pytorch")
 
 
 def test_conventions_differ_where_documented():
     f, a, b = _triplet()
     names = [*metrics.DEFAULT_NAMES, "MS_SSIM"]
-    c = metrics.compute(f, a, b, names=names, convention="cddfuse")
-    m = metrics.compute(f, a, b, names=names, convention="matlab")
+    c = metrics.compute(f, ir=a, vis=b, names=names, convention="cddfuse")
+    m = metrics.compute(f, ir=a, vis=b, names=names, convention="matlab")
     assert m["MI"] == pytest.approx(c["MI"] / math.log(2))
     assert m["MSE"] == pytest.approx(c["MSE"] / 255**2)
     assert m["SF"] == pytest.approx(c["SF"] / 255)
@@ -68,12 +79,44 @@ def test_conventions_differ_where_documented():
 
 def test_identical_images_give_the_ideal_values():
     f, _, _ = _triplet()
-    m = metrics.compute(f, f, f, names=["SSIM", "CC", "VIF", "MS_SSIM"], convention="matlab")
+    m = metrics.compute(f, ir=f, vis=f, names=["SSIM", "CC", "VIF", "MS_SSIM"], convention="matlab")
     assert m["SSIM"] == pytest.approx(1.0)
     assert m["CC"] == pytest.approx(1.0)
     assert m["VIF"] == pytest.approx(2.0)
     assert m["MS_SSIM"] == pytest.approx(1.0, abs=1e-6)
-    assert metrics.compute(f, f, f, names=["SSIM"])["SSIM"] == pytest.approx(2.0)
+    assert metrics.compute(f, ir=f, vis=f, names=["SSIM"])["SSIM"] == pytest.approx(2.0)
+
+
+def test_ir_and_vis_are_keyword_only():
+    f, a, b = _triplet()
+    with pytest.raises(TypeError):
+        metrics.compute(f, a, b)
+    with pytest.raises(TypeError):
+        metrics.load_triplet(f, a, b)
+    with pytest.raises(TypeError):
+        FusionImages(f, a, b)
+    assert metrics.compute(f, vis=b, ir=a) == metrics.compute(fused=f, ir=a, vis=b)
+
+
+def test_swapping_ir_and_vis_swaps_the_per_source_terms():
+    """SCD's terms are per source: r(F - vis, ir) and r(F - ir, vis); swapping the sources swaps them.
+
+    The fused image leans on the IR image, so the IR term is the larger one. The metrics that
+    combine the sources symmetrically (SCD itself, CC, MI, VIF, Qabf, SSIM) keep their value.
+    """
+    rng = np.random.default_rng(5)
+    ir, vis = (rng.integers(0, 256, (64, 80)).astype(np.float64) for _ in range(2))
+    fused = np.round(0.8 * ir + 0.2 * vis)
+    right = FusionImages(fused=fused, ir=ir, vis=vis)
+    swapped = FusionImages(fused=fused, ir=vis, vis=ir)
+    ir_term, vis_term = basic.scd_terms(right)
+    assert ir_term == pytest.approx(np.corrcoef((fused - vis).ravel(), ir.ravel())[0, 1], rel=1e-12)
+    assert vis_term == pytest.approx(np.corrcoef((fused - ir).ravel(), vis.ravel())[0, 1], rel=1e-12)
+    assert ir_term > vis_term
+    assert basic.scd_terms(swapped) == pytest.approx((vis_term, ir_term), rel=1e-12)
+    names = ["SCD", "CC", "MI", "VIF", "Qabf", "SSIM"]
+    assert metrics.compute(fused, ir=vis, vis=ir, names=names) == pytest.approx(
+        metrics.compute(fused, ir=ir, vis=vis, names=names), rel=1e-6)
 
 
 def test_colour_is_converted_like_opencv():
@@ -90,7 +133,7 @@ def test_paths_and_arrays_agree(tmp_path):
     for name, img in zip("fab", (f, a, b)):
         Image.fromarray(img).save(tmp_path / f"{name}.png")
         paths.append(tmp_path / f"{name}.png")
-    assert metrics.compute(*paths) == metrics.compute(f, a, b)
+    assert metrics.compute(paths[0], ir=paths[1], vis=paths[2]) == metrics.compute(f, ir=a, vis=b)
 
 
 # ------------------------------------------------------------------------------- bad input
@@ -101,36 +144,36 @@ def test_size_mismatch_names_the_files(tmp_path):
     Image.fromarray(f[:-1]).save(tmp_path / "f.png")
     Image.fromarray(a).save(tmp_path / "a.png")
     with pytest.raises(PairError, match=r"f\.png 63x80.*a\.png 64x80"):
-        metrics.compute(tmp_path / "f.png", tmp_path / "a.png", b)
+        metrics.compute(tmp_path / "f.png", ir=tmp_path / "a.png", vis=b)
 
 
 def test_missing_and_non_image_files_name_the_file(tmp_path):
     f, a, b = _triplet()
     with pytest.raises(ImageReadError, match="nope.png"):
-        metrics.compute(tmp_path / "nope.png", a, b)
+        metrics.compute(tmp_path / "nope.png", ir=a, vis=b)
     (tmp_path / "notes.png").write_text("not an image")
     with pytest.raises(ImageReadError, match="notes.png"):
-        metrics.compute(f, tmp_path / "notes.png", b)
+        metrics.compute(f, ir=tmp_path / "notes.png", vis=b)
 
 
 def test_constant_images_give_documented_values_with_a_warning():
     f, a, b = _triplet()
     flat = np.full_like(f, 128)
     with pytest.warns(MetricWarning, match="CC"):
-        cc = metrics.compute(flat, a, b, names=["CC"])["CC"]
+        cc = metrics.compute(flat, ir=a, vis=b, names=["CC"])["CC"]
     assert cc == 0.0
     with pytest.warns(MetricWarning, match="SCD"):
-        scd = metrics.compute(f, flat, flat, names=["SCD"])["SCD"]
+        scd = metrics.compute(f, ir=flat, vis=flat, names=["SCD"])["SCD"]
     assert scd == 0.0
     with pytest.warns(MetricWarning, match="VIF"):
-        vif = metrics.compute(f, flat, b, names=["VIF"])["VIF"]
+        vif = metrics.compute(f, ir=flat, vis=b, names=["VIF"])["VIF"]
     assert math.isfinite(vif)
     black = np.zeros_like(f)  # zero padding gives a constant non-zero image edges at its border
     with pytest.warns(MetricWarning, match="Qabf"):
-        assert metrics.compute(f, black, black, names=["Qabf"])["Qabf"] == 0.0
+        assert metrics.compute(f, ir=black, vis=black, names=["Qabf"])["Qabf"] == 0.0
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        values = metrics.compute(flat, a, b, names=["EN", "SD", "SF", "AG", "MI", "Nabf", "SSIM", "MS_SSIM"])
+        values = metrics.compute(flat, ir=a, vis=b, names=["EN", "SD", "SF", "AG", "MI", "Nabf", "SSIM", "MS_SSIM"])
     assert values["EN"] == 0 and values["SD"] == 0 and values["SF"] == 0 and values["AG"] == 0
     assert not any(math.isnan(v) for v in values.values())
 
@@ -138,13 +181,13 @@ def test_constant_images_give_documented_values_with_a_warning():
 def test_psnr_of_a_perfect_match_is_infinite_not_nan():
     f, _, _ = _triplet()
     with pytest.warns(MetricWarning, match="PSNR"):
-        assert metrics.compute(f, f, f, names=["PSNR"])["PSNR"] == math.inf
+        assert metrics.compute(f, ir=f, vis=f, names=["PSNR"])["PSNR"] == math.inf
 
 
 def test_images_too_small_for_vif_raise():
     tiny = np.zeros((20, 20), np.uint8)
     with pytest.raises(ValueError, match="too small"):
-        metrics.compute(tiny, tiny, tiny, names=["VIF"])
+        metrics.compute(tiny, ir=tiny, vis=tiny, names=["VIF"])
 
 
 # --------------------------------------------------------------------------------- the CLI
@@ -187,7 +230,7 @@ def test_cli_json_rows_mean_std_and_convention(tmp_path):
     assert doc["mean"]["EN"] == pytest.approx(np.mean(values))
     assert doc["std"]["EN"] == pytest.approx(np.std(values))
     f, a, b = _triplet(seed=2)
-    assert doc["images"]["02"]["MI"] == pytest.approx(metrics.compute(f, a, b, ["MI"], "matlab")["MI"])
+    assert doc["images"]["02"]["MI"] == pytest.approx(metrics.compute(f, ir=a, vis=b, names=["MI"], convention="matlab")["MI"])
 
 
 def test_cli_keeps_going_past_bad_images_and_exits_nonzero(tmp_path, capsys):
@@ -224,3 +267,23 @@ def test_cli_table_and_bad_metric(tmp_path, capsys):
     assert out.startswith("convention: cddfuse") and "Nabf↓" in out and "Qabf↑" in out
     assert eval_cli.run(_args(root, "--metrics", "bogus")) == 2
     assert "unknown metric" in capsys.readouterr().err
+
+
+def test_cli_json_is_strict_with_null_for_nan_and_inf(tmp_path, capsys):
+    """PSNR of a fused image equal to both sources is inf (its std NaN): JSON says null, not Infinity/NaN."""
+    root = _folders(tmp_path, bad=False)
+    f, _, _ = _triplet(seed=7)
+    for sub in ("fused", "ir", "vis"):
+        Image.fromarray(f).save(root / sub / "09.png")
+    out = root / "res.json"
+    rc = eval_cli.run(_args(root, "--metrics", "PSNR", "EN", "--format", "json", "--out", str(out)))
+    assert rc == 0
+    assert "09.png: PSNR: fused image equals both sources" in capsys.readouterr().err
+
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    doc = json.loads(out.read_text(), parse_constant=refuse)
+    assert doc["images"]["09"]["PSNR"] is None and doc["images"]["00"]["PSNR"] > 0
+    assert doc["mean"]["PSNR"] is None and doc["std"]["PSNR"] is None
+    assert doc["mean"]["EN"] == pytest.approx(np.mean([doc["images"][k]["EN"] for k in doc["images"]]))

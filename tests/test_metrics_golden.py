@@ -13,26 +13,32 @@ from contrafuse import metrics
 
 GOLDEN = "reference/metrics/golden_tno_seafusion.json"
 
+# Relative tolerances: what the README and docs/metrics.md claim. The golden values come from
+# the reference's float32 arithmetic, hence up to ~1.3e-7 from our float64 values; VIF filters
+# in float32 itself (worst measured 2.496e-6, TNO 02).
+REL_TOL = 1.5e-7
+VIF_REL_TOL = 2.5e-6
+
 # golden key -> (our metric name, convention, relative tolerance)
 KEYS = {
-    "EN": ("EN", "cddfuse", 1e-4),
-    "SD": ("SD", "cddfuse", 1e-4),
-    "SF": ("SF", "cddfuse", 1e-4),
-    "AG": ("AG", "cddfuse", 1e-4),
-    "MI_nats_sklearn": ("MI", "cddfuse", 1e-4),
-    "SCD": ("SCD", "cddfuse", 1e-4),
-    "VIF_sum": ("VIF", "cddfuse", 1e-3),
-    "Qabf": ("Qabf", "cddfuse", 1e-3),
-    "CC": ("CC", "cddfuse", 1e-4),
-    "MSE_255": ("MSE", "cddfuse", 1e-4),
-    "PSNR_maxF": ("PSNR", "cddfuse", 1e-4),
-    "SSIM_sum_skimage_dr2": ("SSIM", "cddfuse", 1e-4),
-    "MI_bits": ("MI", "matlab", 1e-4),
-    "AG_matlab": ("AG", "matlab", 1e-4),
-    "MSE_01": ("MSE", "matlab", 1e-4),
-    "PSNR_matlab": ("PSNR", "matlab", 1e-4),
-    "SSIM_mean_gauss_dr255": ("SSIM", "matlab", 1e-4),
-    "Nabf": ("Nabf", "matlab", 1e-4),
+    "EN": ("EN", "cddfuse", REL_TOL),
+    "SD": ("SD", "cddfuse", REL_TOL),
+    "SF": ("SF", "cddfuse", REL_TOL),
+    "AG": ("AG", "cddfuse", REL_TOL),
+    "MI_nats_sklearn": ("MI", "cddfuse", REL_TOL),
+    "SCD": ("SCD", "cddfuse", REL_TOL),
+    "VIF_sum": ("VIF", "cddfuse", VIF_REL_TOL),
+    "Qabf": ("Qabf", "cddfuse", REL_TOL),
+    "CC": ("CC", "cddfuse", REL_TOL),
+    "MSE_255": ("MSE", "cddfuse", REL_TOL),
+    "PSNR_maxF": ("PSNR", "cddfuse", REL_TOL),
+    "SSIM_sum_skimage_dr2": ("SSIM", "cddfuse", REL_TOL),
+    "MI_bits": ("MI", "matlab", REL_TOL),
+    "AG_matlab": ("AG", "matlab", REL_TOL),
+    "MSE_01": ("MSE", "matlab", REL_TOL),
+    "PSNR_matlab": ("PSNR", "matlab", REL_TOL),
+    "SSIM_mean_gauss_dr255": ("SSIM", "matlab", REL_TOL),
+    "Nabf": ("Nabf", "matlab", REL_TOL),
 }
 
 
@@ -49,10 +55,10 @@ def computed(golden, shared_dir):
     """Our values for every golden item: {(item index, convention): {name: value}}."""
     results = {}
     for index, item in enumerate(golden["items"]):
-        paths = [shared_dir / item[role] for role in ("fused", "ir", "vis")]
+        paths = {role: shared_dir / item[role] for role in ("fused", "ir", "vis")}
         for convention in metrics.CONVENTIONS:
             names = sorted({name for name, conv, _ in KEYS.values() if conv == convention})
-            results[index, convention] = metrics.compute(*paths, names=names, convention=convention)
+            results[index, convention] = metrics.compute(**paths, names=names, convention=convention)
     return results
 
 
@@ -67,4 +73,4 @@ def test_reproduces_golden_value(golden, computed, index, key):
     name, convention, rel = KEYS[key]
     expected = golden["items"][index]["metrics"][key]
     ours = computed[index, convention][name]
-    assert ours == pytest.approx(expected, rel=rel), f"{key} item {index + 1}: {ours} vs {expected}"
+    assert ours == pytest.approx(expected, rel=rel, abs=0), f"{key} item {index + 1}: {ours} vs {expected}"

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..evaluation import finite_or_none
 from ..io import read_image
 from .grid import choose_pairs, choose_zoom, downscale, with_inset
 from .runner import BenchResult
@@ -70,10 +71,6 @@ def arrow(name: str) -> str:
     return "↑" if direction(name) == "higher" else "↓"
 
 
-def _finite(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
 # -- csv / json ---------------------------------------------------------------------------------
 
 def metrics_csv(bench: BenchResult, summaries: dict[str, DatasetSummary]) -> str:
@@ -101,14 +98,14 @@ def metrics_json(bench: BenchResult, summaries: dict[str, DatasetSummary], versi
         for label, result in bench.results[dataset.label].items():
             timing = result.timing
             methods[label] = {
-                "images": {k: {n: _finite(v) for n, v in row.items()} for k, row in result.values.items()},
-                "mean": {n: _finite(v) for n, v in summary.mean[label].items()},
-                "std": {n: _finite(v) for n, v in summary.std[label].items()},
+                "images": {k: {n: finite_or_none(v) for n, v in row.items()} for k, row in result.values.items()},
+                "mean": {n: finite_or_none(v) for n, v in summary.mean[label].items()},
+                "std": {n: finite_or_none(v) for n, v in summary.std[label].items()},
                 "count": summary.count[label],
-                "mean_rank": _finite(summary.mean_rank[label]),
+                "mean_rank": finite_or_none(summary.mean_rank[label]),
                 "failed": result.failed,
                 "timing": None if timing is None else {
-                    "seconds_per_pair": _finite(timing.per_pair), "statistic": "median",
+                    "seconds_per_pair": finite_or_none(timing.per_pair), "statistic": "median",
                     "device": timing.device, "pairs_timed": len(timing.seconds), "reused": timing.reused,
                 },
             }

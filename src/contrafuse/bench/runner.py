@@ -17,8 +17,6 @@ import os
 import statistics
 import sys
 import time
-import warnings
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +26,7 @@ from .. import metrics
 from ..atomic import write_text
 from ..devices import resolve_device
 from ..errors import ContrafuseError
+from ..evaluation import score_many
 from ..fusion import FuseOptions, fuse_arrays
 from ..io import PairFiles, read_image, write_image
 from ..models import create_model
@@ -154,15 +153,6 @@ def collect_results(method: Method, dataset: BenchDataset) -> MethodResult:
     return result
 
 
-def _evaluate_one(fused: Path, pair: PairFiles, names: list[str], convention: str) -> tuple[dict[str, float] | None, str | None]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", metrics.MetricWarning)
-        try:
-            return metrics.compute(fused, pair.ir, pair.vis, names=names, convention=convention), None
-        except (ContrafuseError, ValueError, OSError) as exc:
-            return None, f"{fused}: {exc}"
-
-
 class MetricCache:
     """Metric values of fused files, keyed by the files' identity (path, size, mtime) and convention."""
 
@@ -203,11 +193,13 @@ def evaluate(
     workers: int = 1,
     progress: bool = True,
 ) -> None:
-    """Fill ``result.values`` with the metrics of every fused output (cached values reused)."""
-    from tqdm import tqdm
+    """Fill ``result.values`` with the metrics of every fused output (cached values reused).
 
+    What the cache lacks is scored by :func:`contrafuse.evaluation.score_many`; a pair that
+    fails lands in ``result.failed`` with the message naming its file.
+    """
     pairs = {p.name: p for p in dataset.pairs}
-    todo: list[tuple[str, str]] = []
+    todo: list[tuple[str, str]] = []  # (pair name, cache key) of what is not cached
     for name, fused in result.outputs.items():
         key = cache.key(fused, pairs[name], convention)
         cached = cache.get(key, names)
@@ -215,26 +207,19 @@ def evaluate(
             result.values[name] = cached
         else:
             todo.append((name, key))
-    args = [(result.outputs[name], pairs[name], names, convention) for name, _ in todo]
-    bar = tqdm(total=len(args), desc=f"{dataset.label}/{result.method.label} metrics", unit="img",
-               disable=not progress or not args, file=sys.stderr)
-    outcomes = []
-    with bar:
-        if workers > 1 and len(args) > 1:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                for outcome in pool.map(_evaluate_one, *zip(*args)):
-                    outcomes.append(outcome)
-                    bar.update()
+    scores = score_many(
+        [result.outputs[name] for name, _ in todo],
+        ir=[pairs[name].ir for name, _ in todo],
+        vis=[pairs[name].vis for name, _ in todo],
+        names=names, convention=convention, workers=workers, progress=progress,
+        desc=f"{dataset.label}/{result.method.label} metrics",
+    )
+    for (name, key), score in zip(todo, scores):
+        if score.ok:
+            result.values[name] = score.values
+            cache.put(key, score.values)
         else:
-            for arguments in args:
-                outcomes.append(_evaluate_one(*arguments))
-                bar.update()
-    for (name, key), (values, error) in zip(todo, outcomes):
-        if values is None:
-            result.failed[name] = error or "metrics failed"
-        else:
-            result.values[name] = values
-            cache.put(key, values)
+            result.failed[name] = score.error
     result.values = {p.name: result.values[p.name] for p in dataset.pairs if p.name in result.values}
 
 

@@ -8,7 +8,8 @@ import numpy as np
 from scipy.stats import rankdata
 
 from .. import metrics
-from .runner import BenchResult, MethodResult
+from ..evaluation import mean_and_std
+from .runner import BenchResult
 
 
 @dataclass
@@ -30,16 +31,6 @@ def direction(name: str) -> str:
     return metrics.metric_info(name).direction
 
 
-def _stats(result: MethodResult, names: list[str]) -> tuple[dict[str, float], dict[str, float]]:
-    """Mean and population std of each metric over the scored pairs (NaN when none)."""
-    if not result.values:
-        nan = {n: float("nan") for n in names}
-        return nan, dict(nan)
-    table = np.array([[row[n] for n in names] for row in result.values.values()], dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        return dict(zip(names, table.mean(axis=0).tolist())), dict(zip(names, table.std(axis=0).tolist()))
-
-
 def metric_ranks(values: dict[str, float], better: str) -> dict[str, float]:
     """Rank of each method on one metric (1 = best, ties share the average rank, NaN last)."""
     labels = list(values)
@@ -53,9 +44,9 @@ def summarise(bench: BenchResult, dataset: str) -> DatasetSummary:
     per_method = bench.results[dataset]
     names = bench.metric_names
     labels = list(per_method)
-    mean, std = {}, {}
-    for label, result in per_method.items():
-        mean[label], std[label] = _stats(result, names)
+    stats = {label: mean_and_std(result.values.values(), names) for label, result in per_method.items()}
+    mean = {label: s.mean for label, s in stats.items()}
+    std = {label: s.std for label, s in stats.items()}
     best: dict[str, set[str]] = {}
     ranks: dict[str, list[float]] = {m: [] for m in labels}
     for name in names:
@@ -69,5 +60,5 @@ def summarise(bench: BenchResult, dataset: str) -> DatasetSummary:
         else:
             best[name] = set()
     mean_rank = {m: float(np.mean(r)) if r else float("nan") for m, r in ranks.items()}
-    count = {m: len(per_method[m].values) for m in labels}
+    count = {label: s.count for label, s in stats.items()}
     return DatasetSummary(dataset, labels, names, mean, std, count, best, mean_rank)

@@ -12,19 +12,14 @@ import csv
 import io
 import json
 import math
-import os
 import sys
-import tempfile
-import warnings
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from .. import metrics
+from ..atomic import check_writable, write_text
 from ..errors import ContrafuseError
-from ..io import match_folders
+from ..evaluation import MeanStd, Score, finite_or_none, mean_and_std, score_many
+from ..io import list_images
 
 FORMATS = ("table", "csv", "json", "markdown")
 
@@ -54,88 +49,36 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-@dataclass
-class Job:
-    """One fused image and its sources (a missing partner is recorded as an error)."""
+def match_sources(fused_dir: Path, ir_dir: Path, vis_dir: Path) -> dict[str, dict[str, Path | None]]:
+    """stem -> {"fused": file, "ir": file or None, "vis": file or None} for every fused image.
 
-    stem: str
-    fused: Path
-    ir: Path | None
-    vis: Path | None
-
-
-@dataclass
-class Outcome:
-    """Result of one image: values, or the error that stopped it, plus metric warnings."""
-
-    stem: str
-    values: dict[str, float] | None = None
-    error: str | None = None
-    notes: list[str] = field(default_factory=list)
-
-
-def collect_jobs(fused_dir: Path, ir_dir: Path, vis_dir: Path) -> list[Job]:
-    """One job per fused image, paired with IR and VIS by stem (a missing partner is None).
-
-    The fused folder decides what is evaluated: sources without a fused image are ignored.
+    Files are matched by stem; the fused folder decides what is evaluated (sources without a
+    fused image are ignored); None marks a missing source.
     """
-    with_ir = match_folders(fused_dir, ir_dir)
-    with_vis = match_folders(fused_dir, vis_dir)
-    ir_by_stem = {stem: path for stem, _, path in with_ir.pairs}
-    vis_by_stem = {stem: path for stem, _, path in with_vis.pairs}
-    fused_by_stem = {stem: path for stem, path, _ in with_ir.pairs}
-    fused_by_stem.update({stem: path for stem, path, _ in with_vis.pairs})
-    fused_by_stem.update({p.stem: p for p in with_ir.only_in_first})
-    return [Job(stem, path, ir_by_stem.get(stem), vis_by_stem.get(stem)) for stem, path in sorted(fused_by_stem.items())]
+    ir_files, vis_files = list_images(ir_dir), list_images(vis_dir)
+    return {
+        stem: {"fused": fused, "ir": ir_files.get(stem), "vis": vis_files.get(stem)}
+        for stem, fused in sorted(list_images(fused_dir).items())
+    }
 
 
-def evaluate(job: Job, names: list[str], convention: str) -> Outcome:
-    """Metrics of one job; never raises for a bad image (the error is in the outcome)."""
-    missing = [role for role in ("ir", "vis") if getattr(job, role) is None]
-    if missing:
-        return Outcome(job.stem, error=f"{job.fused}: no matching {' or '.join(missing)} image (matched by stem)")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", metrics.MetricWarning)
-        try:
-            values = metrics.compute(job.fused, job.ir, job.vis, names=names, convention=convention)
-        except (ContrafuseError, ValueError, OSError) as exc:
-            return Outcome(job.stem, error=str(exc))
-    notes = [f"{job.fused}: {w.message}" for w in caught if issubclass(w.category, metrics.MetricWarning)]
-    return Outcome(job.stem, values=values, notes=notes)
-
-
-def evaluate_all(jobs: list[Job], names: list[str], convention: str, workers: int) -> list[Outcome]:
-    """Evaluate every job (in ``workers`` processes when > 1) with a tqdm bar on stderr."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(jobs), desc=f"eval ({convention})", unit="img", file=sys.stderr, disable=None)
-    outcomes: dict[str, Outcome] = {}
-    try:
-        if workers <= 1:
-            for job in jobs:
-                outcomes[job.stem] = evaluate(job, names, convention)
-                bar.update()
-        else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                futures = {pool.submit(evaluate, job, names, convention): job for job in jobs}
-                for future in as_completed(futures):
-                    outcome = future.result()
-                    outcomes[outcome.stem] = outcome
-                    bar.update()
-    finally:
-        bar.close()
-    return [outcomes[job.stem] for job in jobs]
-
-
-def summary_rows(outcomes: list[Outcome], names: list[str]) -> dict[str, dict[str, float]]:
-    """``mean`` and ``std`` (population) of each metric over the images that succeeded."""
-    done = [o.values for o in outcomes if o.values is not None]
-    if not done:
-        return {}
-    table = np.array([[row[n] for n in names] for row in done], dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        mean, std = table.mean(axis=0), table.std(axis=0)
-    return {"mean": dict(zip(names, mean.tolist())), "std": dict(zip(names, std.tolist()))}
+def evaluate_folders(
+    found: dict[str, dict[str, Path | None]], names: list[str], convention: str, workers: int
+) -> dict[str, Score]:
+    """A :class:`Score` per stem of ``found``, in its order; a missing source is that image's error."""
+    complete = {stem: files for stem, files in found.items() if None not in files.values()}
+    scores = score_many(
+        [files["fused"] for files in complete.values()],
+        ir=[files["ir"] for files in complete.values()],
+        vis=[files["vis"] for files in complete.values()],
+        names=names, convention=convention, workers=workers, desc=f"eval ({convention})",
+    )
+    by_stem = dict(zip(complete, scores))
+    for stem, files in found.items():
+        if stem not in by_stem:
+            missing = " or ".join(role for role in ("ir", "vis") if files[role] is None)
+            by_stem[stem] = Score(error=f"{files['fused']}: no matching {missing} image (matched by stem)")
+    return {stem: by_stem[stem] for stem in found}
 
 
 def _fmt(value: float) -> str:
@@ -144,33 +87,23 @@ def _fmt(value: float) -> str:
     return f"{value:.4f}" if abs(value) < 1e5 else f"{value:.6g}"
 
 
-def render(outcomes: list[Outcome], names: list[str], convention: str, fmt: str) -> str:
-    """The results as text in one of :data:`FORMATS`."""
-    rows = [(o.stem, o.values) for o in outcomes if o.values is not None]
-    stats = summary_rows(outcomes, names)
-    all_rows = rows + [(label, stats[label]) for label in ("mean", "std") if label in stats]
-    failed = [o for o in outcomes if o.error]
+def render(scores: dict[str, Score], names: list[str], convention: str, fmt: str) -> str:
+    """The results as text in one of :data:`FORMATS` (JSON is strict: NaN and inf are null)."""
+    rows = [(stem, score.values) for stem, score in scores.items() if score.ok]
+    stats = mean_and_std((values for _, values in rows), names)
+    summary_rows = [("mean", stats.mean), ("std", stats.std)] if stats.count else []
     if fmt == "json":
-        doc = {
-            "convention": convention,
-            "metrics": names,
-            "directions": {n: metrics.metric_info(n).direction for n in names},
-            "images": {stem: values for stem, values in rows},
-            "mean": stats.get("mean", {}),
-            "std": stats.get("std", {}),
-            "errors": {o.stem: o.error for o in failed},
-        }
-        return json.dumps(doc, indent=1) + "\n"
+        return _json(scores, rows, stats, names, convention)
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(["image", "convention", *names])
-        for stem, values in all_rows:
+        for stem, values in rows + summary_rows:
             writer.writerow([stem, convention, *(repr(values[n]) for n in names)])
         return buffer.getvalue()
     arrows = {n: "↑" if metrics.metric_info(n).direction == "higher" else "↓" for n in names}
     header = ["image", *(f"{n}{arrows[n]}" for n in names)]
-    body = [[stem, *(_fmt(values[n]) for n in names)] for stem, values in all_rows]
+    body = [[stem, *(_fmt(values[n]) for n in names)] for stem, values in rows + summary_rows]
     if fmt == "markdown":
         lines = [f"Convention: `{convention}` (↑ higher is better, ↓ lower is better)", ""]
         lines.append("| " + " | ".join(header) + " |")
@@ -186,55 +119,56 @@ def render(outcomes: list[Outcome], names: list[str], convention: str, fmt: str)
     return "\n".join(lines) + "\n"
 
 
-def write_atomic(path: Path, text: str, overwrite: bool) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    if path.exists() and not overwrite:
-        raise ContrafuseError(f"{path}: already exists (pass --overwrite to replace it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
+def _json(scores: dict[str, Score], rows: list, stats: MeanStd, names: list[str], convention: str) -> str:
+    def nulls(values: dict[str, float]) -> dict[str, float | None]:
+        return {n: finite_or_none(v) for n, v in values.items()}
+
+    doc = {
+        "convention": convention,
+        "metrics": names,
+        "directions": {n: metrics.metric_info(n).direction for n in names},
+        "images": {stem: nulls(values) for stem, values in rows},
+        "mean": nulls(stats.mean) if stats.count else {},
+        "std": nulls(stats.std) if stats.count else {},
+        "errors": {stem: score.error for stem, score in scores.items() if not score.ok},
+    }
+    return json.dumps(doc, indent=1, allow_nan=False) + "\n"
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``contrafuse eval``; returns 0 (all images done), 1 (some failed) or 2 (usage error)."""
     try:
         names = metrics.resolve_names(args.metrics)
-        if args.out is not None and args.out.exists() and not args.overwrite:
-            raise ContrafuseError(f"{args.out}: already exists (pass --overwrite to replace it)")
+        if args.out is not None:
+            check_writable(args.out, overwrite=args.overwrite)
         if args.workers < 1:
             raise ContrafuseError(f"--workers must be >= 1, got {args.workers}")
-        jobs = collect_jobs(args.fused, args.ir, args.vis)
-        if not jobs:
+        found = match_sources(args.fused, args.ir, args.vis)
+        if not found:
             raise ContrafuseError(f"{args.fused}: no images found")
     except (ContrafuseError, ValueError) as exc:
         print(f"contrafuse eval: error: {exc}", file=sys.stderr)
         return 2
-    outcomes = evaluate_all(jobs, names, args.convention, args.workers)
-    text = render(outcomes, names, args.convention, args.format)
+    scores = evaluate_folders(found, names, args.convention, args.workers)
+    text = render(scores, names, args.convention, args.format)
     try:
         if args.out is None:
             sys.stdout.write(text)
         else:
-            write_atomic(args.out, text, args.overwrite)
+            write_text(args.out, text, overwrite=args.overwrite)
     except (ContrafuseError, OSError) as exc:
         print(f"contrafuse eval: error: {exc}", file=sys.stderr)
         return 2
-    return _report(outcomes)
+    return _report(scores)
 
 
-def _report(outcomes: list[Outcome]) -> int:
-    for note in (n for o in outcomes for n in o.notes):
+def _report(scores: dict[str, Score]) -> int:
+    for note in (n for score in scores.values() for n in score.warnings):
         print(f"warning: {note}", file=sys.stderr)
-    failed = [o for o in outcomes if o.error]
+    failed = {stem: score.error for stem, score in scores.items() if not score.ok}
     if not failed:
         return 0
-    print(f"contrafuse eval: {len(failed)} of {len(outcomes)} images failed:", file=sys.stderr)
-    for outcome in failed:
-        print(f"  {outcome.stem}: {outcome.error}", file=sys.stderr)
+    print(f"contrafuse eval: {len(failed)} of {len(scores)} images failed:", file=sys.stderr)
+    for stem, error in failed.items():
+        print(f"  {stem}: {error}", file=sys.stderr)
     return 1

@@ -24,9 +24,12 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from ..windows import gaussian_taps
 
 GRADIENT_TEMPERATURE = 0.5  # c1, the released setting
 ENTROPY_TEMPERATURE = 0.75  # c2, the released setting
@@ -76,10 +79,9 @@ def data_sensitive_weights(s1: Tensor, s2: Tensor, temperature: float) -> tuple[
 
 
 def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> Tensor:
-    coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    g = torch.exp(-(coords**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return (g[:, None] * g[None, :]).float()
+    """The 2-D SSIM window ``(size, size)`` float32 (:func:`contrafuse.windows.gaussian_taps`)."""
+    taps = gaussian_taps(size, sigma)
+    return torch.from_numpy(np.outer(taps, taps)).float()
 
 
 def ssim_per_sample(x: Tensor, y: Tensor, window_size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> Tensor:

@@ -1,9 +1,10 @@
 """Image-fusion quality metrics with reference-exact conventions.
 
     >>> from contrafuse import metrics
-    >>> metrics.compute("fused/01.png", "ir/01.png", "vis/01.png")             # cddfuse convention
-    >>> metrics.compute(f, a, b, names=["MI", "SSIM"], convention="matlab")
-    >>> metrics.list()                 # names; metrics.metric_info("Qabf") describes one
+    >>> metrics.compute("fused/01.png", ir="ir/01.png", vis="vis/01.png")     # cddfuse convention
+    >>> metrics.compute(fused, ir=ir, vis=vis, names=["MI", "SSIM"], convention="matlab")
+    >>> metrics.list()                 # MetricInfo of every metric: name, direction, domain, reduction, ...
+    >>> metrics.names()                # just the names; metrics.metric_info("Qabf") describes one
 
 Two conventions are built in: ``"cddfuse"`` (default; the CDDFuse Python evaluator) and
 ``"matlab"`` (Tang's MATLAB evaluation code). See docs/metrics.md for every difference.
@@ -11,8 +12,9 @@ The package is pure NumPy/SciPy and imports no model code.
 """
 from __future__ import annotations
 
+import builtins
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -50,9 +52,10 @@ def resolve_names(names: Iterable[str] | str | None) -> list[str]:
 
 
 def compute(
-    fused: "str | os.PathLike | np.ndarray",
-    ir: "str | os.PathLike | np.ndarray",
-    vis: "str | os.PathLike | np.ndarray",
+    fused: str | os.PathLike | np.ndarray,
+    *,
+    ir: str | os.PathLike | np.ndarray,
+    vis: str | os.PathLike | np.ndarray,
     names: Iterable[str] | str | None = None,
     convention: str = DEFAULT_CONVENTION,
 ) -> dict[str, float]:
@@ -60,8 +63,9 @@ def compute(
 
     Args:
         fused, ir, vis: paths or arrays (uint8/uint16/float 0..255; gray ``(H, W)`` or RGB
-            ``(H, W, 3)``, converted to gray like the CDDFuse evaluator). Same ``(H, W)``.
-        names: metric names (see :func:`list`); ``None`` = :data:`DEFAULT_NAMES` (everything
+            ``(H, W, 3)``, converted to gray like the CDDFuse evaluator), of one ``(H, W)``.
+            ``ir`` and ``vis`` are keyword-only: a swapped pair must not pass unnoticed.
+        names: metric names (see :func:`names`); ``None`` = :data:`DEFAULT_NAMES` (everything
             except the MATLAB-only extras FMI_* (seconds per image) and MS_SSIM (~0.15 s));
             ``"all"`` = every metric.
         convention: ``"cddfuse"`` (default) or ``"matlab"``.
@@ -76,17 +80,24 @@ def compute(
     """
     convention = check_convention(convention)
     selected = resolve_names(names)
-    f, a, b = load_triplet(fused, ir, vis)
-    images = FusionImages(f, a, b)
+    fused_gray, ir_gray, vis_gray = load_triplet(fused, ir=ir, vis=vis)
+    images = FusionImages(fused=fused_gray, ir=ir_gray, vis=vis_gray)
     return {name: float(REGISTRY[name].func(images, convention)) for name in selected}
 
 
-def list_metrics() -> "list[str]":
-    """Names of every metric, in display order (also available as ``metrics.list()``)."""
+def names() -> builtins.list[str]:
+    """Names of every metric, in display order (:data:`ALL_NAMES` as a list)."""
     return [*ALL_NAMES]
 
 
-list = list_metrics  # noqa: A001 - the name the issue asks for; no code in this module calls builtins.list
+# shadows the builtin list inside this module: annotations here say builtins.list
+def list() -> builtins.list[MetricInfo]:
+    """Every metric's :class:`MetricInfo` (name, description, direction, domain, reduction,
+    per-convention notes, whether it is in the default set), in display order.
+
+    ``[m.as_dict() for m in metrics.list()]`` is the same as plain data (for JSON).
+    """
+    return [REGISTRY[name] for name in ALL_NAMES]
 
 
 def metric_info(name: str) -> MetricInfo:
@@ -95,17 +106,19 @@ def metric_info(name: str) -> MetricInfo:
 
 
 __all__ = [
-    "compute",
-    "list",
-    "list_metrics",
-    "metric_info",
-    "resolve_names",
-    "MetricInfo",
-    "MetricWarning",
+    "ALL_NAMES",
     "CONVENTIONS",
     "DEFAULT_CONVENTION",
     "DEFAULT_NAMES",
-    "ALL_NAMES",
+    "FusionImages",
+    "MetricInfo",
+    "MetricWarning",
+    "compute",
+    "list",
     "load_gray",
+    "load_triplet",
+    "metric_info",
+    "names",
+    "resolve_names",
     "to_gray",
 ]

@@ -18,17 +18,20 @@ def warn_fallback(metric: str, reason: str, value: float) -> None:
     warnings.warn(f"{metric}: {reason}; returning {value:g} (documented fallback)", MetricWarning, stacklevel=3)
 
 
-@dataclass
-class FusionImages:
-    """Fused image ``f`` and sources ``a`` (IR) and ``b`` (VIS): float64 ``(H, W)``, integers 0..255.
+IMAGE_ROLES = ("fused", "ir", "vis")
 
-    ``cache`` holds intermediates shared between metrics (gradients, histograms) so a suite
-    computes each of them once.
+
+@dataclass(kw_only=True)
+class FusionImages:
+    """The ``fused`` image and its ``ir`` and ``vis`` sources: float64 ``(H, W)``, integers 0..255.
+
+    Construct with keywords. ``cache`` holds intermediates shared between metrics (dtype
+    copies, Sobel responses, co-moments) so a suite computes each of them once.
     """
 
-    f: np.ndarray
-    a: np.ndarray
-    b: np.ndarray
+    fused: np.ndarray
+    ir: np.ndarray
+    vis: np.ndarray
     cache: dict = field(default_factory=dict)
 
     def cached(self, key: str, compute):
@@ -37,13 +40,19 @@ class FusionImages:
             self.cache[key] = compute()
         return self.cache[key]
 
-    def as_uint8(self, which: str) -> np.ndarray:
-        """``f``, ``a`` or ``b`` as uint8 (values are integers 0..255 already)."""
-        return self.cached(f"u8_{which}", lambda: getattr(self, which).astype(np.uint8))
+    def image(self, role: str) -> np.ndarray:
+        """The image named ``role``: ``"fused"``, ``"ir"`` or ``"vis"``."""
+        if role not in IMAGE_ROLES:
+            raise ValueError(f"unknown image {role!r}; choose one of {', '.join(IMAGE_ROLES)}")
+        return getattr(self, role)
 
-    def as_float32(self, which: str) -> np.ndarray:
-        """``f``, ``a`` or ``b`` as float32, the precision the CDDFuse evaluator works in."""
-        return self.cached(f"f32_{which}", lambda: getattr(self, which).astype(np.float32))
+    def as_uint8(self, role: str) -> np.ndarray:
+        """``fused``, ``ir`` or ``vis`` as uint8 (values are integers 0..255 already)."""
+        return self.cached(f"u8_{role}", lambda: self.image(role).astype(np.uint8))
+
+    def as_float32(self, role: str) -> np.ndarray:
+        """``fused``, ``ir`` or ``vis`` as float32, the precision the CDDFuse evaluator works in."""
+        return self.cached(f"f32_{role}", lambda: self.image(role).astype(np.float32))
 
 
 def check_convention(convention: str) -> str:

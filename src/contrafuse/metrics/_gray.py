@@ -52,7 +52,7 @@ def to_gray(image: np.ndarray, name: str = "image") -> np.ndarray:
     return np.round(array.astype(np.float64))
 
 
-def load_gray(source: "str | os.PathLike | np.ndarray", name: str) -> np.ndarray:
+def load_gray(source: str | os.PathLike | np.ndarray, name: str) -> np.ndarray:
     """Read a path (or take an array) and return the gray 0..255 float64 image.
 
     Raises:
@@ -66,9 +66,9 @@ def load_gray(source: "str | os.PathLike | np.ndarray", name: str) -> np.ndarray
 
 
 def load_triplet(
-    fused: "str | os.PathLike | np.ndarray", ir: "str | os.PathLike | np.ndarray", vis: "str | os.PathLike | np.ndarray"
+    fused: str | os.PathLike | np.ndarray, *, ir: str | os.PathLike | np.ndarray, vis: str | os.PathLike | np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Gray images of (fused, ir, vis), checked to have one shape.
+    """Gray float64 ``(H, W)`` images (integers 0..255) of (fused, ir, vis), checked to have one shape.
 
     Raises:
         PairError: the three images do not share one ``(H, W)``; the message names them.
@@ -89,4 +89,4 @@ def _label(source, role: str) -> str:
     return str(source) if isinstance(source, (str, os.PathLike)) else f"{role} array"
 
 
-__all__ = ["rgb_to_gray_cv2", "to_gray", "load_gray", "load_triplet"]
+__all__ = ["load_gray", "load_triplet", "rgb_to_gray_cv2", "to_gray"]

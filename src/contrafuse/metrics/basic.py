@@ -1,6 +1,7 @@
 """Statistics of the fused image and pixel-wise comparisons: SD, SF, AG, CC, SCD, MSE, PSNR.
 
 Every function takes a :class:`FusionImages` (gray 0..255 float64) and a convention name.
+Formulas use the literature's letters: F = fused, A = ir, B = vis.
 """
 from __future__ import annotations
 
@@ -8,18 +9,18 @@ import math
 
 import numpy as np
 
-from ._common import FusionImages, warn_fallback
+from ._common import IMAGE_ROLES, FusionImages, warn_fallback
 
 
 def standard_deviation(images: FusionImages, convention: str) -> float:
     """SD: population standard deviation of F in 0..255 (both conventions)."""
-    return float(np.std(images.f))
+    return float(np.std(images.fused))
 
 
 def spatial_frequency(images: FusionImages, convention: str) -> float:
     """SF = sqrt(mean(row diff^2) + mean(col diff^2)); 0..255 (cddfuse) or [0, 1] (matlab)."""
-    f = images.f
-    value = float(np.sqrt(np.mean(np.diff(f, axis=1) ** 2) + np.mean(np.diff(f, axis=0) ** 2)))
+    fused = images.fused
+    value = float(np.sqrt(np.mean(np.diff(fused, axis=1) ** 2) + np.mean(np.diff(fused, axis=0) ** 2)))
     return value / 255.0 if convention == "matlab" else value
 
 
@@ -31,19 +32,19 @@ def central_gradients(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def average_gradient(images: FusionImages, convention: str) -> float:
     """AG: sum of sqrt((Gx^2 + Gy^2) / 2) over H*W (cddfuse) or over (H-1)(W-1) (matlab)."""
-    gx, gy = central_gradients(images.f)
+    gx, gy = central_gradients(images.fused)
     # sqrt((gx^2 + gy^2) / 2) in place: same operations, half the memory
     gx *= gx
     gy *= gy
     gx += gy
     gx /= 2.0
     total = float(np.sum(np.sqrt(gx, out=gx)))
-    h, w = images.f.shape
+    h, w = images.fused.shape
     return total / ((h - 1) * (w - 1)) if convention == "matlab" else total / (h * w)
 
 
 class Comoments:
-    """Exact N^2-scaled (co)variances of the integer-valued images F, A, B.
+    """Exact N^2-scaled (co)variances of the integer-valued images fused, ir and vis.
 
     ``C(x, y) = N * sum(x y) - sum(x) sum(y)`` from float64 dot products, which are exact for
     integer pixels (every partial sum is an integer below 2^53), held as Python integers. CC
@@ -53,17 +54,17 @@ class Comoments:
     """
 
     def __init__(self, images: FusionImages):
-        flat = {name: getattr(images, name).ravel() for name in "fab"}
-        self.n = images.f.size
-        self.sums = {name: int(v.sum()) for name, v in flat.items()}
-        self.dots = {}
-        for i, x in enumerate("fab"):
-            for y in "fab"[i:]:
-                self.dots[x + y] = self.dots[y + x] = int(np.einsum("i,i->", flat[x], flat[y]))
+        flat = {role: images.image(role).ravel() for role in IMAGE_ROLES}
+        self.n = images.fused.size
+        self.sums = {role: int(v.sum()) for role, v in flat.items()}
+        self.dots: dict[tuple[str, str], int] = {}
+        for i, x in enumerate(IMAGE_ROLES):
+            for y in IMAGE_ROLES[i:]:
+                self.dots[x, y] = self.dots[y, x] = int(np.einsum("i,i->", flat[x], flat[y]))
 
     def cov(self, x: str, y: str) -> int:
-        """N^2 cov(x, y) for single images named "f", "a", "b"."""
-        return self.n * self.dots[x + y] - self.sums[x] * self.sums[y]
+        """N^2 cov(x, y) of the images named ``x`` and ``y`` ("fused", "ir" or "vis")."""
+        return self.n * self.dots[x, y] - self.sums[x] * self.sums[y]
 
     def cov_of_difference(self, x: str, minuend: str, subtrahend: str) -> tuple[int, int]:
         """(N^2 cov(x, m - s), N^2 var(m - s)) by bilinearity."""
@@ -84,28 +85,38 @@ def _correlation_from_comoments(metric: str, cov_xy: int, var_x: int, var_y: int
 
 
 def correlation_coefficient(images: FusionImages, convention: str) -> float:
-    """CC = (r(A, F) + r(B, F)) / 2; a correlation with a constant image counts as 0."""
+    """CC = (r(A, F) + r(B, F)) / 2 (A = ir, B = vis, F = fused); a constant image counts as 0."""
     m = _comoments(images)
-    r_af = _correlation_from_comoments("CC", m.cov("a", "f"), m.cov("a", "a"), m.cov("f", "f"), "ir or fused")
-    r_bf = _correlation_from_comoments("CC", m.cov("b", "f"), m.cov("b", "b"), m.cov("f", "f"), "vis or fused")
-    return (r_af + r_bf) / 2.0
+    r_ir = _correlation_from_comoments("CC", m.cov("ir", "fused"), m.cov("ir", "ir"), m.cov("fused", "fused"), "ir or fused")
+    r_vis = _correlation_from_comoments("CC", m.cov("vis", "fused"), m.cov("vis", "vis"), m.cov("fused", "fused"), "vis or fused")
+    return (r_ir + r_vis) / 2.0
+
+
+def scd_terms(images: FusionImages) -> tuple[float, float]:
+    """The two terms of SCD: (r(fused - vis, ir), r(fused - ir, vis)), each in [-1, 1].
+
+    The first says how much of the IR image is in the fused image beyond what the VIS image
+    explains, the second the same for VIS; a correlation with a constant term counts as 0.
+    """
+    m = _comoments(images)
+    cross_ir, var_fused_vis = m.cov_of_difference("ir", "fused", "vis")
+    cross_vis, var_fused_ir = m.cov_of_difference("vis", "fused", "ir")
+    ir_term = _correlation_from_comoments("SCD", cross_ir, m.cov("ir", "ir"), var_fused_vis, "ir or fused-vis")
+    vis_term = _correlation_from_comoments("SCD", cross_vis, m.cov("vis", "vis"), var_fused_ir, "vis or fused-ir")
+    return ir_term, vis_term
 
 
 def sum_of_correlations_of_differences(images: FusionImages, convention: str) -> float:
-    """SCD = r(F - B, A) + r(F - A, B); a correlation with a constant term counts as 0."""
-    m = _comoments(images)
-    cross_a, var_fb = m.cov_of_difference("a", "f", "b")
-    cross_b, var_fa = m.cov_of_difference("b", "f", "a")
-    first = _correlation_from_comoments("SCD", cross_a, m.cov("a", "a"), var_fb, "ir or fused-vis")
-    second = _correlation_from_comoments("SCD", cross_b, m.cov("b", "b"), var_fa, "vis or fused-ir")
-    return first + second
+    """SCD = r(F - B, A) + r(F - A, B) (A = ir, B = vis), in [-2, 2]; see :func:`scd_terms`."""
+    ir_term, vis_term = scd_terms(images)
+    return ir_term + vis_term
 
 
 def mean_squared_error_255(images: FusionImages) -> float:
     """(MSE(A, F) + MSE(B, F)) / 2 with pixels in 0..255."""
     def compute() -> float:
-        f = images.f
-        return float((np.mean((images.a - f) ** 2) + np.mean((images.b - f) ** 2)) / 2.0)
+        fused = images.fused
+        return float((np.mean((images.ir - fused) ** 2) + np.mean((images.vis - fused) ** 2)) / 2.0)
 
     return images.cached("mse_255", compute)
 
@@ -127,7 +138,7 @@ def peak_signal_to_noise_ratio(images: FusionImages, convention: str) -> float:
         return float("inf")
     if convention == "matlab":
         return float(20.0 * np.log10(255.0 / np.sqrt(mse / 255.0**2)))
-    peak = float(images.f.max())
+    peak = float(images.fused.max())
     if peak == 0:
         warn_fallback("PSNR", "fused image is all zero, max(F) = 0", float("-inf"))
         return float("-inf")

@@ -10,11 +10,13 @@ feature, hence not in the default metric set.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import fft, ndimage
 
-from ._common import FusionImages
+from ._common import IMAGE_ROLES, FusionImages
 
 WINDOW = 3
 _CHUNK = 16384  # windows per vectorised batch (bounded memory: ~CHUNK*81 floats per array)
@@ -82,20 +84,25 @@ def normalised_fmi(src: np.ndarray, fus_raw: np.ndarray, fus_norm: np.ndarray) -
     return np.where(same, 1.0, value)
 
 
-def fmi_of_features(fa: np.ndarray, fb: np.ndarray, ff: np.ndarray) -> float:
-    """Mean over 3x3 windows of (FMI(A,F) + FMI(B,F)) / 2 for three feature images."""
-    va, vb, vf = window_vectors(fa), window_vectors(fb), window_vectors(ff)
+def fmi_of_features(fused: np.ndarray, *, ir: np.ndarray, vis: np.ndarray) -> float:
+    """Mean over 3x3 windows of (FMI(ir, fused) + FMI(vis, fused)) / 2, in [0, 1].
+
+    Inputs: the three feature images (pixels, DCT or wavelet coefficients), float ``(H, W)``.
+    The order matters through a MATLAB quirk: the ir pass may leave the fused patch
+    normalised for the vis pass.
+    """
+    v_ir, v_vis, v_fused = window_vectors(ir), window_vectors(vis), window_vectors(fused)
     total = 0.0
-    for start in range(0, va.shape[0], _CHUNK):
+    for start in range(0, v_ir.shape[0], _CHUNK):
         sl = slice(start, start + _CHUNK)
-        f_raw = vf[sl]
+        f_raw = v_fused[sl]
         f_norm = _minmax(f_raw)
-        fmi_a = normalised_fmi(va[sl], f_raw, f_norm)
-        # MATLAB quirk: after the A pass, the F patch stays normalised unless A matched it exactly
-        f_seen_by_b = np.where(np.all(va[sl] == f_raw, axis=1)[:, None], f_raw, f_norm)
-        fmi_b = normalised_fmi(vb[sl], f_seen_by_b, f_norm)
-        total += float(np.sum((fmi_a + fmi_b) / 2.0))
-    return total / va.shape[0]
+        fmi_ir = normalised_fmi(v_ir[sl], f_raw, f_norm)
+        # MATLAB quirk: after the ir pass, the fused patch stays normalised unless ir matched it exactly
+        f_seen_by_vis = np.where(np.all(v_ir[sl] == f_raw, axis=1)[:, None], f_raw, f_norm)
+        fmi_vis = normalised_fmi(v_vis[sl], f_seen_by_vis, f_norm)
+        total += float(np.sum((fmi_ir + fmi_vis) / 2.0))
+    return total / v_ir.shape[0]
 
 
 def rerange(image: np.ndarray) -> np.ndarray:
@@ -139,22 +146,23 @@ def dwt2_meyer(image: np.ndarray) -> np.ndarray:
     return np.block([[c_a, c_h], [c_v, c_d]])
 
 
-def _unit(images: FusionImages, which: str) -> np.ndarray:
-    return getattr(images, which) / 255.0  # MATLAB im2double; FMI is invariant to the scale
+def _fmi_of(images: FusionImages, feature: Callable[[np.ndarray], np.ndarray]) -> float:
+    """FMI of the ``feature`` images of fused, ir and vis, each read as MATLAB im2double."""
+    # FMI is invariant to the scale; [0, 1] only matters for the features' own arithmetic
+    features = {role: feature(images.image(role) / 255.0) for role in IMAGE_ROLES}
+    return fmi_of_features(features["fused"], ir=features["ir"], vis=features["vis"])
 
 
 def fmi_pixel(images: FusionImages, convention: str) -> float:
     """FMI on raw pixels (feature 'none'), in [0, 1]."""
-    return fmi_of_features(_unit(images, "a"), _unit(images, "b"), _unit(images, "f"))
+    return _fmi_of(images, lambda image: image)
 
 
 def fmi_dct(images: FusionImages, convention: str) -> float:
     """FMI on the orthonormal 2-D DCT of each image (MATLAB ``dct2``), in [0, 1]."""
-    feats = [fft.dctn(_unit(images, w), type=2, norm="ortho") for w in "abf"]
-    return fmi_of_features(*feats)
+    return _fmi_of(images, lambda image: fft.dctn(image, type=2, norm="ortho"))
 
 
 def fmi_wavelet(images: FusionImages, convention: str) -> float:
     """FMI on re-ranged one-level Meyer wavelet coefficients, in [0, 1]."""
-    feats = [rerange(dwt2_meyer(_unit(images, w))) for w in "abf"]
-    return fmi_of_features(*feats)
+    return _fmi_of(images, lambda image: rerange(dwt2_meyer(image)))

@@ -1,6 +1,6 @@
 """Edge-preservation metrics of Xydeas and Petrovic: Qabf and the Nabf artifact measure.
 
-Both read 3x3 Sobel responses of A, B and F. They are computed once per image with array
+Both read 3x3 Sobel responses of the fused, ir and vis images (F, A, B in the formulas). They are computed once per image with array
 slicing (exact for the integer-valued images every metric sees) and periodic borders and
 cached on :class:`FusionImages`; Qabf recomputes just the 1-pixel frame for its zero padding.
 Nothing else is cached: arrays kept alive across metrics make the allocator fetch fresh
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from ._common import FusionImages, warn_fallback
+from ._common import IMAGE_ROLES, FusionImages, warn_fallback
 
 # Qabf (Xydeas-Petrovic, as in the CDDFuse evaluator and Tang's analysis_Qabf.m)
 QABF_TG, QABF_KG, QABF_DG = 0.9994, -15.0, 0.5
@@ -43,12 +43,12 @@ def sobel_responses(image: np.ndarray, border: str = "constant") -> tuple[np.nda
     return smooth_rows[:, :-2] - smooth_rows[:, 2:], smooth_cols[2:] - smooth_cols[:-2]
 
 
-def _sobel_wrap_cached(images: FusionImages, which: str) -> tuple[np.ndarray, np.ndarray]:
-    """Sobel responses of ``f``, ``a`` or ``b`` with periodic borders, float32 (exact: |S| <= 4 * 255).
+def _sobel_wrap_cached(images: FusionImages, role: str) -> tuple[np.ndarray, np.ndarray]:
+    """Sobel responses of ``fused``, ``ir`` or ``vis`` with periodic borders, float32 (exact: |S| <= 4 * 255).
 
     The one Sobel computation Qabf and Nabf share (see :func:`_sobel_zero_padded`).
     """
-    return images.cached(f"sobel_wrap_{which}", lambda: sobel_responses(images.as_float32(which), "wrap"))
+    return images.cached(f"sobel_wrap_{role}", lambda: sobel_responses(images.as_float32(role), "wrap"))
 
 
 # the frame rows/columns, indexed alike in the image and in a 2-pixel strip cut at that side
@@ -60,14 +60,14 @@ _FRAME = (
 )
 
 
-def _sobel_zero_padded(images: FusionImages, which: str) -> tuple[np.ndarray, np.ndarray]:
+def _sobel_zero_padded(images: FusionImages, role: str) -> tuple[np.ndarray, np.ndarray]:
     """Zero-padded Sobel responses (Qabf) from the shared periodic ones.
 
     The two differ only on the 1-pixel frame; each frame row/column is recomputed from the
     2-pixel strip at that side, whose own zero padding is the image's.
     """
-    image = images.as_float32(which)
-    sx, sy = (s.copy() for s in _sobel_wrap_cached(images, which))
+    image = images.as_float32(role)
+    sx, sy = (s.copy() for s in _sobel_wrap_cached(images, role))
     for strip, edge in _FRAME:
         strip_sx, strip_sy = sobel_responses(image[strip], "constant")
         sx[edge], sy[edge] = strip_sx[edge], strip_sy[edge]
@@ -85,13 +85,9 @@ def edge_strength_and_angle(sx: np.ndarray, sy: np.ndarray) -> tuple[np.ndarray,
     return strength, angle
 
 
-def qabf_edges(image: np.ndarray, dtype: type) -> tuple[np.ndarray, np.ndarray]:
-    """(strength, angle) of ``conv2(image, sobel, 'same')`` with zero padding, in ``dtype``."""
-    return edge_strength_and_angle(*sobel_responses(np.asarray(image, dtype=dtype), "constant"))
-
-
-def _qabf_edges_of(images: FusionImages, which: str, convention: str) -> tuple[np.ndarray, np.ndarray]:
-    sx, sy = _sobel_zero_padded(images, which)
+def _qabf_edges_of(images: FusionImages, role: str, convention: str) -> tuple[np.ndarray, np.ndarray]:
+    """(strength, angle) of one image's zero-padded Sobel responses, in the convention's scale."""
+    sx, sy = _sobel_zero_padded(images, role)
     if convention == "matlab":
         # MATLAB runs on im2double images; scaling only matters for the GAF quirk below
         strength, angle = edge_strength_and_angle(sx.astype(np.float64), sy.astype(np.float64))
@@ -136,18 +132,18 @@ def qabf(images: FusionImages, convention: str) -> float:
     cddfuse works in float32 like the evaluator; matlab in float64 on [0, 1] images. Both
     sources constant (no edges at all) returns 0 with a warning.
     """
-    g_a, a_a = _qabf_edges_of(images, "a", convention)
-    g_b, a_b = _qabf_edges_of(images, "b", convention)
-    g_f, a_f = _qabf_edges_of(images, "f", convention)
-    denominator = np.sum(g_a + g_b)
+    g_ir, angle_ir = _qabf_edges_of(images, "ir", convention)
+    g_vis, angle_vis = _qabf_edges_of(images, "vis", convention)
+    g_fused, angle_fused = _qabf_edges_of(images, "fused", convention)
+    denominator = np.sum(g_ir + g_vis)
     if denominator == 0:
         warn_fallback("Qabf", "both sources are constant (no edges)", 0.0)
         return 0.0
-    weighted = _edge_preservation(g_a, a_a, g_f, a_f)
-    weighted *= g_a
-    q_bf = _edge_preservation(g_b, a_b, g_f, a_f)
-    q_bf *= g_b
-    weighted += q_bf
+    weighted = _edge_preservation(g_ir, angle_ir, g_fused, angle_fused)
+    weighted *= g_ir
+    q_vis = _edge_preservation(g_vis, angle_vis, g_fused, angle_fused)
+    q_vis *= g_vis
+    weighted += q_vis
     return float(np.sum(weighted) / denominator)
 
 
@@ -168,11 +164,11 @@ class NabfEdges:
         self.gv_unit, self.gh_unit = gv_unit, gh_unit
 
     @classmethod
-    def from_responses(cls, gv: np.ndarray, gh: np.ndarray) -> "NabfEdges":
+    def from_responses(cls, gv: np.ndarray, gh: np.ndarray) -> NabfEdges:
         return cls(gv, gh, np.sqrt(gh * gh + gv * gv))
 
     @classmethod
-    def from_sobel(cls, sx: np.ndarray, sy: np.ndarray) -> "NabfEdges":
+    def from_sobel(cls, sx: np.ndarray, sy: np.ndarray) -> NabfEdges:
         """From integer float32 Sobel responses (gv = -Sx/8, gh = Sy/8). Sx^2 + Sy^2 is exact in
         float32 here, and sqrt(m) / 8 = sqrt(m / 64) exactly, so the strength is bit-identical
         to :meth:`from_responses` on the float64 responses."""
@@ -192,27 +188,18 @@ class NabfEdges:
         return angle
 
 
-def nabf_edges(image: np.ndarray, border: str = "wrap") -> tuple[np.ndarray, np.ndarray]:
-    """(strength, angle) from Sobel/8 correlation (``sobel_fn.m``) with periodic borders.
-
-    The angle is atan(gv / gh), 0 where both are 0. ``border="mirror"`` is what
-    ``per_extn_im_fn.m`` really does despite its name; the golden values use "wrap".
-    """
-    edges = _nabf_edges_of(image, border)
-    return edges.strength, edges.angle_at(np.arange(image.size)).reshape(image.shape)
-
-
 def _nabf_edges_of(image: np.ndarray, border: str) -> NabfEdges:
-    """Edges of any float image (e.g. the literal [0, 1] reading), by 2-D correlation."""
+    """Edges of any float image (e.g. the literal [0, 1] reading), by 2-D Sobel/8 correlation
+    (``sobel_fn.m``) with ``border`` extension (scipy.ndimage names)."""
     image = np.asarray(image, dtype=np.float64)
     return NabfEdges.from_responses(ndimage.correlate(image, _SOBEL_X / 8.0, mode=border),
                                     ndimage.correlate(image, -_SOBEL_Y / 8.0, mode=border))
 
 
-def _nabf_edges_from_shared(images: FusionImages, which: str) -> NabfEdges:
+def _nabf_edges_from_shared(images: FusionImages, role: str) -> NabfEdges:
     """Edges of an integer-valued image from the shared Sobel responses: gv = -Sx/8, gh = Sy/8
     (exact; the same numbers as :func:`_nabf_edges_of`)."""
-    return NabfEdges.from_sobel(*_sobel_wrap_cached(images, which))
+    return NabfEdges.from_sobel(*_sobel_wrap_cached(images, role))
 
 
 def _nabf_preservation(g_src, a_src, g_f, a_f) -> np.ndarray:
@@ -229,27 +216,31 @@ def _nabf_weights(strength: np.ndarray) -> np.ndarray:
     return np.where(strength >= NABF_TD, strength * np.sqrt(strength), NABF_WT_MIN)  # g^1.5
 
 
-def _nabf_from_edges(a: NabfEdges, b: NabfEdges, f: NabfEdges) -> float:
-    """Weighted loss at artifact pixels (F's edge stronger than both sources') over all weights.
+def _nabf_from_edges(fused: NabfEdges, *, ir: NabfEdges, vis: NabfEdges) -> float:
+    """Weighted loss at artifact pixels (fused edge stronger than both sources') over all weights.
 
     Only artifact pixels enter the numerator, so the angles and the preservation sigmoids
     are evaluated there alone.
     """
-    w_a, w_b = _nabf_weights(a.strength), _nabf_weights(b.strength)
-    denominator = np.sum(w_a + w_b)
-    artifacts = np.flatnonzero((f.strength > a.strength) & (f.strength > b.strength))
-    g_f, a_f = f.strength.ravel()[artifacts], f.angle_at(artifacts)
+    w_ir, w_vis = _nabf_weights(ir.strength), _nabf_weights(vis.strength)
+    denominator = np.sum(w_ir + w_vis)
+    artifacts = np.flatnonzero((fused.strength > ir.strength) & (fused.strength > vis.strength))
+    g_fused, angle_fused = fused.strength.ravel()[artifacts], fused.angle_at(artifacts)
     loss = 0.0
-    for src, weights in ((a, w_a), (b, w_b)):
-        q = _nabf_preservation(src.strength.ravel()[artifacts], src.angle_at(artifacts), g_f, a_f)
+    for source, weights in ((ir, w_ir), (vis, w_vis)):
+        q = _nabf_preservation(source.strength.ravel()[artifacts], source.angle_at(artifacts), g_fused, angle_fused)
         loss += np.sum((1 - q) * weights.ravel()[artifacts])
     return float(loss / denominator)
 
 
-def nabf_value(f: np.ndarray, a: np.ndarray, b: np.ndarray, border: str = "wrap") -> float:
-    """Nabf of float ``(H, W)`` images in the scale given (0..255 for the golden values)."""
-    a_edges, b_edges, f_edges = (_nabf_edges_of(x, border) for x in (a, b, f))
-    return _nabf_from_edges(a_edges, b_edges, f_edges)
+def nabf_value(fused: np.ndarray, *, ir: np.ndarray, vis: np.ndarray, border: str = "wrap") -> float:
+    """Nabf of float ``(H, W)`` images in the scale given (0..255 for the golden values), in [0, 1].
+
+    ``border="mirror"`` is what ``per_extn_im_fn.m`` really does despite its name; with
+    [0, 1] images it reproduces the literal reading of Tang's code (see docs/metrics.md).
+    """
+    edges = {role: _nabf_edges_of(image, border) for role, image in (("fused", fused), ("ir", ir), ("vis", vis))}
+    return _nabf_from_edges(edges["fused"], ir=edges["ir"], vis=edges["vis"])
 
 
 def nabf(images: FusionImages, convention: str) -> float:
@@ -260,5 +251,5 @@ def nabf(images: FusionImages, convention: str) -> float:
     the golden values use. Tang's analysis_Reference.m passes im2double images (so the Td = 2
     edge threshold never fires) and mirrors the borders; see docs/metrics.md.
     """
-    a, b, f = (_nabf_edges_from_shared(images, which) for which in "abf")
-    return _nabf_from_edges(a, b, f)
+    edges = {role: _nabf_edges_from_shared(images, role) for role in IMAGE_ROLES}
+    return _nabf_from_edges(edges["fused"], ir=edges["ir"], vis=edges["vis"])

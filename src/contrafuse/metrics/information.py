@@ -10,8 +10,8 @@ _LOG_BASE = {"cddfuse": np.e, "matlab": 2.0}
 
 def entropy(images: FusionImages, convention: str) -> float:
     """EN: Shannon entropy in bits of the 256-bin histogram of F (both conventions)."""
-    counts = np.bincount(images.as_uint8("f").ravel(), minlength=256)
-    p = counts[counts > 0] / images.f.size
+    counts = np.bincount(images.as_uint8("fused").ravel(), minlength=256)
+    p = counts[counts > 0] / images.fused.size
     return float(-np.sum(p * np.log2(p)))
 
 
@@ -36,6 +36,6 @@ def mutual_information_nats(x: np.ndarray, y: np.ndarray) -> float:
 
 def mutual_information(images: FusionImages, convention: str) -> float:
     """MI = MI(F; A) + MI(F; B): nats (cddfuse, sklearn) or bits (matlab)."""
-    f = images.as_uint8("f")
-    total = mutual_information_nats(f, images.as_uint8("a")) + mutual_information_nats(f, images.as_uint8("b"))
+    fused = images.as_uint8("fused")
+    total = mutual_information_nats(fused, images.as_uint8("ir")) + mutual_information_nats(fused, images.as_uint8("vis"))
     return total / np.log(_LOG_BASE[convention])

@@ -1,8 +1,8 @@
 """The metric registry: what each metric means, which way is better, and how it is computed."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from . import basic, fmi, gradient, information, structural, vif
 from ._common import FusionImages

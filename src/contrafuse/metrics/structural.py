@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from ..windows import filter_valid, gaussian_taps
 from ._common import FusionImages
 
 # SSIM constants of Wang et al.
@@ -17,23 +18,17 @@ MEF_LEVEL_WEIGHTS = np.array([0.0448, 0.2856, 0.3001]) / (0.0448 + 0.2856 + 0.30
 _EPS = np.finfo(np.float64).eps
 
 
-def ssim_skimage(x: np.ndarray, y: np.ndarray, *, data_range: float, gaussian: bool, sample_cov: bool) -> float:
-    """Mean SSIM as ``skimage.metrics.structural_similarity`` computes it.
+def mean_ssims(
+    x: np.ndarray, others: list[np.ndarray], *, data_range: float, gaussian: bool, sample_cov: bool
+) -> list[float]:
+    """Mean SSIM of ``(H, W)`` ``x`` against each image of ``others``, as
+    ``skimage.metrics.structural_similarity`` computes it; x's local statistics are shared.
 
     ``gaussian=False``: 7x7 uniform window; ``True``: Gaussian sigma 1.5 truncated at 3.5 sigma
-    (11x11). Filtering uses 'reflect' borders; the mean skips a border of half a window.
-    The arithmetic runs in the inputs' dtype (float32 for the CDDFuse convention, as there).
-    """
-    return mean_ssims(x, [y], data_range=data_range, gaussian=gaussian, sample_cov=sample_cov)[0]
-
-
-def mean_ssims(
-    x: np.ndarray, others: "list[np.ndarray]", *, data_range: float, gaussian: bool, sample_cov: bool
-) -> "list[float]":
-    """:func:`ssim_skimage` of ``x`` against each image of ``others``, sharing x's local statistics.
-
-    Only the interior that enters the mean (a half-window border dropped) goes through the SSIM
-    formula; the operations are skimage's, in its order, so float32 results match it exactly.
+    (11x11). Filtering uses 'reflect' borders; the mean skips a border of half a window, and
+    only that interior goes through the SSIM formula. The operations are skimage's, in its
+    order and in the inputs' dtype (float32 for the CDDFuse convention), so results match it
+    exactly. Each score lies in [-1, 1].
     """
     win, smooth = _ssim_window(gaussian)
     pad = (win - 1) // 2
@@ -73,26 +68,14 @@ def ssim(images: FusionImages, convention: str) -> float:
     covariance, data_range=255 (range -1..1, 1 = identical).
     """
     if convention == "matlab":
-        scores = mean_ssims(images.f, [images.a, images.b], data_range=255.0, gaussian=True, sample_cov=False)
+        scores = mean_ssims(images.fused, [images.ir, images.vis], data_range=255.0, gaussian=True, sample_cov=False)
         return 0.5 * (scores[0] + scores[1])
-    f, a, b = images.as_float32("f"), images.as_float32("a"), images.as_float32("b")
-    scores = mean_ssims(f, [a, b], data_range=2.0, gaussian=False, sample_cov=True)
+    fused, ir, vis = (images.as_float32(role) for role in ("fused", "ir", "vis"))
+    scores = mean_ssims(fused, [ir, vis], data_range=2.0, gaussian=False, sample_cov=True)
     return scores[0] + scores[1]
 
 
 # --- MEF-MS-SSIM -------------------------------------------------------------------------
-
-def _gaussian_taps(size: int, sigma: float) -> np.ndarray:
-    x = np.arange(size) - (size - 1) / 2.0
-    taps = np.exp(-(x * x) / (2.0 * sigma * sigma))
-    return taps / taps.sum()
-
-
-def _gauss_valid(image: np.ndarray, taps: np.ndarray) -> np.ndarray:
-    r = (len(taps) - 1) // 2
-    rows = ndimage.correlate1d(image, taps, axis=0, mode="constant")[r : image.shape[0] - r]
-    return ndimage.correlate1d(rows, taps, axis=1, mode="constant")[:, r : image.shape[1] - r]
-
 
 def _box_sum_valid(image: np.ndarray, size: int) -> np.ndarray:
     """Exact sums over every size x size window of an int64 image ('valid' positions)."""
@@ -139,19 +122,19 @@ def mef_ssim_level(sources: list[np.ndarray], fused: np.ndarray, scale: int) -> 
     block_norm = np.sqrt(np.maximum(block_sq, 0.0))
     gain = np.where(block_norm > 0, max_ed / np.where(block_norm > 0, block_norm, 1.0), 1.0)
 
-    taps = _gaussian_taps(MEF_WINDOW, MEF_SIGMA).astype(np.float32)
+    taps = gaussian_taps(MEF_WINDOW, MEF_SIGMA).astype(np.float32)
     # only (co)variances enter the MEF-SSIM map, so mean-centred float32 images are enough
     real = [((s - s.mean()) / scale).astype(np.float32) for s in sources]
     f = ((fused - fused.mean()) / scale).astype(np.float32)
-    g_src = [_gauss_valid(r, taps) for r in real]
-    g_f = _gauss_valid(f, taps)
-    sigma_f = _gauss_valid(f * f, taps) - g_f * g_f
+    g_src = [filter_valid(r, taps) for r in real]
+    g_f = filter_valid(f, taps)
+    sigma_f = filter_valid(f * f, taps) - g_f * g_f
     sigma_r = np.zeros_like(g_f)
     sigma_rf = np.zeros_like(g_f)
     for i in range(k):
-        sigma_rf += alpha[i] * (_gauss_valid(real[i] * f, taps) - g_src[i] * g_f)
+        sigma_rf += alpha[i] * (filter_valid(real[i] * f, taps) - g_src[i] * g_f)
         for j in range(i, k):
-            cov = _gauss_valid(real[i] * real[j], taps) - g_src[i] * g_src[j]
+            cov = filter_valid(real[i] * real[j], taps) - g_src[i] * g_src[j]
             sigma_r += alpha[i] * alpha[j] * cov * (1 if i == j else 2)
     sigma_r *= gain * gain
     sigma_rf *= gain
@@ -184,4 +167,4 @@ def mef_ms_ssim(sources: list[np.ndarray], fused: np.ndarray) -> float:
 
 def ms_ssim(images: FusionImages, convention: str) -> float:
     """MS-SSIM: MEF-MS-SSIM of F against the (IR, VIS) sequence (Tang's MATLAB; both conventions)."""
-    return mef_ms_ssim([images.a, images.b], images.f)
+    return mef_ms_ssim([images.ir, images.vis], images.fused)

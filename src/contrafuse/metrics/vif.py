@@ -6,7 +6,7 @@ This is ``vifp_mscale`` as used by the CDDFuse evaluator ("VIFF") and by Tang's 
 
 What makes it fast (33-72x the reference's 2-D ``convolve2d`` in benchmarks/metrics.py): the window is
 separable and symmetric, so it is applied as two 1-D 'valid' passes written as sums of shifted
-slices in float32; decimation keeps only every other output instead of filtering then
+slices in float32 (:func:`contrafuse.windows.filter_valid`); decimation keeps only every other output instead of filtering then
 slicing; F's local statistics are shared by both sources; and the reference's chain of masked
 assignments folds into one mask of the pixels that carry information.
 """
@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 
+from ..windows import filter_valid, gaussian_taps
 from ._common import FusionImages, warn_fallback
 
 SIGMA_NSQ = 2.0
@@ -23,44 +24,9 @@ EPS = 1e-10
 SCALES = 4
 
 
-def gaussian_taps(size: int) -> np.ndarray:
-    """Normalised 1-D taps whose outer product is MATLAB ``fspecial('gaussian', size, size/5)``."""
-    sd = size / 5.0
-    x = np.arange(size) - (size - 1) / 2.0
-    taps = np.exp(-(x * x) / (2.0 * sd * sd))
-    return (taps / taps.sum()).astype(np.float32)
-
-
-def correlate_valid_1d(image: np.ndarray, taps: np.ndarray, axis: int, step: int = 1) -> np.ndarray:
-    """'valid' correlation with symmetric ``taps`` along ``axis``, keeping every ``step``-th output.
-
-    Written as sums of shifted slices, taps paired by symmetry: in float32 this is several
-    times faster than ``scipy.ndimage.correlate1d`` for these short windows.
-    """
-    size = len(taps)
-    count = image.shape[axis] - size + 1
-
-    def shifted(offset: int) -> np.ndarray:
-        index = [slice(None)] * image.ndim
-        index[axis] = slice(offset, offset + count, step)
-        return image[tuple(index)]
-
-    centre = size // 2
-    out = shifted(centre) * taps[centre]
-    pair = np.empty_like(out)
-    for k in range(centre):
-        np.add(shifted(k), shifted(size - 1 - k), out=pair)
-        pair *= taps[k]
-        out += pair
-    return out
-
-
-def filter_valid(image: np.ndarray, taps: np.ndarray, step: int = 1) -> np.ndarray:
-    """Separable 'valid' correlation of ``image`` with ``outer(taps, taps)``; shrinks by len-1.
-
-    ``step=2`` returns ``filter_valid(image, taps)[::2, ::2]`` without computing the rest.
-    """
-    return correlate_valid_1d(correlate_valid_1d(image, taps, 0, step), taps, 1, step)
+def vif_taps(size: int) -> np.ndarray:
+    """float32 1-D taps whose outer product is MATLAB ``fspecial('gaussian', size, size/5)``."""
+    return gaussian_taps(size, size / 5.0).astype(np.float32)
 
 
 def local_variance(image: np.ndarray, mean: np.ndarray, taps: np.ndarray) -> np.ndarray:
@@ -110,7 +76,7 @@ def vif_per_source(refs: list[np.ndarray], dist: np.ndarray) -> list[float]:
     num = [0.0] * len(refs)
     den = [0.0] * len(refs)
     for scale in range(1, SCALES + 1):
-        taps = gaussian_taps(2 ** (SCALES - scale + 1) + 1)
+        taps = vif_taps(2 ** (SCALES - scale + 1) + 1)
         if scale > 1:
             refs = [filter_valid(r, taps, step=2) for r in refs]
             dist = filter_valid(dist, taps, step=2)
@@ -138,4 +104,4 @@ def _ratio_or_one(num: float, den: float) -> float:
 
 def visual_information_fidelity(images: FusionImages, convention: str) -> float:
     """VIF = vifp(A, F) + vifp(B, F) (both conventions)."""
-    return float(sum(vif_per_source([images.a, images.b], images.f)))
+    return float(sum(vif_per_source([images.ir, images.vis], images.fused)))
