@@ -14,7 +14,7 @@ from .. import metrics
 from ..bench import check_unique, parse_models, parse_results, parse_weights, resolve_dataset, run_bench, write_report
 from ..errors import ContrafuseError
 from ..fusion import FuseOptions
-from .fuse import COLOR_CHOICES, ROUNDING_CHOICES
+from .fuse import COLOR_CHOICES, ROUNDING_CHOICES, add_speed_arguments, speed_options
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -51,6 +51,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--grid-pairs", metavar="NAME,...", help="pair names to show in the image grids instead")
     parser.add_argument("--no-plots", action="store_true", help="skip the matplotlib figures (no matplotlib needed)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_speed_arguments(parser, workers_flag="--fuse-workers")
     parser.set_defaults(func=run)
 
 
@@ -67,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     datasets = [resolve_dataset(spec, args.data_root, args.limit) for spec in args.data]
     methods = check_unique(parse_models(args.models, parse_weights(args.weights)) + parse_results(args.results))
     bench = run_bench(datasets, methods, args.out, metric_names=names, convention=args.convention, device=args.device,
-                      options=FuseOptions(color=args.color, rounding=args.rounding), refresh=args.refresh,
+                      options=FuseOptions(color=args.color, rounding=args.rounding, **speed_options(args)),
+                      refresh=args.refresh,
                       workers=args.workers, progress=not args.quiet)
     grid_pairs = [n.strip() for n in args.grid_pairs.split(",")] if args.grid_pairs else None
     files = write_report(bench, args.out, args.grid, grid_pairs, plots=not args.no_plots)
