@@ -87,11 +87,16 @@ def recipe_for(model_name: str) -> Int8Recipe:
 
 def calibration_pairs(spec: str = DEFAULT_CALIBRATION, count: int = DEFAULT_CALIBRATION_PAIRS,
                       root: str | os.PathLike | None = None) -> list[PairFiles]:
-    """``count`` pairs spread evenly over a named dataset split (``"NAME[:SPLIT]"``, split default ``train``)."""
-    from .data import dataset_pairs
+    """``count`` pairs spread evenly over a named dataset split (``"NAME[:SPLIT]"``, split default
+    ``train``) or over two folders paired by file stem (``"IR_DIR,VIS_DIR"``)."""
+    from .data import dataset_pairs, folder_pairs
 
-    name, _, split = spec.partition(":")
-    pairs = dataset_pairs(name, split or "train", root)
+    if "," in spec:
+        ir_dir, vis_dir = (part.strip() for part in spec.split(",", 1))
+        pairs = folder_pairs(ir_dir, vis_dir)
+    else:
+        name, _, split = spec.partition(":")
+        pairs = dataset_pairs(name, split or "train", root)
     if count < 1:
         raise QuantizationError(f"calibration needs at least one pair, got {count}")
     if len(pairs) <= count:
