@@ -8,6 +8,10 @@ class ContrafuseError(Exception):
     """Base class of every error contrafuse raises on purpose."""
 
 
+class ContrafuseWarning(UserWarning):
+    """Something a user should know about an input that was still used (e.g. a multi-frame file)."""
+
+
 class ImageReadError(ContrafuseError):
     """An input file is missing, empty, truncated or not an image."""
 
