@@ -21,7 +21,9 @@ DESCRIPTION = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``contrafuse train``; sets ``func=run``."""
     parser.add_argument("method", help=f"training recipe ({', '.join(list_recipes()) or 'none registered'})")
-    parser.add_argument("--config", type=Path, help="YAML config (optional with --resume: the run's own config is used)")
+    parser.add_argument("--config", type=Path, metavar="FILE|NAME",
+                        help="YAML config file, or the name of a shipped config (cs2fusion_smoke, cs2fusion_roadscene, "
+                        "coconet_roadscene, coconet_medical, ...); optional with --resume (the run's own config is used)")
     parser.add_argument("--data", type=Path, help="data root holding the named datasets (default: $CONTRAFUSE_DATA, ../shared/data)")
     parser.add_argument("--out", type=Path, help="run folder for checkpoint, logs and weights (default: runs/METHOD)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt where the run stopped")

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import types
 import typing
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -168,11 +170,40 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
     return result
 
 
+CONFIG_SUFFIX = ".yaml"
+
+
+def shipped_configs() -> dict[str, Path]:
+    """The configs installed with the package (``contrafuse/configs/*.yaml``), by name (file stem)."""
+    folder = resources.files("contrafuse") / "configs"
+    found = {}
+    for entry in folder.iterdir():
+        if entry.name.endswith(CONFIG_SUFFIX):
+            found[entry.name[: -len(CONFIG_SUFFIX)]] = Path(str(entry))
+    return dict(sorted(found.items()))
+
+
+def find_config(spec: str | os.PathLike) -> Path:
+    """The config file ``spec`` names: an existing file, else a shipped config by name.
+
+    ``cs2fusion_smoke``, ``cs2fusion_smoke.yaml`` and (for commands written against a
+    checkout) ``configs/cs2fusion_smoke.yaml`` all name the shipped file when no such file
+    exists here; anything else that is not a file is an error listing the shipped names.
+    """
+    path = Path(spec)
+    if path.is_file():
+        return path
+    shipped = shipped_configs()
+    name = path.name[: -len(CONFIG_SUFFIX)] if path.name.endswith(CONFIG_SUFFIX) else path.name
+    if path.parent in (Path("."), Path("configs")) and name in shipped:
+        return shipped[name]
+    raise ConfigError(f"{spec}: config file not found, and not the name of a shipped config "
+                      f"({', '.join(shipped)})")
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """The mapping of a YAML config file (empty file: empty mapping)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
+    """The mapping of a YAML config file, or of a shipped config given by name (see :func:`find_config`)."""
+    path = find_config(path)
     try:
         values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
