@@ -272,3 +272,39 @@ def downscale(image: np.ndarray, max_width: int) -> np.ndarray:
         return image
     size = (max_width, max(1, round(height * max_width / width)))
     return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
+
+
+def contact_sheet(rows: list[list[np.ndarray]], titles: list[str], cell_width: int = 256, gap: int = 4) -> np.ndarray:
+    """Panels side by side, one row per list, each cell ``cell_width`` wide, with column titles.
+
+    Args:
+        rows: per row, one gray or RGB panel per column (``uint8``/``uint16``); rows may differ in shape.
+        titles: one title per column, written above the first row.
+
+    Returns:
+        ``uint8`` RGB ``(H, W, 3)`` on a white background.
+    """
+    from PIL import ImageDraw
+
+    columns = len(titles)
+    scaled = [[_fit_width(to_display(panel), cell_width) for panel in row] for row in rows]
+    heights = [max(p.shape[0] for p in row) for row in scaled]
+    header = 14
+    sheet = np.full((header + sum(heights) + gap * len(rows), columns * (cell_width + gap) - gap, 3), 255, np.uint8)
+    top = header
+    for row, height in zip(scaled, heights):
+        for c, panel in enumerate(row):
+            left = c * (cell_width + gap)
+            sheet[top : top + panel.shape[0], left : left + panel.shape[1]] = panel
+        top += height + gap
+    canvas = Image.fromarray(sheet)
+    draw = ImageDraw.Draw(canvas)
+    for c, title in enumerate(titles):
+        draw.text((c * (cell_width + gap) + 2, 1), title, fill=(0, 0, 0))
+    return np.asarray(canvas)
+
+
+def _fit_width(image: np.ndarray, width: int) -> np.ndarray:
+    """``image`` resized to ``width`` pixels wide, aspect kept (up or down)."""
+    height = max(1, round(image.shape[0] * width / image.shape[1]))
+    return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.LANCZOS))
