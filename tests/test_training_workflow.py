@@ -297,3 +297,11 @@ def test_foreign_or_corrupt_checkpoint_is_refused_on_resume(tmp_path, capsys, ki
     err = capsys.readouterr().err
     assert f"{run / 'checkpoint.pt'}: " in err and message in err and "Traceback" not in err
     assert snapshot(run) == before
+
+
+def test_medical_model_card_and_readme_warn_about_the_harvard_split():
+    card = (default_weights_path("coconet-medical").with_suffix(".md")).read_text()
+    assert "do not compare these weights with published Harvard numbers" in card
+    assert "`harvard:train`" in card and "`harvard:test`" in card and "5 + 10 + 18 = 33 pairs" in card
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "compare it on `harvard:test` only" in readme
