@@ -305,3 +305,21 @@ def test_medical_model_card_and_readme_warn_about_the_harvard_split():
     assert "`harvard:train`" in card and "`harvard:test`" in card and "5 + 10 + 18 = 33 pairs" in card
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert "compare it on `harvard:test` only" in readme
+
+
+def test_validation_leaves_every_random_generator_as_it_found_it(tmp_path):
+    import random
+
+    from contrafuse.io import PairFiles
+    from contrafuse.training.validation import Validator
+
+    data = user_folder(tmp_path / "mine", count=1)
+    cfg = load_config(None, folder_overrides(data, 2, **{"validation.metrics": "[EN]"}), method="cs2fusion")
+    validator = Validator(cfg, [PairFiles("s0", data / "ir" / "s0.png", data / "vis" / "s0.png")], tmp_path / "run",
+                          torch.device("cpu"))
+    torch.manual_seed(5), np.random.seed(5), random.seed(5)
+    before = (torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate())
+    result = validator.run(lambda: create_model("cs2fusion", weights=None), step=3)  # building draws random weights
+    assert result.scored == 1 and (tmp_path / "run" / "validation" / "step_000003.png").is_file()
+    assert torch.equal(torch.get_rng_state(), before[0]) and np.array_equal(np.random.get_state()[1], before[1])
+    assert random.getstate() == before[2]

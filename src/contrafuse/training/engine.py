@@ -528,8 +528,8 @@ def _validate(run: _Prepared, cfg: TrainConfig, models: dict[str, nn.Module], st
               records: ValidationLog | None, process: Process) -> None:
     """One validation on the main process (the others wait for it)."""
     if process.is_main and run.validator is not None and records is not None:
-        module, _ = run.recipe.export_model({k: unwrap(m) for k, m in models.items()}, cfg)
-        result = run.validator.run(module, step)
+        plain = {k: unwrap(m) for k, m in models.items()}
+        result = run.validator.run(lambda: run.recipe.export_model(plain, cfg)[0], step)
         records.add(result)
         log.validation(step, result.means, result.grid)
     if process.distributed:

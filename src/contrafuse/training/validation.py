@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from torch import nn
 from .. import metrics
 from ..atomic import write_bytes, write_text
 from ..bench.grid import contact_sheet
+from ..data import dataset_info, folder_modalities
 from ..evaluation import finite_or_none, mean_and_std, score_many
 from ..fusion import FuseOptions, fuse_arrays
 from ..io import PairFiles, read_image, write_image
@@ -70,17 +71,19 @@ class Validator:
         self.cfg, self.pairs, self.out_dir, self.device = cfg, pairs, out_dir, device
         self.names = metrics.resolve_names(cfg.validation.metrics)
         self.options = FuseOptions(color="gray")  # the usual protocol: metrics on gray outputs
+        self.titles = [*modalities(cfg), "fused"]
 
     def due(self, done: int) -> bool:
         """True when step count ``done`` is a validation step (every N steps and the last one)."""
         every = self.cfg.validation.every
         return every > 0 and (done % every == 0 or done == self.cfg.train.steps)
 
-    def run(self, module: nn.Module, step: int) -> ValidationResult:
-        """Fuse, score and draw the samples with ``module`` (the registered inference model)."""
-        state = capture_rng_state()  # fusing must not move any generator the training draws from
+    def run(self, build_module: Callable[[], nn.Module], step: int) -> ValidationResult:
+        """Fuse, score and draw the samples with the module ``build_module()`` returns (the
+        registered inference model holding the current weights)."""
+        state = capture_rng_state()  # building and fusing must not move any generator the training draws from
         try:
-            return self._validate(module.to(self.device).eval(), step)
+            return self._validate(build_module().to(self.device).eval(), step)
         finally:
             restore_rng_state(state)
 
@@ -102,14 +105,19 @@ class Validator:
         stats = mean_and_std([s.values for s in scores if s.ok], self.names)
         grid = None
         if samples:
-            grid = write_bytes(self.out_dir / FOLDER / f"step_{step:06d}.png",
-                               png_bytes(self.sample_grid(samples)), overwrite=True)
+            sheet = contact_sheet(samples, self.titles, SAMPLE_WIDTH)  # one row per sample: IR | VIS | fused
+            grid = write_bytes(self.out_dir / FOLDER / f"step_{step:06d}.png", png_bytes(sheet), overwrite=True)
         return ValidationResult(step, stats.mean, stats.count, failed, grid)
 
-    @staticmethod
-    def sample_grid(samples: list[list[np.ndarray]]) -> np.ndarray:
-        """``uint8`` RGB ``(H, W, 3)``: one row per sample pair, columns IR | VIS | fused."""
-        return contact_sheet(samples, ["IR / functional", "VIS / MRI", "fused"], SAMPLE_WIDTH)
+
+def modalities(cfg: TrainConfig) -> tuple[str, str]:
+    """Titles of the two sources: the named dataset's modalities (PET/MRI, ...), else IR/VIS."""
+    v = cfg.validation
+    if v.ir_dir and v.vis_dir:
+        return folder_modalities(v.ir_dir, v.vis_dir)
+    if cfg.data.dataset == "folders":
+        return folder_modalities(cfg.data.ir_dir or "", cfg.data.vis_dir or "")
+    return dataset_info(cfg.data.dataset).modalities
 
 
 class ValidationLog:
