@@ -15,6 +15,7 @@ ImageNet ``vgg19`` state-dict file, never downloaded) or, by default, the seeded
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -30,8 +31,8 @@ from ..data.masks import MaskSource
 from ..losses.coconet import ENTROPY_TEMPERATURE, GRADIENT_TEMPERATURE, base_loss, coupled_contrastive_loss
 from ..models import create_model
 from ..models.vgg import DEFAULT_VGG_SEED, VGGLossFeatures, vgg_source_description
-from .config import ConfigError, DataConfig, LoopConfig, TrainConfig
-from .recipe import Losses, Recipe, Stage, configured_pairs, register_recipe, unwrap
+from .config import ConfigError, DataConfig, LoopConfig, TrainConfig, check_betas, check_rate, finite, require
+from .recipe import Losses, Recipe, Stage, register_recipe, registered_weights, training_pairs, unwrap
 
 MODEL_NAMES = ("coconet", "coconet-medical")
 
@@ -82,6 +83,12 @@ class CoCoNetConfig(TrainConfig):
 
 
 def check_config(cfg: CoCoNetConfig) -> None:
+    """Range checks of the CoCoNet sections (the engine checks the shared ones)."""
+    check_rate(cfg.optim.lr, "optim.lr")
+    check_betas(cfg.optim.betas, "optim.betas")
+    for key in ("c1", "c2", "contrast"):
+        value = getattr(cfg.loss, key)
+        require(finite(value) and value >= 0, f"loss.{key}", "a finite number >= 0", value)
     s = cfg.stages
     if s.base_steps < 0 or s.contrastive_steps < 0 or s.base_steps + s.contrastive_steps != cfg.train.steps:
         raise ConfigError(
@@ -106,6 +113,7 @@ def masked_patch_pairs(pairs: Sequence[PairFiles], patch_size: int, flips: bool,
 class CoCoNetRecipe(Recipe):
     name = "coconet"
     config_class = CoCoNetConfig
+    length_keys = ("stages.base_steps", "stages.contrastive_steps")
 
     def configure(self, cfg: CoCoNetConfig) -> None:
         check_config(cfg)
@@ -134,7 +142,13 @@ class CoCoNetRecipe(Recipe):
     def build_dataset(self, cfg: CoCoNetConfig, split: str) -> Dataset:
         check_config(cfg)
         masks = MaskSource(cfg.masks.folder, cfg.masks.cache)
-        return masked_patch_pairs(configured_pairs(cfg.data, split), cfg.data.patch_size, cfg.data.flips, masks)
+        return masked_patch_pairs(training_pairs(cfg, split), cfg.data.patch_size, cfg.data.flips, masks)
+
+    def init_weights(self, models: dict[str, nn.Module], weights: str, cfg: CoCoNetConfig) -> Path:
+        """The network from CoCoNet inference weights of ``model_name`` (its frozen VGG trunk included)."""
+        model, path = registered_weights(cfg.model_name, weights, vgg_weights=cfg.vgg.weights, vgg_seed=cfg.vgg.seed)
+        models["net"].load_state_dict(model.backbone.state_dict())
+        return path
 
     def loss_features(self, device: torch.device) -> VGGLossFeatures:
         """The contrastive feature space: built on first use (deterministic, so not checkpointed)."""
