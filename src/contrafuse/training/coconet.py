@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.optim import Adam, Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import Dataset
@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 from ..color import luma01
 from ..data import PairFiles, PatchPairs
 from ..data.masks import MaskSource
-from ..losses.coconet import ENTROPY_TEMPERATURE, GRADIENT_TEMPERATURE, base_loss, coupled_contrastive_loss
+from ..losses.coconet import ENTROPY_TEMPERATURE, GRADIENT_TEMPERATURE, SourceWeights, base_loss, coupled_contrastive_loss
 from ..models import create_model
 from ..models.vgg import DEFAULT_VGG_SEED, VGGLossFeatures, vgg_source_description
 from .config import ConfigError, DataConfig, LoopConfig, TrainConfig, check_betas, check_rate, finite, require
@@ -109,6 +109,22 @@ def masked_patch_pairs(pairs: Sequence[PairFiles], patch_size: int, flips: bool,
     return dataset
 
 
+@torch.no_grad()
+def region_watches(fused: Tensor, *, ir: Tensor, vis: Tensor, mask: Tensor) -> dict[str, Tensor]:
+    """Whether the output follows the coupled constraint, 0-255 grey levels on [-1, 1] patches:
+    ``fg_ir`` = mean |F - IR| inside the masks, ``bg_vis`` = mean |F - VIS| outside them."""
+    fused, inside = fused.detach(), mask.to(fused.dtype)
+    outside = 1.0 - inside
+    fg = ((fused - ir).abs() * inside).sum() / inside.sum().clamp_min(1.0)
+    bg = ((fused - vis).abs() * outside).sum() / outside.sum().clamp_min(1.0)
+    return {"fg_ir": fg * 127.5, "bg_vis": bg * 127.5}
+
+
+def weight_watches(weights: SourceWeights) -> dict[str, Tensor]:
+    """Batch means of the data-sensitive weights of the visible source (the infrared's are 1 - these)."""
+    return {"wg_vis": weights.gradient_vis.mean(), "we_vis": weights.entropy_vis.mean()}
+
+
 @register_recipe
 class CoCoNetRecipe(Recipe):
     name = "coconet"
@@ -168,7 +184,9 @@ class CoCoNetRecipe(Recipe):
         vis, ir = batch["vis"] * 2 - 1, batch["ir"] * 2 - 1
         fused = models["net"](ir=ir, vis=vis)
         base = base_loss(fused, ir=ir, vis=vis, gradient_temperature=cfg.loss.c1, entropy_temperature=cfg.loss.c2)
-        losses: dict[str, Any] = {"base": base.total.detach(), "ssim": base.structure.detach(), "intensity": base.intensity.detach()}
+        losses: dict[str, Any] = {"base": base.total.detach(), "ssim": base.structure.detach(),
+                                  "intensity": base.intensity.detach(), **region_watches(fused, ir=ir, vis=vis, mask=batch["mask"]),
+                                  **weight_watches(base.weights)}
         total = base.total
         if stage.name == "contrastive":
             features = self.loss_features(fused.device)
