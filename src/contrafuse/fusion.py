@@ -2,7 +2,8 @@
 
 Colour rule: the chroma comes from the visible image when it is colour; otherwise from the
 infrared-slot image when that is colour (the pseudo-colour PET/SPECT image of a medical pair);
-otherwise the output is gray. ``Color.GRAY`` forces gray output, ``Color.COLOR`` forces three
+otherwise the output is gray. A pseudo-colour chroma is fitted into the RGB gamut keeping its
+hue (:class:`Gamut`). ``Color.GRAY`` forces gray output, ``Color.COLOR`` forces three
 channels. Outputs are 16-bit when either input is.
 
 :class:`FuseOptions` is the one set of pipeline settings shared by single pairs, folders,
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from .color import luma01, pixels01, rgb_to_ycbcr, ycbcr_to_rgb
+from .color import luma01, pixels01, rgb_to_ycbcr, ycbcr_to_rgb, ycbcr_to_rgb_in_gamut
 from .devices import resolve_device
 from .errors import ContrafuseError, PairError
 from .io import is_color, pair_folders, read_image, write_image
@@ -39,6 +40,20 @@ class Color(str, Enum):
     AUTO = "auto"
     GRAY = "gray"
     COLOR = "color"
+
+
+class Gamut(str, Enum):
+    """How a colour that falls outside RGB after the chroma is put back becomes a pixel.
+
+    ``clip`` clips each channel (what the methods' reference code does); ``hue`` scales the
+    chroma into range, keeping luma and hue (:func:`~contrafuse.color.ycbcr_to_rgb_in_gamut`);
+    ``auto``: ``hue`` when the chroma comes from a pseudo-colour functional image given as
+    ``ir`` (its hue encodes the tracer value), ``clip`` when it comes from the visible image.
+    """
+
+    AUTO = "auto"
+    CLIP = "clip"
+    HUE = "hue"
 
 
 class Rounding(str, Enum):
@@ -65,11 +80,13 @@ class FuseOptions:
 
     color: Color = Color.AUTO
     rounding: Rounding = Rounding.ROUND
+    gamut: Gamut = Gamut.AUTO
     resize: bool = False  # resample the infrared image to the visible one's size when they differ
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "color", _choice(Color, self.color, "color"))
         object.__setattr__(self, "rounding", _choice(Rounding, self.rounding, "rounding"))
+        object.__setattr__(self, "gamut", _choice(Gamut, self.gamut, "gamut"))
 
     def with_values(self, **values: Any) -> "FuseOptions":
         """A copy with some fields changed (unknown names are an error)."""
@@ -173,7 +190,9 @@ def fuse_arrays(
     if source is None:
         return quantise(np.repeat(fused[..., None], 3, axis=2), full_scale, options.rounding)
     _, cb, cr = rgb_to_ycbcr(pixels01(source))
-    return quantise(ycbcr_to_rgb(fused, cb, cr), full_scale, options.rounding)
+    keep_hue = options.gamut is Gamut.HUE or (options.gamut is Gamut.AUTO and source is ir)
+    rgb = ycbcr_to_rgb_in_gamut(fused, cb, cr) if keep_hue else ycbcr_to_rgb(fused, cb, cr)
+    return quantise(rgb, full_scale, options.rounding)
 
 
 def load_model(model: ModelLike, *, weights: str | os.PathLike | None = "default", device: torch.device) -> nn.Module:

@@ -6,13 +6,14 @@ import sys
 from pathlib import Path
 
 from ..errors import ContrafuseError
-from ..fusion import Color, FuseOptions, Rounding, fuse, fuse_folders
+from ..fusion import Color, FuseOptions, Gamut, Rounding, fuse, fuse_folders
 from ..io import write_image
 from ..models import DEFAULT_MODEL
 from ..video import is_video
 
 COLOR_CHOICES = [c.value for c in Color]
 ROUNDING_CHOICES = [r.value for r in Rounding]
+GAMUT_CHOICES = [g.value for g in Gamut]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -30,6 +31,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     parser.add_argument("--color", choices=COLOR_CHOICES, default="auto", help="colour output (default auto)")
     parser.add_argument("--rounding", choices=ROUNDING_CHOICES, default="round", help="float-to-integer rule; truncate = reference code")
+    parser.add_argument("--gamut", choices=GAMUT_CHOICES, default="auto",
+                        help="out-of-range colours: clip channels, or keep the hue (auto: hue for pseudo-colour --ir)")
     parser.add_argument("--resize", action="store_true", help="resample IR to the VIS size when they differ")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--suffix", default=".png", help="output suffix in folder mode (default .png)")
@@ -44,7 +47,7 @@ def _weights(args: argparse.Namespace) -> str | Path:
 
 def options_of(args: argparse.Namespace) -> FuseOptions:
     """The pipeline settings the command line asks for."""
-    return FuseOptions(color=args.color, rounding=args.rounding, resize=args.resize)
+    return FuseOptions(color=args.color, rounding=args.rounding, gamut=args.gamut, resize=args.resize)
 
 
 def _model_arguments(args: argparse.Namespace) -> dict:
