@@ -330,15 +330,17 @@ def test_hostile_or_invalid_weights_are_refused(case, tmp_path, capsys, monkeypa
     assert_untouched(tmp_path, before)
 
 
+# VmHWM is this process image's own peak (ru_maxrss would include the forking pytest process's).
 MEMORY_PROBE = textwrap.dedent('''
-    import resource, sys
+    import sys
     from contrafuse.errors import WeightsError
     from contrafuse.models import create_model
     try:
         create_model("cs2fusion", weights=sys.argv[1])
     except WeightsError as exc:
         print("refused:", exc)
-    print("peak_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+    print("peak_mb", peak_kb / 1024)
 ''')
 
 
