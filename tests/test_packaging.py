@@ -35,7 +35,12 @@ def _roadscene_tree(root: Path, count: int = 3, size: int = 40) -> Path:
     return root
 
 
+def _build_leftovers() -> set[Path]:
+    return {*REPO.glob("src/*.egg-info"), *REPO.glob("build")}
+
+
 def test_installed_package_trains_the_smoke_config_by_name(tmp_path: Path):
+    before = _build_leftovers()  # an editable install of the checkout has its own egg-info
     site = tmp_path / "site"
     install = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
@@ -63,4 +68,4 @@ def test_installed_package_trains_the_smoke_config_by_name(tmp_path: Path):
     assert (elsewhere / "run" / "cs2fusion.safetensors").is_file()
     log = [json.loads(line) for line in (elsewhere / "run" / "log.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == 2
-    assert not list(REPO.glob("src/*.egg-info")) and not (REPO / "build").exists()
+    assert _build_leftovers() == before
