@@ -272,9 +272,11 @@ def per_dataset(results: list[Result], families: list[str]) -> str:
     return "\n".join(lines)
 
 
-def load_cases(limit: int | None, families: list[str], seed: int, root: str | None) -> list[Case]:
+def load_cases(limit: int | None, families: list[str], seed: int, root: str | None, datasets: list[str]) -> list[Case]:
     cases = []
     for dataset, split in DATASETS:
+        if dataset not in datasets:
+            continue
         pairs = dataset_pairs(dataset, split, root)
         if limit:
             pairs = pairs[:: max(1, len(pairs) // limit)][:limit]
@@ -291,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the random misalignments (default 0)")
     parser.add_argument("--families", default=",".join(FAMILIES), help=f"comma list (default {','.join(FAMILIES)})")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma list (default {','.join(METHODS)})")
+    parser.add_argument("--datasets", default=",".join(d for d, _ in DATASETS), help="comma list (default: all three)")
     parser.add_argument("--timing", type=int, default=10, help="cases per family timed at 640x480 (default 10; 0: none)")
     parser.add_argument("--data", default=None, help="data root (default: $CONTRAFUSE_DATA or ../shared/data)")
     parser.add_argument("--json", type=Path, default=None, help="write every result to this JSON file")
@@ -301,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(families) - set(FAMILIES)) + sorted(set(methods) - set(METHODS))
     if unknown:
         parser.error(f"unknown family or method: {', '.join(unknown)}")
-    cases = load_cases(args.limit, families, args.seed, args.data)
+    cases = load_cases(args.limit, families, args.seed, args.data, args.datasets.split(","))
     started = time.perf_counter()
     results = evaluate(cases, methods, args.verbose)
     times = time_methods(cases, methods, args.timing) if args.timing else {}

@@ -11,6 +11,7 @@ Method, confidence and failure behaviour: ``docs/registration.md``.
 from ..errors import RegistrationError
 from .files import AlignReport, Aligned, align_folders, align_pair, output_stem, write_alignment
 from .method import (
+    to_float01,
     DEFAULT_MIN_CONFIDENCE,
     DEFAULT_WORKING_SIZE,
     SearchRange,

@@ -123,17 +123,16 @@ def estimate(
     direction = normalize_direction(direction)
     moving_role, _ = roles(direction)
     moving, fixed = (ir, vis) if moving_role == "ir" else (vis, ir)
-    moving_gray, fixed_gray = to_gray01(moving, moving_role), to_gray01(fixed, roles(direction)[1])
-    if min(*moving_gray.shape, *fixed_gray.shape) < MIN_SIDE:
+    moving_values, fixed_values = to_float01(moving, moving_role), to_float01(fixed, roles(direction)[1])
+    if min(*moving_values.shape[:2], *fixed_values.shape[:2]) < MIN_SIDE:
         raise RegistrationError(name, f"images smaller than {MIN_SIDE} px on a side carry too little structure")
-    problem = _Problem(moving_gray, fixed_gray, working_size)
+    problem = _Problem(moving_values, fixed_values, working_size)
     if mode == "none":
         matrix, confidence = problem.prior, problem.confidence(problem.prior)
     else:
-        matrix = problem.start(mode, initial, search)
-        matrix = problem.refine(matrix, mode)
+        matrix = problem.refine(problem.start(mode, initial, search), mode)
         confidence = problem.confidence(matrix)
-    result = Registration(matrix, mode, direction, moving_gray.shape, fixed_gray.shape, confidence)
+    result = Registration(matrix, mode, direction, moving_values.shape[:2], fixed_values.shape[:2], confidence)
     if mode != "none":
         _check(result, problem, min_confidence, name)
     return result
@@ -141,34 +140,45 @@ def estimate(
 
 def to_gray01(image: np.ndarray, role: str = "image") -> np.ndarray:
     """``(H, W)`` float32 luma in ``[0, 1]`` of a gray or RGB ``uint8``/``uint16``/float image."""
+    values = to_float01(image, role)
+    return cv2.cvtColor(values, cv2.COLOR_RGB2GRAY) if values.ndim == 3 else values
+
+
+def to_float01(image: np.ndarray, role: str = "image") -> np.ndarray:
+    """Float32 in ``[0, 1]``: ``(H, W)`` for gray (also three equal channels), ``(H, W, 3)`` for colour."""
     image = np.asarray(image)
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[..., 0]
     if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))):
         raise ValueError(f"the {role} image must be (H, W) gray or (H, W, 3) RGB, got shape {image.shape}")
-    if image.dtype.kind in "ui":
-        gray = image.astype(np.float32) / float(np.iinfo(image.dtype).max)
-    else:
-        gray = image.astype(np.float32)
-    if gray.ndim == 3:
-        gray = cv2.cvtColor(np.ascontiguousarray(gray[..., :3]), cv2.COLOR_RGB2GRAY)
-    return gray
+    if image.ndim == 3:
+        image = image[..., :3]
+        if np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 0], image[..., 2]):
+            image = image[..., 0]
+    scale = float(np.iinfo(image.dtype).max) if image.dtype.kind in "ui" else 1.0
+    return np.ascontiguousarray(image, dtype=np.float32) / np.float32(scale)
 
 
-def orientation_features(gray: np.ndarray, blur: float, smooth: float, channels: int = 3) -> np.ndarray:
-    """Gradient-orientation features of a gray image, ``(H, W, channels)`` float32.
+def orientation_features(image: np.ndarray, blur: float, smooth: float, channels: int = 3) -> np.ndarray:
+    """Gradient-orientation features of a gray or colour image, ``(H, W, channels)`` float32.
 
     Channels: ``w cos 2θ``, ``w sin 2θ`` (the doubled gradient angle, blind to edge polarity) and,
     for ``channels=3``, ``w`` itself, where ``w = sqrt(|∇I|)`` damps the strongest edges so that
-    one modality's high-contrast texture does not swamp the other's.
+    one modality's high-contrast texture does not swamp the other's. For colour the gradients of
+    the channels are summed as a structure tensor, so an edge between two colours of equal
+    luma (pseudo-colour PET/SPECT) still counts.
     """
-    image = cv2.GaussianBlur(gray, (0, 0), blur) if blur > 0 else gray
-    gx = cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(image, cv2.CV_32F, 0, 1, ksize=3)
-    energy = gx * gx + gy * gy
+    smoothed = cv2.GaussianBlur(image, (0, 0), blur) if blur > 0 else image
+    gx = cv2.Sobel(smoothed, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(smoothed, cv2.CV_32F, 0, 1, ksize=3)
+    if gx.ndim == 3:
+        xx, yy, xy = (gx * gx).sum(axis=2), (gy * gy).sum(axis=2), (gx * gy).sum(axis=2)
+    else:
+        xx, yy, xy = gx * gx, gy * gy, gx * gy
+    energy = xx + yy
     weight = np.sqrt(np.sqrt(energy))
     scale = weight / (energy + 1e-12)
-    parts = [(gx * gx - gy * gy) * scale, 2.0 * gx * gy * scale]
+    parts = [(xx - yy) * scale, 2.0 * xy * scale]
     if channels == 3:
         parts.append(weight)
     features = np.dstack(parts).astype(np.float32)
@@ -184,9 +194,9 @@ class _Problem:
 
     def __init__(self, moving: np.ndarray, fixed: np.ndarray, working_size: int):
         self.moving, self.fixed = moving, fixed
-        self.prior = resize_matrix(moving.shape, fixed.shape)  # same field of view
-        work = _fit(fixed.shape, working_size)
-        coarse = _fit(fixed.shape, min(SEARCH_SIZE, working_size))
+        self.prior = resize_matrix(moving.shape[:2], fixed.shape[:2])  # same field of view
+        work = _fit(fixed.shape[:2], working_size)
+        coarse = _fit(fixed.shape[:2], min(SEARCH_SIZE, working_size))
         self.levels = [_Level(moving, fixed, coarse)]
         if max(work) > 1.25 * max(coarse):
             self.levels.append(_Level(moving, fixed, work))
@@ -209,7 +219,7 @@ class _Problem:
         """ECC coarse to fine; at the first level in stages, at the last the final model."""
         stages = {"translation": ["translation"], "affine": ["translation", "rigid", "affine"],
                   "homography": ["translation", "rigid", "affine"]}[mode]
-        final = {"translation": ["translation"], "affine": ["affine"], "homography": ["affine", "homography"]}[mode]
+        final = {"translation": ["translation"], "affine": ["affine"], "homography": ["homography"]}[mode]
         last = len(self.levels) - 1
         for index, level in enumerate(self.levels):
             steps = list(stages) if index == 0 else []
@@ -233,12 +243,12 @@ class _Level:
     def __init__(self, moving: np.ndarray, fixed: np.ndarray, shape: tuple[int, int]):
         height, width = shape
         self.shape = shape
-        self.fixed_map = resize_matrix(fixed.shape, shape)    # full fixed -> level
-        self.moving_map = resize_matrix(moving.shape, shape)  # full moving -> level (the prior)
-        self.fixed_gray = _resize(fixed, width, height)
-        self.moving_gray = _resize(moving, width, height)
-        self.fixed_features = orientation_features(self.fixed_gray, _FEATURE_BLUR, _FEATURE_SMOOTH)
-        self.moving_features = orientation_features(self.moving_gray, _FEATURE_BLUR, _FEATURE_SMOOTH)
+        self.fixed_map = resize_matrix(fixed.shape[:2], shape)    # full fixed -> level
+        self.moving_map = resize_matrix(moving.shape[:2], shape)  # full moving -> level (the prior)
+        self.fixed_image = _resize(fixed, width, height)
+        self.moving_image = _resize(moving, width, height)
+        self.fixed_features = orientation_features(self.fixed_image, _FEATURE_BLUR, _FEATURE_SMOOTH)
+        self.moving_features = orientation_features(self.moving_image, _FEATURE_BLUR, _FEATURE_SMOOTH)
         self.fixed_mask = _ring_mask(shape)
         self.moving_mask = _ring_mask(shape)
 
@@ -256,7 +266,7 @@ class _Level:
     def search(self, scales: np.ndarray, rotations: np.ndarray) -> np.ndarray:
         """Best level moving -> fixed similarity over the grid, translation by NCC."""
         height, width = self.shape
-        fixed = orientation_features(self.fixed_gray, 0.0, 0.0, channels=2)
+        fixed = orientation_features(self.fixed_image, 0.0, 0.0, channels=2)
         pad = int(round(0.5 * (1 - _TEMPLATE_KEEP) * max(height, width))) + 2
         fixed = cv2.copyMakeBorder(fixed, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
         tw, th = int(width * _TEMPLATE_KEEP), int(height * _TEMPLATE_KEEP)
@@ -265,8 +275,8 @@ class _Level:
         best_score, best = -np.inf, np.eye(3)
         for scale in scales:
             for angle in rotations:
-                rotation = np.vstack([cv2.getRotationMatrix2D(centre, -float(angle), float(scale)), [0, 0, 1]])
-                turned = cv2.warpAffine(self.moving_gray, rotation[:2], (width, height), flags=cv2.INTER_LINEAR)
+                rotation = np.vstack([cv2.getRotationMatrix2D(centre, float(angle), float(scale)), [0, 0, 1]])
+                turned = cv2.warpAffine(self.moving_image, rotation[:2], (width, height), flags=cv2.INTER_LINEAR)
                 template = orientation_features(turned, 0.0, 0.0, channels=2)[y0:y0 + th, x0:x0 + tw]
                 scores = cv2.matchTemplate(fixed, template, cv2.TM_CCOEFF_NORMED)
                 _, score, _, (px, py) = cv2.minMaxLoc(scores)
@@ -360,11 +370,11 @@ def _fit(shape: tuple[int, int], longest: int) -> tuple[int, int]:
     return max(MIN_SIDE // 2, round(height * factor)), max(MIN_SIDE // 2, round(width * factor))
 
 
-def _resize(gray: np.ndarray, width: int, height: int) -> np.ndarray:
-    if (height, width) == gray.shape:
-        return gray
-    shrink = width < gray.shape[1] or height < gray.shape[0]
-    return cv2.resize(gray, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    if (height, width) == image.shape[:2]:
+        return image
+    shrink = width < image.shape[1] or height < image.shape[0]
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
 
 
 def _ring_mask(shape: tuple[int, int]) -> np.ndarray:
