@@ -49,7 +49,7 @@ DATASETS = (("tno42", "test"), ("roadscene", "test50"), ("harvard", "test"))
 FAMILIES = ("translation", "rotation", "scale", "affine", "homography")
 FAMILY_MODE = {"translation": "translation", "rotation": "affine", "scale": "affine", "affine": "affine",
                "homography": "homography"}
-METHODS = ("contrafuse", "ecc-intensity", "sift-ransac")
+METHODS = ("contrafuse", "contrafuse-verify", "ecc-intensity", "sift-ransac")
 MARGIN = 0.1
 TOLERANCE = 2.0
 
@@ -112,11 +112,16 @@ class Failure(Exception):
     """The method reported that it could not register the pair."""
 
 
-def run_contrafuse(moving: np.ndarray, fixed: np.ndarray, mode: str) -> np.ndarray:
+def run_contrafuse(moving: np.ndarray, fixed: np.ndarray, mode: str, verify: bool = False) -> np.ndarray:
     try:
-        return estimate(ir=moving, vis=fixed, mode=mode).matrix
+        return estimate(ir=moving, vis=fixed, mode=mode, verify=verify).matrix
     except RegistrationError as exc:
         raise Failure(exc.problem) from None
+
+
+def run_contrafuse_verified(moving: np.ndarray, fixed: np.ndarray, mode: str) -> np.ndarray:
+    """contrafuse with ``verify=True``: both directions registered, a disagreement refused."""
+    return run_contrafuse(moving, fixed, mode, verify=True)
 
 
 def run_ecc_intensity(moving: np.ndarray, fixed: np.ndarray, mode: str) -> np.ndarray:
@@ -168,7 +173,7 @@ def run_sift_ransac(moving: np.ndarray, fixed: np.ndarray, mode: str) -> np.ndar
     return matrix / matrix[2, 2]
 
 
-RUNNERS = {"contrafuse": run_contrafuse, "ecc-intensity": run_ecc_intensity, "sift-ransac": run_sift_ransac}
+RUNNERS = {"contrafuse": run_contrafuse, "contrafuse-verify": run_contrafuse_verified, "ecc-intensity": run_ecc_intensity, "sift-ransac": run_sift_ransac}
 
 
 # -- the run ------------------------------------------------------------------------------------
