@@ -8,7 +8,7 @@ import sys
 from ..errors import ContrafuseError
 
 # Each module defines add_parser(subparsers), which registers its subcommand with func=run.
-SUBCOMMANDS = ("fuse", "models", "convert", "eval", "train", "bench", "export")
+SUBCOMMANDS = ("fuse", "align", "models", "convert", "eval", "train", "bench", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:

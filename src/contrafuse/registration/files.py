@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,13 +107,14 @@ def align_folders(
 
     Writes ``out/<stem>.png`` and ``out/<stem>.json`` per pair (see :func:`write_alignment`). A
     pair that cannot be read, registered or written is recorded in the report with its name and
-    the others still complete.
+    the others still complete. ``progress`` shows a bar on stderr when it is a terminal.
     """
     from tqdm import tqdm
 
     matched = match_folders(ir, vis)
     report = AlignReport(unmatched=matched.only_in_first + matched.only_in_second)
-    for stem, ir_path, vis_path in tqdm(matched.pairs, desc="aligning", unit="pair", disable=not progress):
+    bar = tqdm(matched.pairs, desc="aligning", unit="pair", file=sys.stderr, disable=None if progress else True)
+    for stem, ir_path, vis_path in bar:
         try:
             warped, registration = align_pair(ir=ir_path, vis=vis_path, mode=mode, direction=direction,
                                               min_confidence=min_confidence, name=_pair_name(ir_path, vis_path), **options)
