@@ -214,7 +214,6 @@ class _Problem:
     """
 
     def __init__(self, moving: np.ndarray, fixed: np.ndarray, working_size: int):
-        self.moving, self.fixed = moving, fixed
         self.prior = resize_matrix(moving.shape[:2], fixed.shape[:2])  # same field of view
         work = _fit(fixed.shape[:2], working_size)
         coarse = _fit(fixed.shape[:2], min(SEARCH_SIZE, working_size))
@@ -270,8 +269,7 @@ class _Level:
         self.moving_image = _resize(moving, width, height)
         self.fixed_features = orientation_features(self.fixed_image, _FEATURE_BLUR, _FEATURE_SMOOTH)
         self.moving_features = orientation_features(self.moving_image, _FEATURE_BLUR, _FEATURE_SMOOTH)
-        self.fixed_mask = _ring_mask(shape)
-        self.moving_mask = _ring_mask(shape)
+        self.mask = _ring_mask(shape)  # the same grid for both images
 
     def to_full(self, level_matrix: np.ndarray) -> np.ndarray:
         """Level moving -> level fixed, as full moving -> full fixed."""
@@ -316,7 +314,7 @@ class _Level:
         start = (warp if motion == "homography" else warp[:2]).astype(np.float32)
         try:
             _, found = cv2.findTransformECCWithMask(
-                self.fixed_features, self.moving_features, self.fixed_mask, self.moving_mask,
+                self.fixed_features, self.moving_features, self.mask, self.mask,
                 start, _MOTIONS[motion], _ECC_CRITERIA, 1,
             )
         except cv2.error:  # did not converge, or the overlap vanished
@@ -333,8 +331,8 @@ class _Level:
         height, width = self.shape
         flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
         warped = cv2.warpPerspective(self.moving_features, warp, (width, height), flags=flags)
-        inside = cv2.warpPerspective(self.moving_mask, warp, (width, height), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
-        inside = (inside > 0) & (self.fixed_mask > 0)
+        inside = cv2.warpPerspective(self.mask, warp, (width, height), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
+        inside = (inside > 0) & (self.mask > 0)
         if inside.sum() < 64:
             return -1.0
         a = self.fixed_features[inside].astype(np.float64)
