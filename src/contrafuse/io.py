@@ -143,6 +143,23 @@ def _png_rgb48(image: np.ndarray) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
 
 
+def write_text(path: str | os.PathLike, text: str, overwrite: bool = False) -> Path:
+    """Write UTF-8 ``text`` atomically (temporary file, then rename); keep an existing file unless ``overwrite``."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise ImageWriteError(path, "already exists (pass overwrite=True / --overwrite to replace it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    temp = Path(temp_name)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
+            stream.write(text)
+        publish_file(temp, path, overwrite)
+    finally:
+        temp.unlink(missing_ok=True)
+    return path
+
+
 def publish_file(temp: Path, path: Path, overwrite: bool) -> None:
     """Move a finished temporary file to ``path``: replace it, or never clobber an existing one."""
     if overwrite:

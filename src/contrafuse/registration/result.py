@@ -9,15 +9,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from ..errors import ContrafuseError, ImageWriteError
-from ..io import publish_file
+from ..errors import ContrafuseError
+from ..io import write_text
 
 MODES = ("none", "translation", "affine", "homography")
 DIRECTIONS = ("ir_to_vis", "vis_to_ir")
@@ -216,19 +215,3 @@ def resize_matrix(source_shape: tuple[int, int], target_shape: tuple[int, int]) 
     sy = target_shape[0] / source_shape[0]
     sx = target_shape[1] / source_shape[1]
     return np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
-
-
-def write_text(path: Path, text: str, overwrite: bool) -> Path:
-    """Write ``text`` via a temporary file in the same folder; never clobber unless ``overwrite``."""
-    if path.exists() and not overwrite:
-        raise ImageWriteError(path, "already exists (pass overwrite=True / --overwrite to replace it)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    temp = Path(temp_name)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
-            stream.write(text)
-        publish_file(temp, path, overwrite)
-    finally:
-        temp.unlink(missing_ok=True)
-    return path
