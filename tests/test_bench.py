@@ -20,14 +20,16 @@ MODELS = ("average", "laplacian")
 PAIRS = ("a01", "b02", "c03")
 
 
-def _write_pairs(root: Path, names=PAIRS, size=(64, 80)) -> tuple[Path, Path, Path]:
-    """IR (gray), VIS (colour) and a results folder (pixel max) of small synthetic scenes."""
+def _write_pairs(root: Path, names=PAIRS, size=(64, 80), sizes=None) -> tuple[Path, Path, Path]:
+    """IR (gray), VIS (colour) and a results folder (pixel max) of small synthetic scenes
+    (``sizes``: one (height, width) per pair instead of ``size``)."""
     rng = np.random.default_rng(7)
     ir_dir, vis_dir, res_dir = root / "ir", root / "vis", root / "maxfuse"
     for folder in (ir_dir, vis_dir, res_dir):
         folder.mkdir(parents=True)
-    yy, xx = np.mgrid[: size[0], : size[1]]
     for i, name in enumerate(names):
+        size = sizes[i] if sizes else size
+        yy, xx = np.mgrid[: size[0], : size[1]]
         ir = np.clip(120 + 90 * np.sin(xx / (4 + i)) + rng.normal(0, 10, size), 0, 255)
         texture = rng.random(size) * 255
         vis = np.stack([texture, 0.8 * texture, 0.5 * texture + 40 * np.cos(yy / 6)], -1).clip(0, 255)
@@ -39,9 +41,9 @@ def _write_pairs(root: Path, names=PAIRS, size=(64, 80)) -> tuple[Path, Path, Pa
 
 @pytest.fixture(scope="module")
 def bench_run(tmp_path_factory) -> Path:
-    """One bench run: two models and one result folder on three 64x80 pairs."""
+    """One bench run: two models and one result folder on three pairs of mixed shapes (wide, portrait)."""
     root = tmp_path_factory.mktemp("bench")
-    ir_dir, vis_dir, res_dir = _write_pairs(root / "data")
+    ir_dir, vis_dir, res_dir = _write_pairs(root / "data", sizes=[(120, 420), (260, 100), (96, 400)])
     out = root / "out"
     code = main(["bench", "--data", f"toy={ir_dir},{vis_dir}", "--models", ",".join(MODELS),
                  "--results", f"maxfuse={res_dir}", "--out", str(out), "--grid", "2", "--quiet"])
@@ -152,7 +154,66 @@ def test_missing_result_is_reported_and_exit_status_is_1(tmp_path: Path, capsys)
     assert code == 1
     assert "b02" in capsys.readouterr().err
     text = (out / "report.md").read_text()
-    assert "partial / b02" in text and "Pairs scored per method differ" in text
+    assert "partial / b02" in text
+
+
+def test_unequal_pair_counts_rank_on_the_common_pairs_with_paired_p_values(tmp_path: Path):
+    from scipy.stats import wilcoxon
+
+    names = tuple(f"p{i:02d}" for i in range(8))
+    ir_dir, vis_dir, res_dir = _write_pairs(tmp_path / "data", names=names)
+    for missing in ("p01", "p05"):
+        (res_dir / f"{missing}.png").unlink()
+    out = tmp_path / "out"
+    code = main(["bench", "--data", f"toy={ir_dir},{vis_dir}", "--models", "average,laplacian", "--results",
+                 f"partial={res_dir}", "--out", str(out), "--no-plots", "--quiet", "--metrics", "EN", "SD", "SSIM",
+                 "--grid", "0"])
+    assert code == 1  # the two missing results are failures
+    doc = json.loads((out / "metrics.json").read_text())["datasets"]["toy"]
+    common = [n for n in names if n not in ("p01", "p05")]
+    assert doc["ranking"]["basis"] == "common" and doc["ranking"]["pairs"] == common
+    rows = read_csv(out / "metrics.csv")
+    per_image = {(r["method"], r["image"]): float(r["SD"]) for r in rows if r["row"] == "image"}
+    mean = {r["method"]: float(r["SD"]) for r in rows if r["row"] == "mean"}
+    for method in ("average", "laplacian"):  # 8 pairs each, but averaged over the 6 common ones
+        assert mean[method] == pytest.approx(np.mean([per_image[(method, n)] for n in common]))
+        assert mean[method] != pytest.approx(np.mean([per_image[(method, n)] for n in names]))
+    text = (out / "report.md").read_text()
+    assert "Ranked on the 6 pairs every method has (of 8; pairs scored: partial 6)" in text
+    header, table = markdown_table(text, "toy")
+    assert float(table["average"][1].strip("*")) == pytest.approx(mean["average"], abs=1e-4)
+    # the p-values are Wilcoxon signed-rank tests over the common pairs, in the JSON and the report
+    a = [per_image[("average", n)] for n in common]
+    b = [per_image[("laplacian", n)] for n in common]
+    expected = wilcoxon(np.subtract(a, b)).pvalue
+    assert doc["significance"]["p_values"]["SD"]["average vs laplacian"] == pytest.approx(expected)
+    assert expected < 0.05  # laplacian keeps more contrast on every pair: 6 pairs can show that
+    section = text.split("Paired tests", 1)[1].split("Fusion time", 1)[0]
+    assert "Wilcoxon signed-rank" in section and "over the 6 pairs" in section
+    p_rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip().strip("|").split("|")[1:]]
+              for line in section.splitlines() if line.startswith("| ") and not line.startswith("| Method")}
+    best_sd = max(("average", "laplacian", "partial"), key=lambda m: mean[m])
+    assert p_rows[best_sd][1] == "best"
+    assert all(cell == "best" or re.fullmatch(r"[0-9.e-]+\*?|n/a", cell) for cells in p_rows.values() for cell in cells)
+
+
+def test_own_pairs_basis_warns_that_the_images_differ(tmp_path: Path):
+    ir_dir, vis_dir, res_dir = _write_pairs(tmp_path / "data")
+    (res_dir / "b02.png").unlink()
+    out = tmp_path / "out"
+    main(["bench", "--data", f"toy={ir_dir},{vis_dir}", "--models", "average", "--results", f"partial={res_dir}",
+          "--out", str(out), "--no-plots", "--quiet", "--metrics", "EN", "--rank-pairs", "own", "--grid", "0"])
+    text = (out / "report.md").read_text()
+    assert "Warning: each method is averaged over its own pairs" in text
+    rows = read_csv(out / "metrics.csv")
+    en = [float(r["EN"]) for r in rows if r["method"] == "average" and r["row"] == "image"]
+    assert next(float(r["EN"]) for r in rows if r["method"] == "average" and r["row"] == "mean") == pytest.approx(np.mean(en))
+
+
+def test_report_explains_the_convention_scale(bench_run: Path):
+    text = (bench_run / "report.md").read_text()
+    assert "SSIM is ssim(F, IR) + ssim(F, VIS), summed over the two sources: it runs from 0 to 2" in text
+    assert "MI is MI(F, IR) + MI(F, VIS) in nats" in text
 
 
 @pytest.mark.parametrize(
@@ -273,7 +334,8 @@ class _DomDigest:
 
 def test_html_report_renders_tables_and_images_in_chromium(bench_run: Path, tmp_path: Path):
     url = (bench_run / "report.html").resolve().as_uri()
-    dom = _DomDigest(_run_chromium(tmp_path / "profile", "--virtual-time-budget=5000", "--dump-dom", url))
+    dom = _DomDigest(_run_chromium(tmp_path / "profile", "--virtual-time-budget=5000", "--window-size=1400,2000",
+                                   "--dump-dom", url))
     means = {r["method"]: r for r in read_csv(bench_run / "metrics.csv") if r["row"] == "mean"}
     metric_names = [n for n in read_csv(bench_run / "metrics.csv")[0] if n not in ("dataset", "method", "row", "image", "convention")]
     for method, row in means.items():
@@ -284,13 +346,17 @@ def test_html_report_renders_tables_and_images_in_chromium(bench_run: Path, tmp_
     grid = [i for i in dom.images if "data-column" in i]
     assert len(grid) == 2 * 5 and {i["data-column"] for i in grid} == {"IR", "VIS", *MODELS, "maxfuse"}
     assert any(i["src"].endswith("toy_boxplots.png") for i in dom.images)
+    assert not any(i["src"].endswith("toy_grid.png") for i in dom.images)  # linked, not shown twice
     assert dom.body.get("data-images-broken") == "0"
     assert dom.body.get("data-images-loaded") == str(len(dom.images))
+    # five columns of 400-px-wide panels: the grid must share the 1400 px page, not widen it
+    assert dom.body.get("data-window-width") == "1400"
+    assert int(dom.body["data-page-width"]) <= 1400, f"page is {dom.body['data-page-width']} px wide"
 
     shot = tmp_path / "shot.png"
-    _run_chromium(tmp_path / "profile", "--virtual-time-budget=5000", f"--screenshot={shot}", "--window-size=1280,3600", url)
+    _run_chromium(tmp_path / "profile", "--virtual-time-budget=5000", f"--screenshot={shot}", "--window-size=1400,3600", url)
     pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
-    assert pixels.shape[:2] == (3600, 1280)
+    assert pixels.shape[:2] == (3600, 1400)
     best_fill = np.all(np.abs(pixels - [230, 244, 230]) <= 2, axis=-1)  # td.best background
     inset_red = np.all(np.abs(pixels - [255, 48, 48]) <= 8, axis=-1)  # zoom box outlines in the grid
     assert best_fill.sum() > 500 and inset_red.sum() > 200

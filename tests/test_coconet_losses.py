@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from contrafuse.data.masks import MASK_METHOD, MaskSource, foreground_mask, ir_saliency, otsu_threshold, read_mask
+from contrafuse.data.masks import MaskSource, read_mask
+from contrafuse.saliency import MASK_METHOD, foreground_mask, ir_saliency, otsu_threshold
 from contrafuse.losses.coconet import (
     base_loss,
     contrastive_ratio,

@@ -51,7 +51,7 @@ def test_masks_are_cut_with_the_patches(tmp_path: Path) -> None:
 
 
 def test_stage_lengths_must_add_up() -> None:
-    cfg = load_config(REPO / "configs" / "coconet_smoke.yaml", ["stages.base_steps=5"])
+    cfg = load_config("coconet_smoke", ["stages.base_steps=5"])
     with pytest.raises(ConfigError, match="must equal train.steps"):
         check_config(cfg)
 
@@ -71,7 +71,7 @@ def test_vgg_weights_setting_feeds_both_vgg_roles(tmp_path: Path) -> None:
         index += 2
     torch.save(state, tmp_path / "vgg19-imagenet.pth")
     recipe = get_recipe("coconet")
-    cfg = load_config(REPO / "configs" / "coconet_smoke.yaml", [f"vgg.weights={tmp_path / 'vgg19-imagenet.pth'}"])
+    cfg = load_config("coconet_smoke", [f"vgg.weights={tmp_path / 'vgg19-imagenet.pth'}"])
     recipe.configure(cfg)
     assert cfg.vgg.source.startswith("file=vgg19-imagenet.pth sha256=")
     net = recipe.build_models(cfg)["net"]
@@ -88,7 +88,7 @@ def test_two_stage_training_smoke(tmp_path: Path) -> None:
         "data.patch_size=16", "train.steps=2", "train.batch_size=3", "stages.base_steps=1", "stages.contrastive_steps=1",
         f"masks.cache={tmp_path / 'mask_cache'}",
     ]
-    cfg = load_config(REPO / "configs" / "coconet_smoke.yaml", overrides)
+    cfg = load_config("coconet_smoke", overrides)
     seen: list[dict] = []
     result = train(cfg, tmp_path / "run", on_step_end=lambda step, losses: seen.append(dict(losses)))
     assert "contrast_fg" not in seen[0] and {"base", "ssim", "intensity", "total"} <= set(seen[0])

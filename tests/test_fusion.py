@@ -176,3 +176,29 @@ def test_every_pipeline_layer_hands_ir_as_ir(tmp_path):
     report = contrafuse.fuse_folders(ir=folders[0], vis=folders[1], out=tmp_path / "out", model=ReturnsIr(),
                                      color="gray", progress=False)
     assert report.ok and np.array_equal(read_image(report.written[0]), read_image(folders[0] / "a.png"))
+
+
+def _hue_degrees(rgb: np.ndarray) -> np.ndarray:
+    import colorsys
+
+    flat = rgb.reshape(-1, 3).astype(float) / 255
+    return np.array([colorsys.rgb_to_hsv(*p)[0] * 360 for p in flat])
+
+
+def test_pseudo_colour_keeps_its_hue_where_clipping_would_shift_it():
+    pet = np.zeros((16, 16, 3), np.uint8)
+    pet[...] = (230, 200, 20)  # a saturated yellow-orange tracer colour
+    mri = np.full((16, 16), 30, np.uint8)  # dark MRI: the fused luma is darker than the PET's
+    kept = contrafuse.fuse(ir=pet, vis=mri, model="average")  # gamut auto: the chroma comes from --ir
+    clipped = contrafuse.fuse(ir=pet, vis=mri, model="average", gamut="clip")
+    hue = _hue_degrees(pet[:1, :1])[0]
+    assert np.abs(_hue_degrees(kept) - hue).max() < 1.0
+    assert np.abs(_hue_degrees(clipped) - hue).max() > 3.0
+    expected_y = 0.5 * rgb_to_ycbcr(pet.astype(float))[0] + 0.5 * 30
+    assert np.abs(rgb_to_ycbcr(kept.astype(float))[0] - expected_y).max() < 1.0  # the fused luma is kept
+
+
+def test_visible_colour_is_clipped_as_the_reference_code_does():
+    vis, ir = _rgb(16, 24), _gray(16, 24)
+    assert np.array_equal(contrafuse.fuse(ir=ir, vis=vis, model="average"),
+                          contrafuse.fuse(ir=ir, vis=vis, model="average", gamut="clip"))

@@ -49,8 +49,8 @@ def test_registry_describes_every_metric():
     assert metrics.metric_info("ms-ssim").name == "MS_SSIM"
 
 
-def test_default_set_is_everything_but_fmi_and_ms_ssim():
-    assert set(metrics.ALL_NAMES) - set(metrics.DEFAULT_NAMES) == {"FMI_pixel", "FMI_dct", "FMI_wavelet", "MS_SSIM"}
+def test_default_set_is_everything_but_fmi_ms_ssim_and_the_region_metrics():
+    assert set(metrics.ALL_NAMES) - set(metrics.DEFAULT_NAMES) == {"FMI_pixel", "FMI_dct", "FMI_wavelet", "MS_SSIM", "FG_IR", "BG_VIS"}
     values = metrics.compute(**_images())
     assert list(values) == list(metrics.DEFAULT_NAMES)
     assert all(math.isfinite(v) for v in values.values())
@@ -287,3 +287,15 @@ def test_cli_json_is_strict_with_null_for_nan_and_inf(tmp_path, capsys):
     assert doc["images"]["09"]["PSNR"] is None and doc["images"]["00"]["PSNR"] > 0
     assert doc["mean"]["PSNR"] is None and doc["std"]["PSNR"] is None
     assert doc["mean"]["EN"] == pytest.approx(np.mean([doc["images"][k]["EN"] for k in doc["images"]]))
+
+
+def test_region_metrics_measure_the_target_against_ir_and_the_rest_against_vis():
+    ir = np.full((64, 64), 40.0)
+    ir[24:40, 24:40] = 220.0  # a warm square: the saliency mask
+    vis = np.full((64, 64), 150.0)
+    fused = vis.copy()
+    fused[24:40, 24:40] = 200.0  # the target 20 grey levels off the infrared, the rest the visible image
+    values = metrics.compute(fused, ir=ir, vis=vis, names=["FG_IR", "BG_VIS"])
+    assert values["FG_IR"] == pytest.approx(20.0, abs=3.0) and values["BG_VIS"] < 3.0
+    swapped = metrics.compute(ir, ir=ir, vis=vis, names=["FG_IR", "BG_VIS"])  # a copy of the infrared
+    assert swapped["FG_IR"] == 0.0 and swapped["BG_VIS"] > 100

@@ -24,6 +24,9 @@ _LAZY = {
     "DEFAULT_MODEL": "models",
     "create_model": "models",
     "list_models": "models",
+    "Registration": "registration",
+    "align_pair": "registration",
+    "align_folders": "registration",
 }
 
 __all__ = [*_LAZY, "__version__"]

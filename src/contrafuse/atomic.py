@@ -62,6 +62,13 @@ def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
+def _nearest_existing_parent(path: Path) -> Path:
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    return parent
+
+
 def check_writable(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Fail early, before any expensive work, when ``path`` cannot be written.
 
@@ -73,9 +80,7 @@ def check_writable(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         raise WriteError(path, "is a folder, expected a file name")
     if path.exists() and not overwrite:
         raise WriteError(path, "already exists (pass --overwrite / overwrite=True to replace it)")
-    parent = path.parent
-    while not parent.exists():
-        parent = parent.parent
+    parent = _nearest_existing_parent(path)
     if not parent.is_dir():
         raise WriteError(path, f"{parent} is a file, not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
@@ -84,6 +89,9 @@ def check_writable(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
 
 
 def _create_partial(path: Path) -> Path:
+    parent = _nearest_existing_parent(path)
+    if not parent.is_dir():
+        raise WriteError(path, f"{parent} is a file, not a folder")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         while True:

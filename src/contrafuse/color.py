@@ -57,3 +57,18 @@ def ycbcr_to_rgb(y: np.ndarray, cb: np.ndarray, cr: np.ndarray) -> np.ndarray:
 def _check_rgb(rgb: np.ndarray) -> None:
     if rgb.ndim != 3 or rgb.shape[-1] != 3:
         raise ValueError(f"expected an (H, W, 3) RGB array, got shape {rgb.shape}")
+
+
+def ycbcr_to_rgb_in_gamut(y: np.ndarray, cb: np.ndarray, cr: np.ndarray) -> np.ndarray:
+    """Like :func:`ycbcr_to_rgb` on [0, 1] values, but in range without clipping channels.
+
+    Luma is clipped to [0, 1]; then, per pixel, the chroma is scaled down by the largest factor
+    in [0, 1] that keeps all three channels in [0, 1]. Luma and hue are kept exactly (only the
+    saturation of out-of-gamut colours drops), where clipping each channel would shift the hue.
+    """
+    y = np.clip(np.asarray(y, dtype=np.float64), 0.0, 1.0)
+    offset = ycbcr_to_rgb(np.zeros_like(y), cb, cr)  # each channel's chroma contribution
+    with np.errstate(divide="ignore", invalid="ignore"):
+        room = np.where(offset > 0, (1.0 - y[..., None]) / offset, np.where(offset < 0, -y[..., None] / offset, np.inf))
+    scale = np.clip(room.min(axis=-1, initial=np.inf), 0.0, 1.0)
+    return y[..., None] + scale[..., None] * offset

@@ -8,6 +8,10 @@ class ContrafuseError(Exception):
     """Base class of every error contrafuse raises on purpose."""
 
 
+class ContrafuseWarning(UserWarning):
+    """Something a user should know about an input that was still used (e.g. a multi-frame file)."""
+
+
 class ImageReadError(ContrafuseError):
     """An input file is missing, empty, truncated or not an image."""
 
@@ -36,3 +40,13 @@ class PairError(ContrafuseError):
 
 class WeightsError(ContrafuseError):
     """A weights file cannot be read or does not fit the model."""
+
+
+class RegistrationError(ContrafuseError):
+    """A pair could not be registered (too little shared structure, low confidence, a degenerate
+    or implausible transform). Raised instead of returning a wrong warp; ``pair`` names the pair."""
+
+    def __init__(self, pair: str, problem: str):
+        self.pair = pair
+        self.problem = problem
+        super().__init__(f"{pair}: cannot register ({problem})")

@@ -2,7 +2,8 @@
 
 Colour rule: the chroma comes from the visible image when it is colour; otherwise from the
 infrared-slot image when that is colour (the pseudo-colour PET/SPECT image of a medical pair);
-otherwise the output is gray. ``Color.GRAY`` forces gray output, ``Color.COLOR`` forces three
+otherwise the output is gray. A pseudo-colour chroma is fitted into the RGB gamut keeping its
+hue (:class:`Gamut`). ``Color.GRAY`` forces gray output, ``Color.COLOR`` forces three
 channels. Outputs are 16-bit when either input is.
 
 :class:`FuseOptions` is the one set of pipeline settings shared by single pairs, folders,
@@ -27,7 +28,7 @@ from PIL import Image
 from torch import nn
 
 from .atomic import check_writable, remove_stale_partials
-from .color import luma01, pixels01, rgb_to_ycbcr, ycbcr_to_rgb
+from .color import luma01, pixels01, rgb_to_ycbcr, ycbcr_to_rgb, ycbcr_to_rgb_in_gamut
 from .devices import resolve_device
 from .errors import ContrafuseError, PairError, WriteError
 from .io import PairFiles, is_color, pair_folders, read_image, write_image
@@ -45,6 +46,20 @@ class Color(str, Enum):
     AUTO = "auto"
     GRAY = "gray"
     COLOR = "color"
+
+
+class Gamut(str, Enum):
+    """How a colour that falls outside RGB after the chroma is put back becomes a pixel.
+
+    ``clip`` clips each channel (what the methods' reference code does); ``hue`` scales the
+    chroma into range, keeping luma and hue (:func:`~contrafuse.color.ycbcr_to_rgb_in_gamut`);
+    ``auto``: ``hue`` when the chroma comes from a pseudo-colour functional image given as
+    ``ir`` (its hue encodes the tracer value), ``clip`` when it comes from the visible image.
+    """
+
+    AUTO = "auto"
+    CLIP = "clip"
+    HUE = "hue"
 
 
 class Rounding(str, Enum):
@@ -81,6 +96,7 @@ class FuseOptions:
 
     color: Color = Color.AUTO
     rounding: Rounding = Rounding.ROUND
+    gamut: Gamut = Gamut.AUTO
     resize: bool = False  # resample the infrared image to the visible one's size when they differ
     precision: Precision | None = None
     batch_size: int = 1
@@ -90,6 +106,7 @@ class FuseOptions:
     def __post_init__(self) -> None:
         object.__setattr__(self, "color", _choice(Color, self.color, "color"))
         object.__setattr__(self, "rounding", _choice(Rounding, self.rounding, "rounding"))
+        object.__setattr__(self, "gamut", _choice(Gamut, self.gamut, "gamut"))
         object.__setattr__(self, "precision", as_precision(self.precision))
         if int(self.batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
@@ -174,6 +191,7 @@ class PreparedPair:
     vis_luma: np.ndarray
     chroma_source: np.ndarray | None
     full_scale: int
+    chroma_from_ir: bool = False  # pseudo-colour infrared (PET/SPECT): its hue is kept
     name: str = ""  # the pair's name, for timing records
 
     @property
@@ -207,7 +225,9 @@ def prepare_pair(
     if ir.shape[:2] != shape:
         ir_y, ir = _resize01(ir_y, shape), _resize_pixels(ir, shape)
     full_scale = 65535 if np.uint16 in (ir.dtype, vis.dtype) else 255
-    return PreparedPair(ir_y.astype(np.float32), luma01(vis, np.float32), _chroma_source(ir, vis), full_scale)
+    source = _chroma_source(ir, vis)
+    return PreparedPair(ir_y.astype(np.float32), luma01(vis, np.float32), source, full_scale,
+                        chroma_from_ir=source is ir)
 
 
 def finish_pair(prepared: PreparedPair, fused: np.ndarray, options: FuseOptions = FuseOptions()) -> np.ndarray:
@@ -218,7 +238,9 @@ def finish_pair(prepared: PreparedPair, fused: np.ndarray, options: FuseOptions 
     if source is None:
         return quantise(np.repeat(fused[..., None], 3, axis=2), prepared.full_scale, options.rounding)
     _, cb, cr = rgb_to_ycbcr(pixels01(source))
-    return quantise(ycbcr_to_rgb(fused, cb, cr), prepared.full_scale, options.rounding)
+    keep_hue = options.gamut is Gamut.HUE or (options.gamut is Gamut.AUTO and prepared.chroma_from_ir)
+    rgb = ycbcr_to_rgb_in_gamut(fused, cb, cr) if keep_hue else ycbcr_to_rgb(fused, cb, cr)
+    return quantise(rgb, prepared.full_scale, options.rounding)
 
 
 def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -9,26 +9,46 @@ from __future__ import annotations
 
 import os
 import struct
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .atomic import write_with
-from .errors import ImageReadError, ImageWriteError, PairError, WriteError
+from .errors import ContrafuseError, ContrafuseWarning, ImageReadError, ImageWriteError, PairError, WriteError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 
 
+MAX_PIXELS_ENV = "CONTRAFUSE_MAX_IMAGE_PIXELS"
+
+
+def max_image_pixels() -> int:
+    """The largest image read: ``$CONTRAFUSE_MAX_IMAGE_PIXELS``, else Pillow's decompression-bomb limit."""
+    value = os.environ.get(MAX_PIXELS_ENV)
+    if value is None:
+        return int(Image.MAX_IMAGE_PIXELS or 0) or 2**62
+    try:
+        return int(value)
+    except ValueError:
+        raise ContrafuseError(f"${MAX_PIXELS_ENV}={value!r} is not a whole number of pixels") from None
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as ``uint8``/``uint16`` ``(H, W)`` gray or ``(H, W, 3)`` RGB.
 
+    The EXIF orientation is applied (the image comes back as a viewer displays it). A
+    multi-frame file (animated GIF, multi-page TIFF) gives its first frame and a
+    :class:`~contrafuse.errors.ContrafuseWarning` naming the file.
+
     Raises:
-        ImageReadError: the file is missing, empty, truncated, not an image, or of a pixel
-            format we do not fuse (the message names the file and the problem).
+        ImageReadError: the file is missing, empty, truncated, not an image, larger than
+            :func:`max_image_pixels`, or of a pixel format we do not fuse (the message names
+            the file and the problem).
     """
     path = Path(path)
     if not path.exists():
@@ -39,12 +59,33 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise ImageReadError(path, "file is empty")
     try:
         with Image.open(path) as image:
+            _check_pixel_count(image, path)
+            _warn_if_multi_frame(image, path)
             image.load()
-            return _to_array(image, path)
+            return _to_array(ImageOps.exif_transpose(image), path)
     except UnidentifiedImageError:
         raise ImageReadError(path, "not a readable image (unknown or corrupt format)") from None
-    except (OSError, SyntaxError, ValueError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(path, f"refused as a decompression bomb ({exc})") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageReadError(path, f"cannot decode image ({exc})") from None
+
+
+def _check_pixel_count(image: Image.Image, path: Path) -> None:
+    width, height = image.size
+    limit = max_image_pixels()
+    if width * height > limit:
+        raise ImageReadError(
+            path, f"{width}x{height} pixels is more than the {limit:,} allowed (a decompression bomb?); "
+            f"set ${MAX_PIXELS_ENV} to read larger images"
+        )
+
+
+def _warn_if_multi_frame(image: Image.Image, path: Path) -> None:
+    frames = getattr(image, "n_frames", 1)
+    if frames > 1:
+        warnings.warn(f"{path}: has {frames} frames (animated or multi-page); only the first is used",
+                      ContrafuseWarning, stacklevel=3)
 
 
 def _to_array(image: Image.Image, path: Path) -> np.ndarray:

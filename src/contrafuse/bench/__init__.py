@@ -5,6 +5,7 @@ and write metrics.csv/json, report.md, report.html and figures.
     >>> bench = run_bench([resolve_dataset("tno42")], parse_models(["average,laplacian"]), "out/")
     >>> write_report(bench, "out/")
 """
+from .grid import InsetChoice, parse_insets
 from .report import ReportFiles, software_versions, write_report
 from .runner import BenchResult, MethodResult, Timing, run_bench
 from .specs import BenchDataset, BenchError, Method, check_unique, parse_models, parse_results, parse_weights, resolve_dataset
@@ -15,11 +16,13 @@ __all__ = [
     "BenchError",
     "BenchResult",
     "DatasetSummary",
+    "InsetChoice",
     "Method",
     "MethodResult",
     "ReportFiles",
     "Timing",
     "check_unique",
+    "parse_insets",
     "parse_models",
     "parse_results",
     "parse_weights",

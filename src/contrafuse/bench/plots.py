@@ -16,6 +16,16 @@ from .summary import direction
 from ..atomic import write_bytes
 
 FORMATS = ("png", "pdf")
+MISSING_MATPLOTLIB = "figures need matplotlib: pip install 'contrafuse[report]' (or pass --no-plots)"
+
+
+def available() -> bool:
+    """True when matplotlib can be imported (the figures can be drawn)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _pyplot():
@@ -23,9 +33,7 @@ def _pyplot():
     try:
         import matplotlib
     except ImportError:
-        raise ContrafuseError(
-            "figures need matplotlib: pip install 'contrafuse[report]' (or pass --no-plots)"
-        ) from None
+        raise ContrafuseError(MISSING_MATPLOTLIB) from None
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
@@ -105,6 +113,9 @@ def image_grid(
 ) -> list[Path]:
     """A grid of panels: one row per pair, one column per source or method.
 
+    Each row is as tall as its own panels' aspect needs, so pairs of different shapes
+    (landscape and portrait) sit together without gaps.
+
     Args:
         rows: ``(pair name, [(column title, uint8 RGB (H, W, 3) panel), ...])`` per row; every
             row has the same columns (the panels already carry their zoom insets).
@@ -113,13 +124,15 @@ def image_grid(
     """
     plt = _pyplot()
     columns = len(rows[0][1])
-    aspect = max(panel.shape[0] / panel.shape[1] for _, panels in rows for _, panel in panels)
-    figure, axes = plt.subplots(
-        len(rows), columns, figsize=(panel_width * columns, panel_width * aspect * len(rows) + 0.3), squeeze=False
-    )
+    aspects = [max(panel.shape[0] / panel.shape[1] for _, panel in panels) for _, panels in rows]
+    title_space = 0.25  # inches above the first row for the column titles
+    height = panel_width * sum(aspects)
+    figure = plt.figure(figsize=(panel_width * columns, height + title_space))
+    grid = figure.add_gridspec(len(rows), columns, height_ratios=aspects, left=0.02, right=0.99, bottom=0.005,
+                               top=height / (height + title_space), wspace=0.03, hspace=0.03)
     for r, (name, panels) in enumerate(rows):
         for c, (label, panel) in enumerate(panels):
-            axis = axes[r][c]
+            axis = figure.add_subplot(grid[r, c])
             axis.imshow(panel, interpolation="lanczos")
             axis.set_xticks([])
             axis.set_yticks([])
@@ -127,7 +140,6 @@ def image_grid(
                 axis.set_title(label, fontsize=9)
             if c == 0:
                 axis.set_ylabel(name, fontsize=8)
-    figure.subplots_adjust(wspace=0.03, hspace=0.03)
     try:
         return _save(figure, Path(base), formats, dpi)
     finally:

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data import DatasetError, custom_pairs, dataset_pairs, list_datasets
+from ..data import DatasetError, custom_pairs, dataset_info, dataset_pairs, folder_modalities, list_datasets
 from ..errors import ContrafuseError
 from ..io import IMAGE_SUFFIXES, PairFiles
 from ..models import default_weights_path, list_models, model_info
@@ -30,11 +30,12 @@ class BenchError(ContrafuseError):
 
 @dataclass
 class BenchDataset:
-    """A labelled list of pairs and where they came from (for the report)."""
+    """A labelled list of pairs, where they came from, and what the two images are (for the report)."""
 
     label: str
     pairs: list[PairFiles]  # names unique within the dataset
     source: str
+    modalities: tuple[str, str] = ("IR", "VIS")  # titles of the ir and vis images, e.g. ("PET", "MRI")
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ def resolve_dataset(spec: str, root: str | os.PathLike | None = None, limit: int
         except ContrafuseError as exc:
             raise BenchError(f"--data {spec}: {exc}") from None
         source = f"{ir_path} + {vis_path}"
+        modalities = folder_modalities(ir_path, vis_path)
     else:
         name, _, split = spec.partition(":")
         if name not in list_datasets():
@@ -111,8 +113,9 @@ def resolve_dataset(spec: str, root: str | os.PathLike | None = None, limit: int
             raise BenchError(f"--data {spec}: {exc}") from None
         label = name if split in ("test", "all") else f"{name}_{split}"
         source = f"{name} (split {split})"
+        modalities = dataset_info(name).modalities
     pairs = files[:limit]
-    return BenchDataset(_check_label(label, "dataset"), pairs, source)
+    return BenchDataset(_check_label(label, "dataset"), pairs, source, modalities)
 
 
 def _split_assignment(text: str, option: str) -> tuple[str, str]:

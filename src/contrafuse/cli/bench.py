@@ -12,6 +12,9 @@ from pathlib import Path
 
 from .. import metrics
 from ..bench import check_unique, parse_models, parse_results, parse_weights, resolve_dataset, run_bench, write_report
+from ..bench import plots
+from ..bench.grid import parse_insets
+from ..bench.summary import BASES
 from ..errors import ContrafuseError
 from ..fusion import FuseOptions
 from .fuse import COLOR_CHOICES, ROUNDING_CHOICES, add_speed_arguments, speed_options
@@ -49,6 +52,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, default=1, help="processes computing metrics (default 1)")
     parser.add_argument("--grid", type=int, default=3, metavar="N", help="pairs per dataset in the image grids (default 3)")
     parser.add_argument("--grid-pairs", metavar="NAME,...", help="pair names to show in the image grids instead")
+    parser.add_argument("--inset", action="append", metavar="target|detail|X,Y,W,H|PAIR=X,Y,W,H",
+                        help="where the zoomed insets look: 'target' (default: the infrared target), 'detail' (most "
+                        "gradient energy), a box X,Y,W,H in pixels (or fractions with a decimal point, e.g. "
+                        "0.5,0.2,0.25,0.25) for every pair, or PAIR=X,Y,W,H for one pair; repeatable")
+    parser.add_argument("--rank-pairs", choices=BASES, default="common",
+                        help="'common' (default): means, ranks and tests over the pairs every method has; "
+                        "'own': each method over its own pairs (not a fair comparison when they differ)")
     parser.add_argument("--no-plots", action="store_true", help="skip the matplotlib figures (no matplotlib needed)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_speed_arguments(parser, workers_flag="--fuse-workers")
@@ -65,6 +75,13 @@ def run(args: argparse.Namespace) -> int:
         names = metrics.resolve_names(args.metrics)
     except ValueError as exc:
         raise ContrafuseError(f"--metrics: {exc}") from None
+    insets = parse_insets(args.inset)
+    draw = not args.no_plots
+    if draw and not plots.available():  # say so now, not after fusing and scoring everything
+        print("contrafuse bench: warning: matplotlib is not installed, so the figures are skipped (tables, report.html "
+              "and its image grid are still written); pip install 'contrafuse[report]' for them, or pass --no-plots",
+              file=sys.stderr)
+        draw = False
     datasets = [resolve_dataset(spec, args.data_root, args.limit) for spec in args.data]
     methods = check_unique(parse_models(args.models, parse_weights(args.weights)) + parse_results(args.results))
     bench = run_bench(datasets, methods, args.out, metric_names=names, convention=args.convention, device=args.device,
@@ -72,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
                       refresh=args.refresh,
                       workers=args.workers, progress=not args.quiet)
     grid_pairs = [n.strip() for n in args.grid_pairs.split(",")] if args.grid_pairs else None
-    files = write_report(bench, args.out, args.grid, grid_pairs, plots=not args.no_plots)
+    files = write_report(bench, args.out, args.grid, grid_pairs, plots=draw, insets=insets, basis=args.rank_pairs)
     for warning in bench.warnings:
         print(f"failed {warning}", file=sys.stderr)
     print(f"wrote {files.markdown}, {files.html}, {files.csv}, {files.json}"

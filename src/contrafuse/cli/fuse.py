@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..atomic import check_writable
 from ..errors import ContrafuseError
-from ..fusion import Color, FuseOptions, InputGuard, Rounding, fuse, fuse_folders
+from ..fusion import Color, FuseOptions, Gamut, InputGuard, Rounding, fuse, fuse_folders
 from ..io import write_image
 from ..models import DEFAULT_MODEL
 from ..runtime import Precision
@@ -15,6 +15,7 @@ from ..video import is_video
 
 COLOR_CHOICES = [c.value for c in Color]
 ROUNDING_CHOICES = [r.value for r in Rounding]
+GAMUT_CHOICES = [g.value for g in Gamut]
 PRECISION_CHOICES = [p.value for p in Precision]
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 
@@ -61,6 +62,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     parser.add_argument("--color", choices=COLOR_CHOICES, default="auto", help="colour output (default auto)")
     parser.add_argument("--rounding", choices=ROUNDING_CHOICES, default="round", help="float-to-integer rule; truncate = reference code")
+    parser.add_argument("--gamut", choices=GAMUT_CHOICES, default="auto",
+                        help="out-of-range colours: clip channels, or keep the hue (auto: hue for pseudo-colour --ir)")
     parser.add_argument("--resize", action="store_true", help="resample IR to the VIS size when they differ")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--skip-existing", action="store_true",
@@ -80,7 +83,8 @@ def _weights(args: argparse.Namespace) -> str | Path:
 
 def options_of(args: argparse.Namespace) -> FuseOptions:
     """The pipeline settings the command line asks for."""
-    return FuseOptions(color=args.color, rounding=args.rounding, resize=args.resize, **speed_options(args))
+    return FuseOptions(color=args.color, rounding=args.rounding, gamut=args.gamut, resize=args.resize,
+                       **speed_options(args))
 
 
 def _model(args: argparse.Namespace):

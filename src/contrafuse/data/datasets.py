@@ -4,10 +4,16 @@ A dataset is a pair of folders whose files are matched by stem; ``ir`` holds the
 functional image (CT/PET/SPECT), ``vis`` the visible or MRI image. The data root is found in
 this order: an explicit ``root``, ``$CONTRAFUSE_DATA``, ``../shared/data`` beside the
 repository checkout, ``./shared/data`` relative to the working directory.
+
+The field's public benchmarks (MSRS, LLVIP, M3FD, FMB) are read in the folder layout their
+authors publish, as downloaded and unpacked under the data root (folder names matched without
+regard to case); :data:`PUBLISHED_LAYOUTS` holds the trees and docs/training.md draws them.
+A tree that does not match is a :class:`LayoutError` naming the folders expected and found.
 """
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Callable
@@ -20,6 +26,10 @@ DATA_ENV = "CONTRAFUSE_DATA"
 
 class DatasetError(ContrafuseError):
     """A named dataset, split or manifest cannot be resolved."""
+
+
+class LayoutError(DatasetError):
+    """A dataset's folder tree does not match its published layout."""
 
 
 def candidate_roots() -> list[Path]:
@@ -87,6 +97,7 @@ def select(pairs: list[PairFiles], names: list[str], source: str) -> list[PairFi
 
 
 def exclude(pairs: list[PairFiles], names: list[str]) -> list[PairFiles]:
+    """``pairs`` without those named in ``names``."""
     drop = set(names)
     return [p for p in pairs if p.name not in drop]
 
@@ -99,7 +110,87 @@ def last_quarter_split(pairs: list[PairFiles], split: str) -> list[PairFiles]:
     return {"train": ordered[:cut], "test": ordered[cut:], "all": ordered}[split]
 
 
-# -- the named datasets ------------------------------------------------------------------------
+# -- published layouts (MSRS, LLVIP, M3FD, FMB) ----------------------------------------------------
+
+@dataclass(frozen=True)
+class PublishedLayout:
+    """Where a public dataset keeps its images, relative to its top folder.
+
+    ``splits`` maps a split to its (infrared folder, visible folder), e.g. MSRS's ``test`` is
+    ``("test/ir", "test/vi")``; ``extras`` are folders of the release that contrafuse does not
+    read (labels, annotations), listed so the documented tree is complete.
+    """
+
+    folder: str
+    splits: dict[str, tuple[str, str]]
+    source: str
+    extras: tuple[str, ...] = ()
+
+    def tree(self) -> str:
+        """The expected tree, one folder per line (docs and error messages)."""
+        lines = [f"{self.folder}/"]
+        for split, folders in self.splits.items():
+            lines += [f"  {folder}/   ({split} split)" for folder in folders]
+        lines += [f"  {extra}/   (not read)" for extra in self.extras]
+        return "\n".join(lines)
+
+
+PUBLISHED_LAYOUTS: dict[str, PublishedLayout] = {
+    "msrs": PublishedLayout("MSRS", {"train": ("train/ir", "train/vi"), "test": ("test/ir", "test/vi")},
+                            "github.com/Linfeng-Tang/MSRS", ("train/Segmentation_labels", "test/Segmentation_labels")),
+    "llvip": PublishedLayout("LLVIP", {"train": ("infrared/train", "visible/train"), "test": ("infrared/test", "visible/test")},
+                             "github.com/bupt-ai-cz/LLVIP, download_dataset.md", ("Annotations",)),
+    "m3fd": PublishedLayout("M3FD", {"test": ("M3FD_Fusion/Ir", "M3FD_Fusion/Vis"),
+                                     "detection": ("M3FD_Detection/Ir", "M3FD_Detection/Vis")},
+                            "github.com/JinyuanLiu-CV/TarDAL: M3FD_Fusion.zip, M3FD_Detection.zip", ("M3FD_Detection/Annotation",)),
+    "fmb": PublishedLayout("FMB", {"train": ("train/Infrared", "train/Visible"), "test": ("test/Infrared", "test/Visible")},
+                           "github.com/JinyuanLiu-CV/SegMiF", ("train/Label", "test/Label")),
+}
+
+
+def _child(folder: Path, name: str) -> Path | None:
+    """``folder/name`` if it is a folder, else the one sub-folder whose name matches ignoring case."""
+    exact = folder / name
+    if exact.is_dir():
+        return exact
+    if not folder.is_dir():
+        return None
+    matches = [p for p in folder.iterdir() if p.is_dir() and p.name.lower() == name.lower()]
+    return matches[0] if len(matches) == 1 else None
+
+
+def _subfolders(folder: Path) -> str:
+    names = sorted(p.name + "/" for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    return ", ".join(names[:8]) + (" ..." if len(names) > 8 else "") if names else "no folders"
+
+
+def locate(base: Path, relative: str, name: str, layout: PublishedLayout) -> Path:
+    """``base/relative`` matched part by part without regard to case, or a :class:`LayoutError`
+    naming the expected tree, the first missing folder and what its parent holds."""
+    here = base
+    for part in Path(relative).parts:
+        found = _child(here, part)
+        if found is None:
+            raise LayoutError(
+                f"dataset {name!r}: {here / part} is missing ({here} holds: {_subfolders(here)}); "
+                f"expected the published {layout.folder} layout ({layout.source}) under the data root:\n" + layout.tree()
+            )
+        here = found
+    return here
+
+
+def _published(name: str) -> Callable[[Path, str], list[PairFiles]]:
+    layout = PUBLISHED_LAYOUTS[name]
+
+    def pairs(root: Path, split: str) -> list[PairFiles]:
+        top = locate(root, layout.folder, name, layout)
+        ir_dir, vis_dir = (locate(top, folder, name, layout) for folder in layout.splits[split])
+        return folder_pairs(ir_dir, vis_dir)
+
+    return pairs
+
+
+# -- this project's data folder (roadscene, tno42, tno25_cddfuse, harvard) -------------------------
 
 def _roadscene(root: Path, split: str) -> list[PairFiles]:
     pairs = folder_pairs(root / "roadscene" / "ir", root / "roadscene" / "vis")
@@ -115,8 +206,11 @@ def _roadscene(root: Path, split: str) -> list[PairFiles]:
 
 
 def _tno(folder: str) -> Callable[[Path, str], list[PairFiles]]:
-    def pairs(root: Path, split: str) -> list[PairFiles]:  # noqa: ARG001  (test only: every split is all)
-        return folder_pairs(root / folder / "ir", root / folder / "vis")
+    def pairs(root: Path, split: str) -> list[PairFiles]:
+        found = folder_pairs(root / folder / "ir", root / folder / "vis")
+        if split == "cddfuse25":  # CDDFuse's 25 TNO test pairs, under their tno42 names
+            return select(found, packaged_manifest("tno42_cddfuse25.txt"), "tno42_cddfuse25.txt")
+        return found
 
     return pairs
 
@@ -139,18 +233,46 @@ def _harvard_all(root: Path, split: str) -> list[PairFiles]:
     return [PairFiles(f"{_HARVARD[key][0]}/{p.name}", p.ir, p.vis) for key in _HARVARD for p in _harvard_set(key)(root, split)]
 
 
-_DATASETS: dict[str, tuple[Callable[[Path, str], list[PairFiles]], tuple[str, ...]]] = {
-    "roadscene": (_roadscene, ("train", "test50", "test40", "all")),
-    "tno42": (_tno("tno42"), ("test", "all")),
-    "tno25_cddfuse": (_tno("tno25_cddfuse"), ("test", "all")),
-    **{key: (_harvard_set(key), ("train", "test", "all")) for key in _HARVARD},
-    "harvard": (_harvard_all, ("train", "test", "all")),
+# -- the registry ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class NamedDataset:
+    """A named dataset: its splits, how its pairs are found, and what its two images are.
+
+    ``modalities`` labels the ``ir`` and ``vis`` images (``("PET", "MRI")`` for MRI-PET) in
+    reports and figures.
+    """
+
+    name: str
+    splits: tuple[str, ...]
+    build: Callable[[Path, str], list[PairFiles]]
+    modalities: tuple[str, str] = ("IR", "VIS")
+
+
+_DATASETS: dict[str, NamedDataset] = {
+    entry.name: entry
+    for entry in [
+        NamedDataset("roadscene", ("train", "test50", "test40", "all"), _roadscene),
+        NamedDataset("tno42", ("test", "cddfuse25", "all"), _tno("tno42")),
+        NamedDataset("tno25_cddfuse", ("test", "all"), _tno("tno25_cddfuse")),
+        *(NamedDataset(name, tuple(layout.splits), _published(name)) for name, layout in PUBLISHED_LAYOUTS.items()),
+        *(NamedDataset(key, ("train", "test", "all"), _harvard_set(key), (functional.upper(), "MRI"))
+          for key, (_, functional) in _HARVARD.items()),
+        NamedDataset("harvard", ("train", "test", "all"), _harvard_all, ("CT/PET/SPECT", "MRI")),
+    ]
 }
 
 
 def list_datasets() -> dict[str, tuple[str, ...]]:
     """Named datasets and their splits."""
-    return {name: splits for name, (_, splits) in _DATASETS.items()}
+    return {name: entry.splits for name, entry in _DATASETS.items()}
+
+
+def dataset_info(name: str) -> NamedDataset:
+    """The registry entry of a named dataset (splits, modality labels)."""
+    if name not in _DATASETS:
+        raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(_DATASETS)}")
+    return _DATASETS[name]
 
 
 def dataset_pairs(name: str, split: str, root: str | os.PathLike | None = None) -> list[PairFiles]:
@@ -159,14 +281,12 @@ def dataset_pairs(name: str, split: str, root: str | os.PathLike | None = None) 
     Names are file stems; in the combined ``harvard`` set they carry their set
     (``MRI_PET/2004``) so that they stay unique.
     """
-    if name not in _DATASETS:
-        raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(_DATASETS)}")
-    build, splits = _DATASETS[name]
-    if split not in splits:
-        raise DatasetError(f"dataset {name!r} has no split {split!r}; splits: {', '.join(splits)}")
+    entry = dataset_info(name)
+    if split not in entry.splits:
+        raise DatasetError(f"dataset {name!r} has no split {split!r}; splits: {', '.join(entry.splits)}")
     base = resolve_data_root(root)
     try:
-        pairs = build(base, split)
+        pairs = entry.build(base, split)
     except PairError as exc:
         raise DatasetError(f"dataset {name!r} under {base}: {exc}") from None
     return sorted(pairs, key=lambda p: p.name)
@@ -178,3 +298,15 @@ def custom_pairs(ir_dir: str | os.PathLike, vis_dir: str | os.PathLike, manifest
     if manifest is not None:
         pairs = select(pairs, read_manifest(manifest), str(manifest))
     return sorted(pairs, key=lambda p: p.name)
+
+
+_MODALITY_NAMES = ("ct", "pet", "spect", "mri", "ir", "vis", "nir", "swir", "lwir", "rgb")
+
+
+def folder_modalities(ir_dir: str | os.PathLike, vis_dir: str | os.PathLike) -> tuple[str, str]:
+    """Labels for two arbitrary folders: the folder names when they name a modality
+    (``PET``, ``MRI``, ...), else ``("IR", "VIS")``."""
+    names = [Path(ir_dir).name.lower(), Path(vis_dir).name.lower()]
+    if all(n in _MODALITY_NAMES for n in names):
+        return names[0].upper(), names[1].upper()
+    return "IR", "VIS"

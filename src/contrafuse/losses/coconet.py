@@ -124,6 +124,7 @@ class BaseLoss(NamedTuple):
     total: Tensor  # SSIM_WEIGHT * structure + intensity
     structure: Tensor  # gradient-weighted 1 - SSIM
     intensity: Tensor  # entropy-weighted MSE
+    weights: SourceWeights  # the data-sensitive weights used
 
 
 def base_loss(
@@ -145,7 +146,7 @@ def base_loss(
     structure = (w.gradient_vis * (1 - ssim_per_sample(to01(vis), f01)) + w.gradient_ir * (1 - ssim_per_sample(to01(ir), f01))).mean()
     mse = lambda a, b: (a - b).pow(2).flatten(1).mean(1)  # noqa: E731
     intensity = (w.entropy_vis * mse(fused, vis) + w.entropy_ir * mse(fused, ir)).mean()
-    return BaseLoss(SSIM_WEIGHT * structure + intensity, structure, intensity)
+    return BaseLoss(SSIM_WEIGHT * structure + intensity, structure, intensity, w)
 
 
 def contrastive_ratio(

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import basic, fmi, gradient, information, structural, vif
+from . import basic, fmi, gradient, information, regions, structural, vif
 from ._common import FusionImages
 
 HIGHER = "higher"
@@ -87,6 +87,12 @@ _METRICS = [
                                                   "matlab": "20 log10(255 / sqrt(MSE_01)), mixed scales, ~55-68 dB"}),
     MetricInfo("MSE", "mean squared error of F against the sources", LOWER, "F, A, B", "mean",
                basic.mean_squared_error, {"cddfuse": "0..255 units (~1e3)", "matlab": "[0,1] images (= MSE_255 / 255^2)"}),
+    MetricInfo("FG_IR", "mean |F - IR| inside the infrared saliency mask (ir-saliency-v1): targets kept", LOWER,
+               "F, A, 0..255", "foreground of A only", regions.foreground_distance_to_ir,
+               {"cddfuse": _SAME + " (ours)", "matlab": _SAME + " (ours)"}, default=False),
+    MetricInfo("BG_VIS", "mean |F - VIS| outside the infrared saliency mask: background kept", LOWER,
+               "F, B, 0..255", "background of A's mask, against B", regions.background_distance_to_vis,
+               {"cddfuse": _SAME + " (ours)", "matlab": _SAME + " (ours)"}, default=False),
 ]
 
 REGISTRY: dict[str, MetricInfo] = {m.name: m for m in _METRICS}

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import WeightsError
+from .weights import read_reference_pickle, read_safetensors
 
 # torchvision's cfg "E": numbers are 3x3 conv widths, "M" a 2x2 max-pool.
 VGG19_LAYOUT: tuple[int | str, ...] = (
@@ -87,26 +88,14 @@ def random_vgg19_state(depth: int, seed: int = DEFAULT_VGG_SEED) -> dict[str, Te
 def read_vgg19_state(path: str | os.PathLike, depth: int) -> dict[str, Tensor]:
     """The grey ``features.N.*`` tensors (N < ``depth``) of a torchvision VGG19 state-dict file.
 
-    Accepts ``.safetensors`` or a ``torch.save`` of a plain dict of tensors (read with
-    ``weights_only=True``: no code runs). ``module.`` prefixes and ``classifier.*`` keys are
-    ignored; an RGB first conv ``(64, 3, 3, 3)`` becomes ``(64, 1, 3, 3)`` = 0.299 R + 0.587 G + 0.114 B.
+    Accepts ``.safetensors`` or a ``torch.save`` of a plain dict of tensors (read by the safe
+    reader of :mod:`.weights`: no code runs, sizes are checked before anything is
+    decompressed). ``module.`` prefixes and ``classifier.*`` keys are ignored; an RGB first conv ``(64, 3, 3, 3)`` becomes ``(64, 1, 3, 3)`` = 0.299 R + 0.587 G + 0.114 B.
     """
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: VGG weights file not found")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            raw = load_file(str(path))
-        else:
-            raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001  (torch and safetensors raise many types)
-        raise WeightsError(f"{path}: not a readable state-dict file ({exc})") from None
-    if isinstance(raw, dict) and "state_dict" in raw and isinstance(raw["state_dict"], dict):
-        raw = raw["state_dict"]
-    if not isinstance(raw, dict):
-        raise WeightsError(f"{path}: holds no state dict")
+    raw = read_safetensors(path)[0] if path.suffix == ".safetensors" else read_reference_pickle(path)
     state = {}
     for key, value in raw.items():
         key = key.removeprefix("module.")

@@ -68,8 +68,11 @@ def _record_class(qualified_name: str) -> type:
     return Record
 
 
-def _rebuild_tensor(storage: torch.Tensor, offset: int, size: tuple, stride: tuple, *args: Any) -> torch.Tensor:
-    return storage.as_strided(size, stride, offset).clone()
+# Foreign pickles are read into memory: refuse any that declares more tensor data than this
+# (our largest weights file is 37 MB; a torchvision vgg19 file with its classifier is 548 MB).
+MAX_FOREIGN_TENSOR_BYTES = 768 * 2**20
+MAX_PICKLE_BYTES = 64 * 2**20
+MAX_MODULE_DEPTH = 64
 
 
 def _rebuild_parameter(data: torch.Tensor, requires_grad: bool, backward_hooks: Any, *args: Any) -> torch.Tensor:
@@ -81,15 +84,30 @@ class _StorageType:
         self.dtype = dtype
 
 
+def _whole_numbers(values: Any) -> bool:
+    return isinstance(values, tuple) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values)
+
+
 class _TensorOnlyUnpickler(pickle.Unpickler):
-    def __init__(self, data: bytes, archive: zipfile.ZipFile, prefix: str, source: Path):
+    """Rebuilds tensors from a ``torch.save`` archive and nothing else, within a memory budget.
+
+    Every storage is checked against what the pickle declares before a byte of it is
+    decompressed, and read at most once; tensors are views of their storage, checked to lie
+    inside it.
+    """
+
+    def __init__(self, data: bytes, archive: zipfile.ZipFile, prefix: str, source: Path, budget: int):
         super().__init__(io.BytesIO(data))
-        self.archive, self.prefix, self.source = archive, prefix, source
+        self.archive, self.prefix, self.source, self.remaining = archive, prefix, source, budget
+        self.storages: dict[str, torch.Tensor] = {}
+
+    def refuse(self, problem: str) -> WeightsError:
+        return WeightsError(f"{self.source}: refusing to load: {problem}")
 
     def find_class(self, module: str, name: str) -> Any:
         qualified = f"{module}.{name}"
         if qualified in ("torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor"):
-            return _rebuild_tensor
+            return self.rebuild_tensor
         if qualified in ("torch._utils._rebuild_parameter", "torch._utils._rebuild_parameter_with_state"):
             return _rebuild_parameter
         if module == "torch" and name in _STORAGE_DTYPES:
@@ -100,21 +118,54 @@ class _TensorOnlyUnpickler(pickle.Unpickler):
             return set
         if module in _INERT_MODULES or module.startswith(_INERT_MODULE_PREFIX):
             return _record_class(qualified)
-        raise WeightsError(
-            f"{self.source}: refusing to load: the pickle references {qualified}, which could run code "
-            "(only tensors and module records are read)"
-        )
+        raise self.refuse(f"the pickle references {qualified}, which could run code (only tensors and module records are read)")
+
+    def rebuild_tensor(self, storage: Any, offset: Any, size: Any, stride: Any, *args: Any) -> torch.Tensor:
+        if not isinstance(storage, torch.Tensor) or not _whole_numbers((offset,)) or not _whole_numbers(size) \
+                or not _whole_numbers(stride) or len(size) != len(stride):
+            raise self.refuse("a tensor record is malformed")
+        if any(n == 0 for n in size):
+            return storage.new_empty(size)
+        extent = offset + sum((n - 1) * step for n, step in zip(size, stride)) + 1
+        if extent > storage.numel():
+            raise self.refuse(f"a tensor of size {size} and strides {stride} reaches past its storage of {storage.numel()} values")
+        return storage.as_strided(size, stride, offset)
 
     def persistent_load(self, pid: Any) -> torch.Tensor:
-        if not (isinstance(pid, tuple) and pid and pid[0] == "storage" and isinstance(pid[1], _StorageType)):
-            raise WeightsError(f"{self.source}: unexpected persistent record {pid!r:.80}")
-        dtype, key = pid[1].dtype, pid[2]
-        raw = bytearray(self.archive.read(f"{self.prefix}/data/{key}"))
-        return torch.frombuffer(raw, dtype=dtype) if raw else torch.empty(0, dtype=dtype)
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and isinstance(pid[1], _StorageType)
+                and isinstance(pid[2], str) and _whole_numbers((pid[4],))):
+            raise self.refuse(f"unexpected persistent record {pid!r:.80}")
+        dtype, key, count = pid[1].dtype, pid[2], pid[4]
+        if key not in self.storages:
+            self.storages[key] = self._read_storage(key, dtype, count)
+        return self.storages[key]
+
+    def _read_storage(self, key: str, dtype: torch.dtype, count: int) -> torch.Tensor:
+        size = count * torch.empty(0, dtype=dtype).element_size()
+        if size > self.remaining:
+            raise self.refuse(f"it declares more than {MAX_FOREIGN_TENSOR_BYTES // 2**20} MiB of tensor data")
+        self.remaining -= size
+        try:
+            entry = self.archive.getinfo(f"{self.prefix}/data/{key}")
+        except KeyError:
+            raise self.refuse(f"storage {key} is missing from the archive") from None
+        if entry.file_size != size:
+            raise self.refuse(f"storage {key} holds {entry.file_size} bytes, the pickle declares {size}")
+        if size == 0:
+            return torch.empty(0, dtype=dtype)
+        buffer = bytearray(size)
+        with self.archive.open(entry) as stream:
+            if stream.readinto(buffer) != size or stream.read(1):
+                raise self.refuse(f"storage {key} does not hold the {size} bytes its entry declares")
+        return torch.frombuffer(buffer, dtype=dtype)
 
 
-def read_reference_pickle(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """State dict of a whole-module ``torch.save`` zip file, read without running its code."""
+def read_reference_pickle(path: str | os.PathLike, budget: int = MAX_FOREIGN_TENSOR_BYTES) -> dict[str, torch.Tensor]:
+    """State dict of a whole-module (or state-dict) ``torch.save`` zip file, read without running its code.
+
+    Refuses, before decompressing them, archives that declare more than ``budget`` bytes of
+    tensor data or a pickle above 64 MiB, and any record that does not describe a plain tensor.
+    """
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: weights file not found")
@@ -123,29 +174,59 @@ def read_reference_pickle(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             pickles = [n for n in archive.namelist() if n.endswith("/data.pkl")]
             if len(pickles) != 1:
                 raise WeightsError(f"{path}: not a torch.save archive (no single data.pkl)")
+            entry = archive.getinfo(pickles[0])
+            if entry.file_size > MAX_PICKLE_BYTES:
+                raise WeightsError(f"{path}: refusing to load: its pickle is {entry.file_size} bytes")
             prefix = pickles[0][: -len("/data.pkl")]
-            root = _TensorOnlyUnpickler(archive.read(pickles[0]), archive, prefix, path).load()
+            root = _TensorOnlyUnpickler(archive.read(entry), archive, prefix, path, budget).load()
+            return _state_of(root, path)
+    except WeightsError:
+        raise
     except zipfile.BadZipFile:
         raise WeightsError(f"{path}: not a torch.save zip archive (legacy or corrupt file)") from None
-    except (pickle.UnpicklingError, EOFError, KeyError, ValueError) as exc:
-        raise WeightsError(f"{path}: corrupt pickle ({exc})") from None
+    except RecursionError:
+        raise WeightsError(f"{path}: refusing to load: the pickle is nested too deeply") from None
+    except MemoryError:
+        raise WeightsError(f"{path}: refusing to load: not enough memory to read it") from None
+    except Exception as exc:  # noqa: BLE001  (a crafted pickle can raise anything the unpickler meets)
+        raise WeightsError(f"{path}: corrupt or unsupported pickle ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+def _state_of(root: Any, path: Path) -> dict[str, torch.Tensor]:
+    if isinstance(root, dict) and isinstance(root.get("state_dict"), dict):
+        root = root["state_dict"]
     if isinstance(root, dict):
-        return {k: v for k, v in root.items() if isinstance(v, torch.Tensor)}
+        return {k: v for k, v in root.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
     if not isinstance(root, _ModuleRecord):
         raise WeightsError(f"{path}: holds neither a module nor a state dict")
-    return _flatten_module_record(root)
+    return _flatten_module_record(root, path)
 
 
-def _flatten_module_record(record: _ModuleRecord, prefix: str = "") -> dict[str, torch.Tensor]:
+def _flatten_module_record(record: _ModuleRecord, path: Path, prefix: str = "", depth: int = 0) -> dict[str, torch.Tensor]:
+    if depth > MAX_MODULE_DEPTH:
+        raise WeightsError(f"{path}: refusing to load: modules nested more than {MAX_MODULE_DEPTH} deep")
     tensors: dict[str, torch.Tensor] = {}
     for group in ("_parameters", "_buffers"):
-        for name, value in (record.state.get(group) or {}).items():
+        for name, value in _mapping(record.state.get(group)).items():
             if isinstance(value, torch.Tensor):
-                tensors[prefix + name] = value
-    for name, child in (record.state.get("_modules") or {}).items():
+                tensors[f"{prefix}{name}"] = value
+    for name, child in _mapping(record.state.get("_modules")).items():
         if isinstance(child, _ModuleRecord):
-            tensors.update(_flatten_module_record(child, f"{prefix}{name}."))
+            tensors.update(_flatten_module_record(child, path, f"{prefix}{name}.", depth + 1))
     return tensors
+
+
+def _mapping(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _check_values(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], source: str | Path) -> None:
+    """Floating-point tensors where the model has them, and every value finite."""
+    for key, value in state.items():
+        if expected[key].is_floating_point() and not value.is_floating_point():
+            raise WeightsError(f"{source}: tensor {key} is {value.dtype}, expected floating point weights")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise WeightsError(f"{source}: tensor {key} holds NaN or infinite values")
 
 
 def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
@@ -163,6 +244,7 @@ def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], sou
         if misshaped:
             parts.append("wrong shape " + ", ".join(f"{k} {tuple(state[k].shape)}!={tuple(expected[k].shape)}" for k in misshaped))
         raise WeightsError(f"{source}: does not fit {type(model).__name__}: " + "; ".join(parts))
+    _check_values(state, expected, source)
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
 
 

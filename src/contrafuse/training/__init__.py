@@ -1,7 +1,7 @@
 """Training: one engine (loop, DDP, checkpoints, logging, resume) driven by a recipe per method.
 
     >>> from contrafuse.training import train, load_config
-    >>> cfg = load_config("configs/cs2fusion_smoke.yaml", overrides=["train.steps=10"])
+    >>> cfg = load_config("cs2fusion_smoke", overrides=["train.steps=10"])
     >>> result = train(cfg, out_dir="runs/smoke")
 """
 from .config import ConfigError, DataConfig, LoopConfig, TrainConfig

@@ -19,6 +19,9 @@ from ..atomic import write_with
 from ..errors import ContrafuseError
 
 CHECKPOINT_NAME = "checkpoint.pt"
+# What every checkpoint of ours holds, with the type each entry must have.
+REQUIRED_ENTRIES = {"method": str, "step": int, "config": dict, "models": dict, "optimizers": dict, "schedulers": dict,
+                    "rng": list, "sampler": dict, "world_size": int}
 
 
 class CheckpointError(ContrafuseError):
@@ -60,6 +63,21 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint to resume from")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt or foreign files
-        raise CheckpointError(f"{path}: not a readable training checkpoint ({exc})") from None
+        raise CheckpointError(f"{path}: not a readable training checkpoint ({str(exc).splitlines()[0][:200]})") from None
+    check_checkpoint(payload, path)
+    return payload
+
+
+def check_checkpoint(payload: Any, path: Path) -> None:
+    """A :class:`CheckpointError` unless ``payload`` has the entries a contrafuse checkpoint has."""
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{path}: not a contrafuse training checkpoint (holds a {type(payload).__name__})")
+    missing = [k for k in REQUIRED_ENTRIES if k not in payload]
+    wrong = [k for k, kind in REQUIRED_ENTRIES.items() if k in payload and not isinstance(payload[k], kind)]
+    if missing or wrong:
+        problems = ([f"missing {', '.join(missing)}"] if missing else []) + ([f"malformed {', '.join(wrong)}"] if wrong else [])
+        raise CheckpointError(f"{path}: not a contrafuse training checkpoint ({'; '.join(problems)})")
+    if payload["step"] < 0 or "global_batch" not in payload["sampler"]:
+        raise CheckpointError(f"{path}: not a contrafuse training checkpoint (malformed step or sampler)")

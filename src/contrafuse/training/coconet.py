@@ -15,11 +15,12 @@ ImageNet ``vgg19`` state-dict file, never downloaded) or, by default, the seeded
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.optim import Adam, Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import Dataset
@@ -27,11 +28,11 @@ from torch.utils.data import Dataset
 from ..color import luma01
 from ..data import PairFiles, PatchPairs
 from ..data.masks import MaskSource
-from ..losses.coconet import ENTROPY_TEMPERATURE, GRADIENT_TEMPERATURE, base_loss, coupled_contrastive_loss
+from ..losses.coconet import ENTROPY_TEMPERATURE, GRADIENT_TEMPERATURE, SourceWeights, base_loss, coupled_contrastive_loss
 from ..models import create_model
 from ..models.vgg import DEFAULT_VGG_SEED, VGGLossFeatures, vgg_source_description
-from .config import ConfigError, DataConfig, LoopConfig, TrainConfig
-from .recipe import Losses, Recipe, Stage, configured_pairs, register_recipe, unwrap
+from .config import ConfigError, DataConfig, LoopConfig, TrainConfig, check_betas, check_rate, finite, require
+from .recipe import Losses, Recipe, Stage, register_recipe, registered_weights, training_pairs, unwrap
 
 MODEL_NAMES = ("coconet", "coconet-medical")
 
@@ -82,6 +83,12 @@ class CoCoNetConfig(TrainConfig):
 
 
 def check_config(cfg: CoCoNetConfig) -> None:
+    """Range checks of the CoCoNet sections (the engine checks the shared ones)."""
+    check_rate(cfg.optim.lr, "optim.lr")
+    check_betas(cfg.optim.betas, "optim.betas")
+    for key in ("c1", "c2", "contrast"):
+        value = getattr(cfg.loss, key)
+        require(finite(value) and value >= 0, f"loss.{key}", "a finite number >= 0", value)
     s = cfg.stages
     if s.base_steps < 0 or s.contrastive_steps < 0 or s.base_steps + s.contrastive_steps != cfg.train.steps:
         raise ConfigError(
@@ -102,10 +109,27 @@ def masked_patch_pairs(pairs: Sequence[PairFiles], patch_size: int, flips: bool,
     return dataset
 
 
+@torch.no_grad()
+def region_watches(fused: Tensor, *, ir: Tensor, vis: Tensor, mask: Tensor) -> dict[str, Tensor]:
+    """Whether the output follows the coupled constraint, 0-255 grey levels on [-1, 1] patches:
+    ``fg_ir`` = mean |F - IR| inside the masks, ``bg_vis`` = mean |F - VIS| outside them."""
+    fused, inside = fused.detach(), mask.to(fused.dtype)
+    outside = 1.0 - inside
+    fg = ((fused - ir).abs() * inside).sum() / inside.sum().clamp_min(1.0)
+    bg = ((fused - vis).abs() * outside).sum() / outside.sum().clamp_min(1.0)
+    return {"fg_ir": fg * 127.5, "bg_vis": bg * 127.5}
+
+
+def weight_watches(weights: SourceWeights) -> dict[str, Tensor]:
+    """Batch means of the data-sensitive weights of the visible source (the infrared's are 1 - these)."""
+    return {"wg_vis": weights.gradient_vis.mean(), "we_vis": weights.entropy_vis.mean()}
+
+
 @register_recipe
 class CoCoNetRecipe(Recipe):
     name = "coconet"
     config_class = CoCoNetConfig
+    length_keys = ("stages.base_steps", "stages.contrastive_steps")
 
     def configure(self, cfg: CoCoNetConfig) -> None:
         check_config(cfg)
@@ -134,7 +158,13 @@ class CoCoNetRecipe(Recipe):
     def build_dataset(self, cfg: CoCoNetConfig, split: str) -> Dataset:
         check_config(cfg)
         masks = MaskSource(cfg.masks.folder, cfg.masks.cache)
-        return masked_patch_pairs(configured_pairs(cfg.data, split), cfg.data.patch_size, cfg.data.flips, masks)
+        return masked_patch_pairs(training_pairs(cfg, split), cfg.data.patch_size, cfg.data.flips, masks)
+
+    def init_weights(self, models: dict[str, nn.Module], weights: str, cfg: CoCoNetConfig) -> Path:
+        """The network from CoCoNet inference weights of ``model_name`` (its frozen VGG trunk included)."""
+        model, path = registered_weights(cfg.model_name, weights, vgg_weights=cfg.vgg.weights, vgg_seed=cfg.vgg.seed)
+        models["net"].load_state_dict(model.backbone.state_dict())
+        return path
 
     def loss_features(self, device: torch.device) -> VGGLossFeatures:
         """The contrastive feature space: built on first use (deterministic, so not checkpointed)."""
@@ -154,7 +184,9 @@ class CoCoNetRecipe(Recipe):
         vis, ir = batch["vis"] * 2 - 1, batch["ir"] * 2 - 1
         fused = models["net"](ir=ir, vis=vis)
         base = base_loss(fused, ir=ir, vis=vis, gradient_temperature=cfg.loss.c1, entropy_temperature=cfg.loss.c2)
-        losses: dict[str, Any] = {"base": base.total.detach(), "ssim": base.structure.detach(), "intensity": base.intensity.detach()}
+        losses: dict[str, Any] = {"base": base.total.detach(), "ssim": base.structure.detach(),
+                                  "intensity": base.intensity.detach(), **region_watches(fused, ir=ir, vis=vis, mask=batch["mask"]),
+                                  **weight_watches(base.weights)}
         total = base.total
         if stage.name == "contrastive":
             features = self.loss_features(fused.device)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .checkpoint import CHECKPOINT_NAME, load_checkpoint
-from .config import TrainConfig, apply_overrides, config_from_dict
+from .checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
+from .config import ConfigError, TrainConfig, apply_overrides, config_from_dict
 from .engine import load_config, train
 from .recipe import get_recipe, list_recipes
 
@@ -21,10 +21,19 @@ DESCRIPTION = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``contrafuse train``; sets ``func=run``."""
     parser.add_argument("method", help=f"training recipe ({', '.join(list_recipes()) or 'none registered'})")
-    parser.add_argument("--config", type=Path, help="YAML config (optional with --resume: the run's own config is used)")
+    parser.add_argument("--config", type=Path, metavar="FILE|NAME",
+                        help="YAML config file, or the name of a shipped config (cs2fusion_smoke, cs2fusion_roadscene, "
+                        "coconet_roadscene, coconet_medical, ...); optional with --resume (the run's own config is used)")
     parser.add_argument("--data", type=Path, help="data root holding the named datasets (default: $CONTRAFUSE_DATA, ../shared/data)")
     parser.add_argument("--out", type=Path, help="run folder for checkpoint, logs and weights (default: runs/METHOD)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt where the run stopped")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from OUT/checkpoint.pt where the run stopped; with --set train.steps=N "
+                        "(larger), extend a finished run")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start over in an OUT that holds a run (its checkpoint, logs and validation are removed)")
+    parser.add_argument("--init", metavar="WEIGHTS",
+                        help="fine-tune: start from inference weights ('default' = the shipped ones, our .safetensors, "
+                        "or an author's .pth) instead of random initialisation (= --set train.init=WEIGHTS)")
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a config value, e.g. --set train.steps=2000 --set optim.lr_backbone=1e-3 (repeatable)",
@@ -41,14 +50,23 @@ def overrides_of(args: argparse.Namespace) -> list[str]:
     extra = [f"data.root={args.data}"] if args.data is not None else []
     if args.vgg_weights is not None:
         extra.append(f"vgg.weights={args.vgg_weights}")
+    if args.init is not None:
+        extra.append(f"train.init={args.init}")
     return [*extra, *args.overrides]
 
 
 def _resumed_config(args: argparse.Namespace, out: Path) -> TrainConfig:
     """The checkpoint's own config (plus overrides) when resuming without --config."""
-    checkpoint = load_checkpoint(out / CHECKPOINT_NAME)
-    values = apply_overrides(checkpoint["config"], overrides_of(args))
-    return config_from_dict(get_recipe(args.method).config_class, values)
+    path = out / CHECKPOINT_NAME
+    checkpoint = load_checkpoint(path)
+    if checkpoint["method"] != args.method:
+        raise CheckpointError(f"{path}: is a {checkpoint['method']!r} run, not {args.method!r}")
+    config_class = get_recipe(args.method).config_class
+    try:
+        config_from_dict(config_class, checkpoint["config"], where=f"{path}: config")
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: its config does not fit this version's {args.method!r} recipe ({exc})") from None
+    return config_from_dict(config_class, apply_overrides(checkpoint["config"], overrides_of(args)))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = _resumed_config(args, out)
     else:
         cfg = load_config(args.config, overrides_of(args), method=args.method)
-    result = train(cfg, out, resume=args.resume)
+    result = train(cfg, out, resume=args.resume, overwrite=args.overwrite)
     if result.weights is not None:
         print(f"trained {cfg.method} for {result.steps} steps; weights: {result.weights}")
     return 0

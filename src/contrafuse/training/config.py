@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
 import types
 import typing
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -58,6 +61,30 @@ class LoopConfig:
     tensorboard: bool = False  # needs the `tensorboard` extra
     channels_last: bool = False
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower on GPU)
+    init: str | None = None  # weights to start from: "default" (the shipped ones) or a file (--init)
+    schedule_steps: int | None = None  # steps the lr schedule is planned for (None: steps); set when a run is extended
+
+
+@dataclass
+class ValidationConfig:
+    """Validation during training: metrics and a grid of fused samples every ``every`` steps.
+
+    The pairs come from ``split`` (another split of ``data.dataset``), from two folders
+    (``ir_dir``, ``vis_dir``, optional ``manifest``), or from the training pairs themselves:
+    ``holdout`` takes the last N of them (sorted by name) out of training.
+    """
+
+    every: int = 0  # steps between validations (0: off); also at the start of a fresh run and at the end
+    split: str | None = None
+    ir_dir: str | None = None
+    vis_dir: str | None = None
+    manifest: str | None = None
+    holdout: int = 0
+    pairs: int = 0  # validate on at most this many pairs, spread over the names (0: all)
+    samples: int = 3  # pairs shown in the sample grid
+    metrics: list[str] = field(default_factory=lambda: ["default"])
+    convention: str = "cddfuse"
+    at_start: bool = True  # validate the starting weights too (the baseline of a fine-tuning run)
 
 
 @dataclass
@@ -67,6 +94,59 @@ class TrainConfig:
     method: str = ""
     data: DataConfig = field(default_factory=DataConfig)
     train: LoopConfig = field(default_factory=LoopConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+
+
+def planned_steps(cfg: TrainConfig) -> int:
+    """Steps the learning-rate schedule spans: ``train.schedule_steps``, else ``train.steps``.
+
+    An extended run keeps its original schedule in absolute steps; the added steps run at the
+    schedule's final rate.
+    """
+    return cfg.train.schedule_steps if cfg.train.schedule_steps is not None else cfg.train.steps
+
+
+def require(condition: bool, key: str, rule: str, value: Any) -> None:
+    """A :class:`ConfigError` naming the setting ``key`` when ``condition`` is false."""
+    if not condition:
+        raise ConfigError(f"{key} must be {rule}, got {value!r}")
+
+
+def finite(value: float) -> bool:
+    """True for a real number that is neither NaN nor infinite."""
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def check_loop(cfg: TrainConfig) -> None:
+    """Range checks of the shared sections, before anything is built or written."""
+    t, d, v = cfg.train, cfg.data, cfg.validation
+    require(t.steps >= 0, "train.steps", ">= 0", t.steps)
+    require(t.batch_size >= 1, "train.batch_size", ">= 1", t.batch_size)
+    require(t.checkpoint_every >= 1, "train.checkpoint_every", ">= 1", t.checkpoint_every)
+    require(t.log_every >= 1, "train.log_every", ">= 1", t.log_every)
+    require(t.schedule_steps is None or t.schedule_steps >= 1, "train.schedule_steps", ">= 1 (or null)", t.schedule_steps)
+    require(t.init is None or bool(str(t.init).strip()), "train.init", "a weights file or 'default'", t.init)
+    require(d.patch_size >= 1, "data.patch_size", ">= 1", d.patch_size)
+    require(d.workers >= 0, "data.workers", ">= 0", d.workers)
+    for key in ("every", "holdout", "pairs", "samples"):
+        require(getattr(v, key) >= 0, f"validation.{key}", ">= 0", getattr(v, key))
+    from .. import metrics
+
+    require(v.convention in metrics.CONVENTIONS, "validation.convention", f"one of {', '.join(metrics.CONVENTIONS)}", v.convention)
+    try:
+        metrics.resolve_names(v.metrics)
+    except ValueError as exc:
+        raise ConfigError(f"validation.metrics: {exc}") from None
+
+
+def check_rate(value: float, key: str) -> None:
+    """A learning rate (or similar factor): a finite number >= 0."""
+    require(finite(value) and value >= 0, key, "a finite number >= 0", value)
+
+
+def check_betas(betas: list[float], key: str) -> None:
+    """Adam's two betas, each in [0, 1)."""
+    require(len(betas) == 2 and all(finite(b) and 0 <= b < 1 for b in betas), key, "two numbers in [0, 1)", betas)
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -168,11 +248,40 @@ def apply_overrides(values: dict[str, Any], overrides: list[str]) -> dict[str, A
     return result
 
 
+CONFIG_SUFFIX = ".yaml"
+
+
+def shipped_configs() -> dict[str, Path]:
+    """The configs installed with the package (``contrafuse/configs/*.yaml``), by name (file stem)."""
+    folder = resources.files("contrafuse") / "configs"
+    found = {}
+    for entry in folder.iterdir():
+        if entry.name.endswith(CONFIG_SUFFIX):
+            found[entry.name[: -len(CONFIG_SUFFIX)]] = Path(str(entry))
+    return dict(sorted(found.items()))
+
+
+def find_config(spec: str | os.PathLike) -> Path:
+    """The config file ``spec`` names: an existing file, else a shipped config by name.
+
+    ``cs2fusion_smoke``, ``cs2fusion_smoke.yaml`` and (for commands written against a
+    checkout) ``configs/cs2fusion_smoke.yaml`` all name the shipped file when no such file
+    exists here; anything else that is not a file is an error listing the shipped names.
+    """
+    path = Path(spec)
+    if path.is_file():
+        return path
+    shipped = shipped_configs()
+    name = path.name[: -len(CONFIG_SUFFIX)] if path.name.endswith(CONFIG_SUFFIX) else path.name
+    if path.parent in (Path("."), Path("configs")) and name in shipped:
+        return shipped[name]
+    raise ConfigError(f"{spec}: config file not found, and not the name of a shipped config "
+                      f"({', '.join(shipped)})")
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """The mapping of a YAML config file (empty file: empty mapping)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
+    """The mapping of a YAML config file, or of a shipped config given by name (see :func:`find_config`)."""
+    path = find_config(path)
     try:
         values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:

@@ -24,6 +24,7 @@ the exported weights run as they were trained.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -36,8 +37,8 @@ from ..data import OcclusionPolicy, PatchPairs, occlude
 from ..losses.cs2fusion import AUGMENTED_POSITIVES, backbone_loss, compensation_prior_loss, cpn_contrastive_loss
 from ..models import create_model
 from ..models.cs2fusion import CompensationPerceptionNet, sso_features, stack_levels
-from .config import ConfigError, DataConfig, TrainConfig
-from .recipe import Losses, Recipe, Stage, configured_pairs, register_recipe, unwrap
+from .config import ConfigError, DataConfig, TrainConfig, check_betas, check_rate, finite, planned_steps, require
+from .recipe import Losses, Recipe, Stage, register_recipe, registered_weights, training_pairs, unwrap
 from .schedules import WarmupMultiStep, fraction_milestones
 
 
@@ -75,6 +76,15 @@ class Cs2FusionConfig(TrainConfig):
 
 
 def check_config(cfg: Cs2FusionConfig) -> None:
+    """Range checks of the CS2Fusion sections (the engine checks the shared ones)."""
+    o = cfg.optim
+    check_rate(o.lr_backbone, "optim.lr_backbone")
+    check_rate(o.lr_cpn, "optim.lr_cpn")
+    check_betas(o.betas, "optim.betas")
+    require(finite(o.gamma) and o.gamma > 0, "optim.gamma", "a finite number > 0", o.gamma)
+    require(all(finite(m) and 0 <= m <= 1 for m in o.milestones), "optim.milestones", "fractions of the run in [0, 1]", o.milestones)
+    require(o.warmup_steps >= 0, "optim.warmup_steps", ">= 0", o.warmup_steps)
+    require(finite(cfg.loss.k) and finite(cfg.loss.alpha), "loss.k and loss.alpha", "finite numbers", (cfg.loss.k, cfg.loss.alpha))
     if cfg.loss.augmented_positive not in AUGMENTED_POSITIVES:
         raise ConfigError(f"loss.augmented_positive must be one of {AUGMENTED_POSITIVES}, got {cfg.loss.augmented_positive!r}")
     if cfg.loss.prior_steps < 0 or cfg.loss.prior_weight < 0:
@@ -151,7 +161,7 @@ class Cs2FusionRecipe(Recipe):
             "backbone": Adam(models["backbone"].parameters(), lr=o.lr_backbone, betas=betas),
             "cpn": Adam(models["cpn"].parameters(), lr=o.lr_cpn, betas=betas),
         }
-        milestones = fraction_milestones(o.milestones, cfg.train.steps)
+        milestones = fraction_milestones(o.milestones, planned_steps(cfg))
         schedulers = {
             name: LambdaLR(opt, WarmupMultiStep(milestones, o.gamma, o.warmup_steps)) for name, opt in optimizers.items()
         }
@@ -159,8 +169,15 @@ class Cs2FusionRecipe(Recipe):
 
     def build_dataset(self, cfg: Cs2FusionConfig, split: str) -> Dataset:
         check_config(cfg)
-        pairs = configured_pairs(cfg.data, split)
+        pairs = training_pairs(cfg, split)
         return PatchPairs(pairs, cfg.data.patch_size, cfg.data.flips, AddOccludedVisible(cfg.occlusion))
+
+    def init_weights(self, models: dict[str, nn.Module], weights: str, cfg: Cs2FusionConfig) -> Path:
+        """The backbone from CS2Fusion inference weights (ours or the authors'); the CPN, which
+        inference weights do not hold, keeps its fresh initialisation."""
+        model, path = registered_weights("cs2fusion", weights)
+        models["backbone"].load_state_dict(model.backbone.state_dict())
+        return path
 
     def training_step(
         self,

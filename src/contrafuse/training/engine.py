@@ -7,6 +7,7 @@ world size). What differs between methods comes from the recipe (see ``recipe.py
 from __future__ import annotations
 
 import atexit
+import hashlib
 import json
 import os
 import random
@@ -25,14 +26,23 @@ from torch.utils.data import DataLoader
 from ..devices import DeviceError, describe_device, resolve_device
 from ..models.weights import save_weights
 from .checkpoint import CHECKPOINT_NAME, CheckpointError, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-from .config import ConfigError, TrainConfig, apply_overrides, config_from_dict, config_to_dict, config_to_json, read_yaml
-from .recipe import Recipe, Stage, get_recipe, unwrap
+from .config import (
+    ConfigError, TrainConfig, apply_overrides, check_loop, config_from_dict, config_to_dict, config_to_json, planned_steps,
+    read_yaml,
+)
+from .recipe import Recipe, Stage, get_recipe, unwrap, validation_pairs
+from .runfolder import LOG_NAME, RunLock, check_run_folder, clear_run, trim_log
 from .sampling import SampleStream
+from .validation import ValidationLog, Validator
 
-# Config keys that may change when a run is resumed (they do not change the result).
+# Config keys that may change when a run is resumed (they do not change the steps it takes).
 RESUMABLE_CHANGES = (
     "train.log_every", "train.checkpoint_every", "train.tensorboard", "train.device", "data.workers", "data.root",
+    "train.init",  # used only when a run starts
 )
+# Validation only watches the run; holding pairs out of training changes it.
+RESUMABLE_PREFIXES = ("validation.",)
+NOT_RESUMABLE = ("validation.holdout",)
 
 StepCallback = Callable[[int, dict[str, float]], None]
 
@@ -234,10 +244,11 @@ class RunLog:
             return
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=total, initial=start, desc=f"train {cfg.method}", unit="step", dynamic_ncols=True)
-        self.jsonl = open(out_dir / "log.jsonl", "a")
         if cfg.train.tensorboard:
             self.writer = tensorboard_writer(out_dir / "tensorboard")
+        self.bar = tqdm(total=total, initial=start, desc=f"train {cfg.method}", unit="step", dynamic_ncols=True)
+        # An append-only log; a resumed run first trims it to its checkpoint (runfolder.trim_log).
+        self.jsonl = open(out_dir / LOG_NAME, "a" if start > 0 else "w")
 
     def step(self) -> None:
         if self.bar is not None:
@@ -253,18 +264,30 @@ class RunLog:
             for key, value in {**{f"loss/{k}": v for k, v in losses.items()}, **{f"lr/{k}": v for k, v in lrs.items()}}.items():
                 self.writer.add_scalar(key, value, step)
 
+    def validation(self, step: int, means: dict[str, float], grid: Path | None) -> None:
+        """The validation's metric means (``val/<metric>``) and sample grid (``val/samples``) in TensorBoard."""
+        if self.writer is None:
+            return
+        for key, value in means.items():
+            self.writer.add_scalar(f"val/{key}", value, step)
+        if grid is not None:
+            from PIL import Image
+
+            self.writer.add_image("val/samples", np.asarray(Image.open(grid).convert("RGB")), step, dataformats="HWC")
+
     def close(self) -> None:
         for handle in (self.bar, self.writer, self.jsonl):
             if handle is not None:
                 handle.close()
 
 
-def tensorboard_writer(folder: Path) -> Any:
+def tensorboard_writer(folder: Path | None) -> Any:
+    """A TensorBoard ``SummaryWriter`` into ``folder`` (None: only check that the extra is installed)."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         raise ConfigError("train.tensorboard needs the tensorboard extra (pip install 'contrafuse[tensorboard]')") from None
-    return SummaryWriter(str(folder))
+    return SummaryWriter(str(folder)) if folder is not None else None
 
 
 def current_lrs(optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, float]:
@@ -284,7 +307,7 @@ def gather_rng_states(process: Process) -> list[dict[str, Any]]:
 
 def write_checkpoint(
     path: Path, recipe: Recipe, cfg: TrainConfig, models: dict[str, nn.Module], optimizers: dict, schedulers: dict,
-    step: int, elapsed: float, process: Process,
+    step: int, elapsed: float, process: Process, init: dict[str, str] | None = None,
 ) -> None:
     rng_states = gather_rng_states(process)  # collective: every process calls it
     if process.is_main:
@@ -300,19 +323,69 @@ def write_checkpoint(
             "sampler": {"seed": cfg.train.seed, "global_batch": cfg.train.batch_size * process.world_size, "samples_consumed": step * cfg.train.batch_size * process.world_size},
             "world_size": process.world_size,
             "elapsed_s": elapsed,
+            "init": init or {},
         })
     if process.distributed:
         dist.barrier()
 
 
-def check_resumable(checkpoint: dict[str, Any], cfg: TrainConfig, process: Process, path: Path) -> None:
+def resumable(key: str, recipe: Recipe) -> bool:
+    """True for a config key whose change a resumed run accepts (see docs/training.md)."""
+    if key in NOT_RESUMABLE:
+        return False
+    return (key in RESUMABLE_CHANGES or key.startswith(RESUMABLE_PREFIXES) or key == "validation"
+            or key in ("train.steps", "train.schedule_steps") or key in recipe.length_keys)
+
+
+def stage_starts(stages: list[Stage]) -> list[tuple[str, int, int]]:
+    """(name, first step, end) of each stage."""
+    spans, start = [], 0
+    for stage in stages:
+        spans.append((stage.name, start, start + stage.steps))
+        start += stage.steps
+    return spans
+
+
+def check_steps_taken_keep_their_stages(old: list[Stage], new: list[Stage], done: int, path: Path) -> None:
+    """An extended run may lengthen its last stages, not move a step already taken to another stage."""
+    def at(spans: list[tuple[str, int, int]], step: int) -> tuple[str, int]:
+        return next(((name, start) for name, start, end in spans if start <= step < end), ("", -1))
+
+    before, after = stage_starts(old), stage_starts(new)
+    probes = {0, done - 1}
+    for _, start, end in before + after:  # stages are constant between their boundaries
+        probes |= {start, end - 1, end}
+    for step in sorted(p for p in probes if 0 <= p < done):
+        if at(before, step) != at(after, step):
+            raise CheckpointError(f"{path}: the new stage lengths {[(s.name, s.steps) for s in new]} move step {step}, "
+                                  f"already taken in {at(before, step)[0]!r}, to another stage; only later steps may change")
+
+
+def check_resumable(checkpoint: dict[str, Any], cfg: TrainConfig, process: Process, path: Path, recipe: Recipe) -> None:
+    """Refuse a checkpoint that is another method's, or whose run the new config would change.
+
+    ``train.steps`` (and the recipe's stage lengths) may grow: the run is extended, keeping
+    its learning-rate schedule (``train.schedule_steps`` is set to the original length).
+    """
     if checkpoint.get("method") != cfg.method:
         raise CheckpointError(f"{path}: is a {checkpoint.get('method')!r} run, not {cfg.method!r}")
-    changed = [k for k in config_differences(checkpoint["config"], config_to_dict(cfg)) if k not in RESUMABLE_CHANGES]
+    try:
+        old = config_from_dict(type(cfg), checkpoint["config"], where=f"{path}: config")
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: its config does not fit this version's {cfg.method!r} recipe ({exc})") from None
+    done = int(checkpoint["step"])
+    if done > cfg.train.steps:
+        raise CheckpointError(f"{path}: already at step {done}; train.steps {cfg.train.steps} would shorten it "
+                              f"(a run can be extended, not shortened)")
+    if cfg.train.schedule_steps is None and (old.train.schedule_steps is not None or cfg.train.steps != old.train.steps):
+        cfg.train.schedule_steps = planned_steps(old)  # an extended run keeps the schedule planned so far
+    changed = [k for k in config_differences(config_to_dict(old), config_to_dict(cfg)) if not resumable(k, recipe)]
     if changed:
         raise CheckpointError(f"{path}: the config differs from the checkpoint's in {changed}; resume with the run's own config")
-    if checkpoint["step"] > cfg.train.steps:
-        raise CheckpointError(f"{path}: already at step {checkpoint['step']} > train.steps {cfg.train.steps}")
+    if planned_steps(cfg) != planned_steps(old):
+        raise CheckpointError(f"{path}: train.schedule_steps {cfg.train.schedule_steps} would change the run's "
+                              f"learning-rate schedule (planned for {planned_steps(old)} steps)")
+    check_steps_taken_keep_their_stages(recipe.stages(old), recipe.stages(cfg), done, path)
     global_batch = cfg.train.batch_size * process.world_size
     if checkpoint["sampler"]["global_batch"] != global_batch:
         raise CheckpointError(
@@ -321,21 +394,27 @@ def check_resumable(checkpoint: dict[str, Any], cfg: TrainConfig, process: Proce
         )
 
 
-def restore_states(checkpoint: dict[str, Any], recipe: Recipe, models: dict, optimizers: dict, schedulers: dict) -> None:
-    for name, module in models.items():
-        unwrap(module).load_state_dict(checkpoint["models"][name])
-    for name, optimizer in optimizers.items():
-        optimizer.load_state_dict(checkpoint["optimizers"][name])
-    for name, scheduler in schedulers.items():
-        scheduler.load_state_dict(checkpoint["schedulers"][name])
-    recipe.load_state_dict(checkpoint.get("recipe") or {})
+def restore_states(checkpoint: dict[str, Any], recipe: Recipe, models: dict, optimizers: dict, schedulers: dict,
+                   path: Path) -> None:
+    """Load every saved state; a checkpoint whose states do not fit is a :class:`CheckpointError`."""
+    try:
+        for name, module in models.items():
+            unwrap(module).load_state_dict(checkpoint["models"][name])
+        for name, optimizer in optimizers.items():
+            optimizer.load_state_dict(checkpoint["optimizers"][name])
+        for name, scheduler in schedulers.items():
+            scheduler.load_state_dict(checkpoint["schedulers"][name])
+        recipe.load_state_dict(checkpoint.get("recipe") or {})
+    except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+        problem = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{path}: its saved states do not fit this {recipe.name!r} run ({problem})") from None
 
 
 # -- export ----------------------------------------------------------------------------------------
 
 def export_weights(
     out_dir: Path, recipe: Recipe, cfg: TrainConfig, models: dict[str, nn.Module], dataset: Any,
-    steps: int, elapsed: float, process: Process,
+    steps: int, elapsed: float, process: Process, init: dict[str, str] | None = None,
 ) -> Path:
     module, model_name = recipe.export_model({k: unwrap(m) for k, m in models.items()}, cfg)
     names = list(getattr(dataset, "names", []))
@@ -351,7 +430,17 @@ def export_weights(
         "world_size": str(process.world_size),
         "torch": torch.__version__,
     }
+    if init:
+        metadata["init"] = json.dumps(init)
     return save_weights(module, out_dir / f"{model_name}.safetensors", metadata, overwrite=True)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 # -- the loop --------------------------------------------------------------------------------------
@@ -361,80 +450,152 @@ def train(
     out_dir: str | os.PathLike,
     resume: bool = False,
     on_step_end: StepCallback | None = None,
+    overwrite: bool = False,
 ) -> TrainResult:
     """Train ``cfg.method`` for ``cfg.train.steps`` steps into ``out_dir``; see docs/training.md.
 
     ``resume`` continues from ``out_dir/checkpoint.pt`` when it exists (the run's RNG, data
-    position, optimisers and schedulers included), else starts at step 0. ``on_step_end(step,
-    losses)`` is called after every step (losses as floats only on logging steps, else {}).
+    position, optimisers and schedulers included), else starts at step 0; a larger
+    ``train.steps`` extends a finished run. A folder that holds a run is refused unless
+    ``resume`` or ``overwrite`` (start over). ``on_step_end(step, losses)`` is called after
+    every step (losses as floats only on logging steps, else {}).
     """
     out_dir = Path(out_dir)
-    return _run(cfg, out_dir, resume, on_step_end, setup_process(cfg.train.device))
+    return _run(cfg, out_dir, resume, overwrite, on_step_end, setup_process(cfg.train.device))
 
 
-def _run(cfg: TrainConfig, out_dir: Path, resume: bool, on_step_end: StepCallback | None, process: Process) -> TrainResult:
-    started = time.perf_counter()
+@dataclass
+class _Prepared:
+    """Everything a run needs, built and checked before anything is written."""
+
+    recipe: Recipe
+    stages: list[Stage]
+    dataset: Any
+    models: dict[str, nn.Module]
+    optimizers: dict
+    schedulers: dict
+    start: int
+    elapsed_before: float
+    init: dict[str, str]
+    validator: Validator | None
+    last_losses: dict[str, float] = field(default_factory=dict)  # the last logged averages
+
+
+def _prepare(cfg: TrainConfig, out_dir: Path, resume: bool, overwrite: bool, process: Process) -> _Prepared:
+    """Check the config, the run folder and the checkpoint; build data and models; write nothing."""
+    check_loop(cfg)
     recipe = get_recipe(cfg.method)
     recipe.configure(cfg)
+    if cfg.train.tensorboard and process.is_main:
+        tensorboard_writer(None)  # a missing extra stops the run before it touches the folder
+    check_run_folder(out_dir, resume=resume, overwrite=overwrite)
+    checkpoint_path = out_dir / CHECKPOINT_NAME
+    checkpoint = load_checkpoint(checkpoint_path) if resume and checkpoint_path.is_file() else None
+    if checkpoint is not None:
+        check_resumable(checkpoint, cfg, process, checkpoint_path, recipe)
+    elif resume and process.is_main:
+        print(f"no checkpoint in {out_dir}; starting at step 0")
     stages = recipe.stages(cfg)
     check_stages(stages, cfg.train.steps)
     torch.backends.cudnn.benchmark = not cfg.train.deterministic
     if cfg.train.deterministic:
         torch.use_deterministic_algorithms(True)
-    checkpoint_path = out_dir / CHECKPOINT_NAME
-    checkpoint = load_checkpoint(checkpoint_path) if resume and checkpoint_path.is_file() else None
-    if checkpoint is not None:
-        check_resumable(checkpoint, cfg, process, checkpoint_path)
-    elif resume and process.is_main:
-        print(f"no checkpoint in {out_dir}; starting at step 0")
 
     dataset = recipe.build_dataset(cfg, cfg.data.split)  # bad data stops here, before any step
+    validator = Validator(cfg, validation_pairs(cfg), out_dir, process.device) if cfg.validation.every > 0 else None
     seed_everything(cfg.train.seed)  # the same initial weights in every process
-    models = place_models(recipe.build_models(cfg), process.device, cfg.train.channels_last)
+    models = recipe.build_models(cfg)
+    init: dict[str, str] = {}
+    if checkpoint is None and cfg.train.init:
+        loaded = recipe.init_weights(models, cfg.train.init, cfg)
+        init = {"weights": str(loaded), "sha256": file_sha256(loaded)}
+    models = place_models(models, process.device, cfg.train.channels_last)
     optimizers, schedulers = recipe.build_optimizers(models, cfg)
     start, elapsed_before = 0, 0.0
     seed_everything(cfg.train.seed + 1 + process.rank)  # per-process randomness inside steps
     if checkpoint is not None:
-        restore_states(checkpoint, recipe, models, optimizers, schedulers)
+        restore_states(checkpoint, recipe, models, optimizers, schedulers, checkpoint_path)
         start, elapsed_before = int(checkpoint["step"]), float(checkpoint.get("elapsed_s", 0.0))
+        init = dict(checkpoint.get("init") or {})
         if checkpoint["world_size"] == process.world_size:
             restore_rng_state(checkpoint["rng"][process.rank])
         elif process.is_main:
             print("resuming with a different number of processes: data stay exact, other RNG streams restart")
-    models = wrap_distributed(models, process)
+    return _Prepared(recipe, stages, dataset, models, optimizers, schedulers, start, elapsed_before, init, validator)
+
+
+def _validate(run: _Prepared, cfg: TrainConfig, models: dict[str, nn.Module], step: int, log: RunLog,
+              records: ValidationLog | None, process: Process) -> None:
+    """One validation on the main process (the others wait for it)."""
+    if process.is_main and run.validator is not None and records is not None:
+        plain = {k: unwrap(m) for k, m in models.items()}
+        result = run.validator.run(lambda: run.recipe.export_model(plain, cfg)[0], step)
+        records.add(result)
+        log.validation(step, result.means, result.grid)
+    if process.distributed:
+        dist.barrier()
+
+
+def _run(cfg: TrainConfig, out_dir: Path, resume: bool, overwrite: bool, on_step_end: StepCallback | None,
+         process: Process) -> TrainResult:
+    started = time.perf_counter()
+    run = _prepare(cfg, out_dir, resume, overwrite, process)
+    models = wrap_distributed(run.models, process)
+    checkpoint_path = out_dir / CHECKPOINT_NAME
+    lock = RunLock(out_dir)
     if process.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-
-    log = RunLog(out_dir, cfg, process, start, cfg.train.steps)
-    meter, last = LossMeter(), {}
+        lock.acquire()
     try:
-        loader = iter(make_loader(dataset, cfg, process, start)) if start < cfg.train.steps else iter(())
-        for step in range(start, cfg.train.steps):
-            stage, stage_start = stage_of(stages, step)
-            if step == stage_start:
-                recipe.start_stage(stage, models, optimizers, schedulers, cfg)
-            for module in models.values():
-                module.train()
-            batch = to_device(next(loader), process.device, cfg.train.channels_last)
-            meter.add(recipe.training_step(models, optimizers, batch, step, stage))
-            for scheduler in schedulers.values():
-                scheduler.step()
-            log.step()
-            done = step + 1
-            logged = {}
-            if done % cfg.train.log_every == 0 or done == cfg.train.steps:
-                logged = last = meter.averages(process)
-                log.record(done, logged, current_lrs(optimizers), elapsed_before + time.perf_counter() - started)
-            if done % cfg.train.checkpoint_every == 0 or done == cfg.train.steps:
-                elapsed = elapsed_before + time.perf_counter() - started
-                write_checkpoint(checkpoint_path, recipe, cfg, models, optimizers, schedulers, done, elapsed, process)
-            if on_step_end is not None:
-                on_step_end(step, logged)
+        if process.is_main:
+            if overwrite:
+                clear_run(out_dir)
+            if run.start > 0:
+                trim_log(out_dir, run.start)
+        records = ValidationLog(out_dir, run.start if run.start > 0 else None) if process.is_main and run.validator else None
+        log = RunLog(out_dir, cfg, process, run.start, cfg.train.steps)
+        try:
+            _loop(run, cfg, models, log, records, process, checkpoint_path, started, on_step_end)
+        finally:
+            log.close()
+        elapsed = run.elapsed_before + time.perf_counter() - started
+        weights = None
+        if process.is_main:
+            weights = export_weights(out_dir, run.recipe, cfg, models, run.dataset, cfg.train.steps, elapsed, process, run.init)
     finally:
-        log.close()
+        lock.release()
+    return TrainResult(out_dir, weights, checkpoint_path, cfg.train.steps, run.last_losses)
 
-    elapsed = elapsed_before + time.perf_counter() - started
-    weights = None
-    if process.is_main:
-        weights = export_weights(out_dir, recipe, cfg, models, dataset, cfg.train.steps, elapsed, process)
-    return TrainResult(out_dir, weights, checkpoint_path, cfg.train.steps, last)
+
+def _loop(run: _Prepared, cfg: TrainConfig, models: dict[str, nn.Module], log: RunLog, records: ValidationLog | None,
+          process: Process, checkpoint_path: Path, started: float, on_step_end: StepCallback | None) -> None:
+    """The steps from ``run.start`` to ``train.steps``, with logging, validation and checkpoints."""
+    recipe, optimizers, schedulers = run.recipe, run.optimizers, run.schedulers
+    meter = LossMeter()
+    run.last_losses = {}
+    if run.start == 0 and cfg.validation.at_start:
+        _validate(run, cfg, models, 0, log, records, process)
+    loader = iter(make_loader(run.dataset, cfg, process, run.start)) if run.start < cfg.train.steps else iter(())
+    for step in range(run.start, cfg.train.steps):
+        stage, stage_start = stage_of(run.stages, step)
+        if step == stage_start:
+            recipe.start_stage(stage, models, optimizers, schedulers, cfg)
+        for module in models.values():
+            module.train()
+        batch = to_device(next(loader), process.device, cfg.train.channels_last)
+        meter.add(recipe.training_step(models, optimizers, batch, step, stage))
+        for scheduler in schedulers.values():
+            scheduler.step()
+        log.step()
+        done = step + 1
+        logged = {}
+        if done % cfg.train.log_every == 0 or done == cfg.train.steps:
+            logged = run.last_losses = meter.averages(process)
+            log.record(done, logged, current_lrs(optimizers), run.elapsed_before + time.perf_counter() - started)
+        if run.validator is not None and run.validator.due(done):
+            _validate(run, cfg, models, done, log, records, process)  # before the checkpoint: a resume never skips it
+        if done % cfg.train.checkpoint_every == 0 or done == cfg.train.steps:
+            elapsed = run.elapsed_before + time.perf_counter() - started
+            write_checkpoint(checkpoint_path, recipe, cfg, models, optimizers, schedulers, done, elapsed, process, run.init)
+        if on_step_end is not None:
+            on_step_end(step, logged)

@@ -20,6 +20,10 @@ Call order, per process::
         for s in schedulers.values(): s.step()                # every step: schedules are in steps
     module, name = recipe.export_model(unwrapped models, cfg)   # -> <out>/<name>.safetensors
 
+Fine-tuning (``--init WEIGHTS``) calls ``recipe.init_weights(models, WEIGHTS, cfg)`` once, on a
+fresh run, between ``build_models`` and ``build_optimizers``; validation (``validation.every``)
+fuses with ``export_model``'s module, so a recipe needs nothing more for it.
+
 Rules a recipe follows so that resume and DDP stay exact:
 
 * All randomness of a step comes from the batch (the data pipeline seeds every sample from
@@ -34,7 +38,9 @@ Rules a recipe follows so that resume and DDP stay exact:
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 from torch import Tensor, nn
@@ -43,6 +49,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import Dataset
 
 from ..data import PairFiles, custom_pairs, dataset_pairs
+from ..models import create_model, default_weights_path
 from .config import ConfigError, DataConfig, TrainConfig
 
 Losses = Mapping[str, "float | Tensor"]
@@ -61,6 +68,9 @@ class Recipe:
 
     name: ClassVar[str] = ""
     config_class: ClassVar[type[TrainConfig]] = TrainConfig
+    # Config keys that set the stages' lengths: they may change when a run is extended, as long
+    # as every step already taken stays in the same stage.
+    length_keys: ClassVar[tuple[str, ...]] = ()
 
     cfg: TrainConfig
 
@@ -123,6 +133,14 @@ class Recipe:
         """The registered inference module filled with the trained weights, and its registry name."""
         raise NotImplementedError
 
+    def init_weights(self, models: dict[str, nn.Module], weights: str, cfg: TrainConfig) -> Path:
+        """Fill ``models`` (fresh, on CPU) from inference weights (``--init``): ``"default"`` for the
+        shipped ones, or a file our loader reads (``.safetensors``, an author's ``.pth``).
+
+        Returns the file loaded. The default: this method cannot be fine-tuned.
+        """
+        raise ConfigError(f"train.init: the {self.name!r} recipe cannot start from weights")
+
     def state_dict(self) -> dict[str, Any]:
         """Extra recipe state to checkpoint (default: none)."""
         return {}
@@ -182,6 +200,59 @@ def configured_pairs(data: DataConfig, split: str) -> list[PairFiles]:
     return dataset_pairs(data.dataset, split, data.root)
 
 
+def training_pairs(cfg: TrainConfig, split: str) -> list[PairFiles]:
+    """The pairs a recipe trains on: :func:`configured_pairs` less the ``validation.holdout`` last ones."""
+    pairs = configured_pairs(cfg.data, split)
+    holdout = cfg.validation.holdout
+    if holdout and holdout >= len(pairs):
+        raise ConfigError(f"validation.holdout = {holdout} leaves no training pairs (the data has {len(pairs)})")
+    return pairs[: len(pairs) - holdout] if holdout else pairs
+
+
+def validation_pairs(cfg: TrainConfig) -> list[PairFiles]:
+    """The held-out pairs validated on (see :class:`~.config.ValidationConfig`), never training pairs."""
+    from ..bench.grid import choose_pairs
+
+    v = cfg.validation
+    if v.ir_dir or v.vis_dir:
+        if not (v.ir_dir and v.vis_dir):
+            raise ConfigError("validation.ir_dir and validation.vis_dir go together")
+        pairs = custom_pairs(v.ir_dir, v.vis_dir, v.manifest)
+    elif v.split:
+        if cfg.data.dataset == "folders":
+            raise ConfigError("validation.split needs a named data.dataset; with folders use validation.ir_dir and "
+                              "validation.vis_dir, or validation.holdout")
+        pairs = dataset_pairs(cfg.data.dataset, v.split, cfg.data.root)
+    elif v.holdout:
+        pairs = configured_pairs(cfg.data, cfg.data.split)[-v.holdout :]
+    else:
+        raise ConfigError("validation.every is set, but there is nothing to validate on: set validation.split, "
+                          "validation.ir_dir and validation.vis_dir, or validation.holdout")
+    by_name = {p.name: p for p in pairs}
+    pairs = [by_name[n] for n in choose_pairs(list(by_name), v.pairs or len(pairs))]
+    check_held_out(pairs, training_pairs(cfg, cfg.data.split))
+    return pairs
+
+
+def check_held_out(validation: list[PairFiles], training: list[PairFiles]) -> None:
+    """A :class:`ConfigError` when a validation pair's files are also trained on."""
+    key = lambda p: (os.path.realpath(p.ir), os.path.realpath(p.vis))  # noqa: E731
+    trained = {key(p) for p in training}
+    shared = [p.name for p in validation if key(p) in trained]
+    if shared:
+        raise ConfigError(f"validation pairs {', '.join(shared[:5])}{' ...' if len(shared) > 5 else ''} are also training "
+                          "pairs; validate on a held-out split (validation.split, validation.holdout)")
+
+
+def registered_weights(model_name: str, weights: str, **options: Any) -> tuple[nn.Module, Path]:
+    """The registered model ``model_name`` with ``weights`` (``"default"`` or a file) loaded, and
+    the file; a missing or unfitting file is a :class:`~contrafuse.errors.WeightsError` naming it."""
+    path = default_weights_path(model_name) if weights == "default" else Path(weights)
+    if path is None:
+        raise ConfigError(f"train.init default: no weights are shipped for {model_name!r}; give a file")
+    return create_model(model_name, weights=path, **options), path
+
+
 def unwrap(module: nn.Module) -> nn.Module:
     """The plain module inside a DistributedDataParallel (or similar ``.module``) wrapper."""
     return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
@@ -191,9 +262,13 @@ __all__ = [
     "Losses",
     "Recipe",
     "Stage",
+    "check_held_out",
     "configured_pairs",
     "get_recipe",
     "list_recipes",
     "register_recipe",
+    "registered_weights",
+    "training_pairs",
     "unwrap",
+    "validation_pairs",
 ]

@@ -1,0 +1,352 @@
+"""Registration benchmark: known random misalignments of real aligned pairs, ours against two baselines.
+
+Each pair of the test sets (TNO-42, RoadScene test50, Harvard test) becomes one synthetic case
+per family:
+
+* fixed image: the visible (MRI) image cropped by 10 % on each side;
+* moving image: the infrared (CT/PET/SPECT) image resampled through a known random transform
+  ``T`` onto a canvas of the same size (black where the transform leaves the source), so that
+  ``T`` maps moving pixels to fixed pixels.
+
+Families of growing difficulty, each adding to the one before: ``translation`` (up to 10 % of the
+size on each axis), ``rotation`` (+ up to 5 degrees), ``scale`` (+ 0.8-1.25), ``affine`` (+ shear up
+to 0.05), ``homography`` (+ each corner moved by up to 4 % of the size). Seeded per pair and
+family, so ``--limit`` does not change the cases drawn.
+
+Score: the mean distance, in fixed-image pixels, between the four moving-image corners mapped by
+the estimated and by the true transform, against two references:
+
+* ``dataset``: the true transform is ``T`` (the source pair taken as perfectly aligned);
+* ``re-registered``: ``T`` composed with the residual alignment of the source pair, measured by
+  contrafuse on the same crops from the identity (the sources are not perfectly aligned: TNO and
+  Harvard pairs are off by several pixels; ``docs/registration.md`` shows examples).
+
+A method may report a failure (ours raises ``RegistrationError``; a baseline that throws or finds
+too few matches): those are counted apart from wrong results. Times are measured on the same
+cases resampled to 640x480.
+
+    python benchmarks/registration.py                 # everything (about 10 minutes on 2 cores)
+    python benchmarks/registration.py --limit 8       # 8 pairs per dataset
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from contrafuse.data import dataset_pairs
+from contrafuse.io import read_image
+from contrafuse.registration import DEFAULT_WORKING_SIZE, RegistrationError, estimate, to_gray01
+
+DATASETS = (("tno42", "test"), ("roadscene", "test50"), ("harvard", "test"))
+FAMILIES = ("translation", "rotation", "scale", "affine", "homography")
+FAMILY_MODE = {"translation": "translation", "rotation": "affine", "scale": "affine", "affine": "affine",
+               "homography": "homography"}
+METHODS = ("contrafuse", "contrafuse-verify", "ecc-intensity", "sift-ransac")
+MARGIN = 0.1
+TOLERANCE = 2.0
+
+
+# -- synthetic cases ---------------------------------------------------------------------------
+
+def random_transform(rng: np.random.Generator, family: str, width: int, height: int) -> np.ndarray:
+    """A random moving -> fixed 3x3 transform of ``family`` about the image centre."""
+    level = FAMILIES.index(family)
+    shift = rng.uniform(-0.1, 0.1, 2) * (width, height)
+    angle = np.deg2rad(rng.uniform(-5, 5)) if level >= 1 else 0.0
+    scale = float(np.exp(rng.uniform(np.log(0.8), np.log(1.25)))) if level >= 2 else 1.0
+    shear = rng.uniform(-0.05, 0.05) if level >= 3 else 0.0
+    centre = np.array([[1, 0, (width - 1) / 2], [0, 1, (height - 1) / 2], [0, 0, 1.0]])
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    linear = rotation @ np.diag([scale, scale, 1.0]) @ np.array([[1, shear, 0], [0, 1, 0], [0, 0, 1.0]])
+    transform = centre @ linear @ np.linalg.inv(centre)
+    transform[:2, 2] += shift
+    if level >= 4:
+        corners = np.float32([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]])
+        moved = corners + (rng.uniform(-0.04, 0.04, (4, 2)) * (width, height)).astype(np.float32)
+        transform = transform @ cv2.getPerspectiveTransform(corners, moved)
+    return transform / transform[2, 2]
+
+
+@dataclass
+class Case:
+    dataset: str
+    name: str
+    family: str
+    moving: np.ndarray
+    fixed: np.ndarray
+    truth: np.ndarray        # moving -> fixed, the source pair taken as aligned
+    moving_crop: np.ndarray  # the unperturbed moving crop (for the re-registered reference)
+
+
+def make_case(dataset: str, name: str, family: str, ir: np.ndarray, vis: np.ndarray, seed: int) -> Case:
+    height, width = vis.shape[:2]
+    x0, y0 = round(MARGIN * width), round(MARGIN * height)
+    crop_w, crop_h = width - 2 * x0, height - 2 * y0
+    rng = np.random.default_rng([seed, zlib.crc32(f"{dataset}/{name}/{family}".encode())])
+    truth = random_transform(rng, family, crop_w, crop_h)
+    offset = np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1.0]])
+    # moving pixel p shows the source point offset @ truth @ p
+    moving = cv2.warpPerspective(ir, offset @ truth, (crop_w, crop_h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    return Case(dataset, name, family, moving, vis[y0:y0 + crop_h, x0:x0 + crop_w], truth,
+                ir[y0:y0 + crop_h, x0:x0 + crop_w])
+
+
+def corner_error(estimated: np.ndarray, truth: np.ndarray, shape: tuple[int, int]) -> float:
+    height, width = shape[:2]
+    corners = np.array([[0, 0, 1], [width - 1, 0, 1], [width - 1, height - 1, 1], [0, height - 1, 1]], float).T
+    a, b = estimated @ corners, truth @ corners
+    return float(np.mean(np.linalg.norm(a[:2] / a[2] - b[:2] / b[2], axis=0)))
+
+
+# -- methods: each returns a moving -> fixed 3x3 matrix, or raises Failure ------------------------
+
+class Failure(Exception):
+    """The method reported that it could not register the pair."""
+
+
+WORKING_SIZE = DEFAULT_WORKING_SIZE  # --working-size: ours and the reference
+
+
+def run_contrafuse(moving: np.ndarray, fixed: np.ndarray, mode: str, verify: bool = False) -> np.ndarray:
+    try:
+        return estimate(ir=moving, vis=fixed, mode=mode, verify=verify, working_size=WORKING_SIZE).matrix
+    except RegistrationError as exc:
+        raise Failure(exc.problem) from None
+
+
+def run_contrafuse_verified(moving: np.ndarray, fixed: np.ndarray, mode: str) -> np.ndarray:
+    """contrafuse with ``verify=True``: both directions registered, a disagreement refused."""
+    return run_contrafuse(moving, fixed, mode, verify=True)
+
+
+def run_ecc_intensity(moving: np.ndarray, fixed: np.ndarray, mode: str) -> np.ndarray:
+    """What a user tries first: ``cv2.findTransformECC`` on the gray images, from the identity."""
+    fixed_gray = to_gray01(fixed)
+    moving_gray = cv2.resize(to_gray01(moving), fixed_gray.shape[::-1], interpolation=cv2.INTER_AREA)
+    motion = {"translation": cv2.MOTION_TRANSLATION, "affine": cv2.MOTION_AFFINE, "homography": cv2.MOTION_HOMOGRAPHY}[mode]
+    start = np.eye(3, dtype=np.float32) if mode == "homography" else np.eye(2, 3, dtype=np.float32)
+    criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-6)
+    try:
+        _, warp = cv2.findTransformECC(fixed_gray, moving_gray, start, motion, criteria, None, 5)
+    except cv2.error as exc:
+        raise Failure(f"ECC did not converge ({str(exc).splitlines()[-1][:60]})") from None
+    full = np.eye(3)
+    full[: warp.shape[0]] = warp
+    prior = np.diag([fixed_gray.shape[1] / moving.shape[1], fixed_gray.shape[0] / moving.shape[0], 1.0])
+    return np.linalg.inv(full) @ prior
+
+
+_SIFT = None
+
+
+def run_sift_ransac(moving: np.ndarray, fixed: np.ndarray, mode: str) -> np.ndarray:
+    """SIFT features, Lowe's ratio test, RANSAC (``estimateAffine2D`` / ``findHomography``)."""
+    global _SIFT
+    _SIFT = _SIFT or cv2.SIFT_create()
+    to_u8 = lambda image: np.round(to_gray01(image) * 255).astype(np.uint8)  # noqa: E731
+    keys_m, desc_m = _SIFT.detectAndCompute(to_u8(moving), None)
+    keys_f, desc_f = _SIFT.detectAndCompute(to_u8(fixed), None)
+    if desc_m is None or desc_f is None or len(keys_m) < 4 or len(keys_f) < 4:
+        raise Failure("too few SIFT keypoints")
+    matches = [m for m, n in (p for p in cv2.BFMatcher(cv2.NORM_L2).knnMatch(desc_m, desc_f, k=2) if len(p) == 2)
+               if m.distance < 0.75 * n.distance]
+    if len(matches) < 8:
+        raise Failure(f"{len(matches)} matches after the ratio test")
+    src = np.float32([keys_m[m.queryIdx].pt for m in matches])
+    dst = np.float32([keys_f[m.trainIdx].pt for m in matches])
+    if mode == "homography":
+        matrix, inliers = cv2.findHomography(src, dst, cv2.RANSAC, 3.0)
+    else:
+        affine, inliers = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=3.0)
+        matrix = None if affine is None else np.vstack([affine, [0, 0, 1]])
+    if matrix is None or inliers is None or int(inliers.sum()) < 8:
+        raise Failure("RANSAC found no consistent model")
+    if mode == "translation":
+        keep = inliers.ravel() > 0
+        matrix = np.eye(3)
+        matrix[:2, 2] = np.median(dst[keep] - src[keep], axis=0)
+    return matrix / matrix[2, 2]
+
+
+RUNNERS = {"contrafuse": run_contrafuse, "contrafuse-verify": run_contrafuse_verified, "ecc-intensity": run_ecc_intensity, "sift-ransac": run_sift_ransac}
+
+
+# -- the run ------------------------------------------------------------------------------------
+
+@dataclass
+class Result:
+    dataset: str
+    name: str
+    family: str
+    method: str
+    error_dataset: float      # inf for a reported failure
+    error_reregistered: float
+    failure: str | None
+    source_residual: float    # how far the re-registered source is from the dataset's alignment
+
+
+def reference(case: Case) -> np.ndarray:
+    """Residual alignment of the source crops (moving -> fixed), by contrafuse from the identity."""
+    mode = FAMILY_MODE[case.family]
+    return estimate(ir=case.moving_crop, vis=case.fixed, mode=mode, initial=np.eye(3), min_confidence=0.0,
+                    working_size=WORKING_SIZE).matrix
+
+
+def evaluate(cases: list[Case], methods: list[str], verbose: bool) -> list[Result]:
+    results = []
+    for case in cases:
+        residual = reference(case)
+        for method in methods:
+            try:
+                matrix = RUNNERS[method](case.moving, case.fixed, FAMILY_MODE[case.family])
+                errors = (corner_error(matrix, case.truth, case.moving.shape),
+                          corner_error(matrix, residual @ case.truth, case.moving.shape))
+                failure = None
+            except Failure as exc:
+                errors, failure = (np.inf, np.inf), str(exc)
+            source = corner_error(residual, np.eye(3), case.moving.shape)
+            results.append(Result(case.dataset, case.name, case.family, method, *errors, failure, source))
+            if verbose and (failure or errors[1] > TOLERANCE):
+                what = f"reported failure: {failure}" if failure else f"error {errors[0]:.1f} px (re-registered {errors[1]:.1f} px)"
+                print(f"  {case.family:11s} {method:13s} {case.dataset}/{case.name}: {what}", file=sys.stderr)
+    return results
+
+
+def time_methods(cases: list[Case], methods: list[str], count: int) -> dict[tuple[str, str], float]:
+    """Median seconds per case with both images resampled to 640x480, per (family, method)."""
+    times: dict[tuple[str, str], list[float]] = {}
+    per_family: dict[str, list[Case]] = {}
+    for case in cases:
+        per_family.setdefault(case.family, []).append(case)
+    for family, chosen in per_family.items():
+        for case in chosen[:: max(1, len(chosen) // count)][:count]:
+            moving = cv2.resize(case.moving, (640, 480), interpolation=cv2.INTER_LINEAR)
+            fixed = cv2.resize(case.fixed, (640, 480), interpolation=cv2.INTER_LINEAR)
+            for method in methods:
+                start = time.perf_counter()
+                try:
+                    RUNNERS[method](moving, fixed, FAMILY_MODE[family])
+                except Failure:
+                    pass
+                times.setdefault((family, method), []).append(time.perf_counter() - start)
+    return {key: float(np.median(values)) for key, values in times.items()}
+
+
+def table(results: list[Result], times: dict[tuple[str, str], float], families: list[str], methods: list[str]) -> str:
+    lines = [
+        f"| family | method | cases | ≤{TOLERANCE:g} px (dataset) | ≤{TOLERANCE:g} px (re-registered) | wrong (>{TOLERANCE:g} px, re-reg.) "
+        "| failures reported | median error px (dataset / re-reg.) | median s per 640x480 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for family in families:
+        for method in methods:
+            rows = [r for r in results if r.family == family and r.method == method]
+            if not rows:
+                continue
+            n = len(rows)
+            data = np.array([r.error_dataset for r in rows])
+            rereg = np.array([r.error_reregistered for r in rows])
+            failed = sum(r.failure is not None for r in rows)
+            returned = np.isfinite(rereg)
+            wrong = int(np.sum(returned & (rereg > TOLERANCE)))
+            median = (f"{np.median(data[returned]):.2f} / {np.median(rereg[returned]):.2f}" if returned.any() else "-")
+            seconds = times.get((family, method))
+            lines.append(
+                f"| {family} | {method} | {n} | {100 * np.mean(data <= TOLERANCE):.1f} % | {100 * np.mean(rereg <= TOLERANCE):.1f} % "
+                f"| {wrong} | {failed} | {median} | {'-' if seconds is None else f'{seconds:.3f}'} |"
+            )
+    return "\n".join(lines)
+
+
+def per_dataset(results: list[Result], families: list[str]) -> str:
+    lines = ["| family | " + " | ".join(f"{d} ≤{TOLERANCE:g} px (dataset / re-reg.)" for d, _ in DATASETS) + " |",
+             "|---|" + "---:|" * len(DATASETS)]
+    for family in families:
+        cells = []
+        for dataset, _ in DATASETS:
+            rows = [r for r in results if r.family == family and r.method == "contrafuse" and r.dataset == dataset]
+            if not rows:
+                cells.append("-")
+                continue
+            data = np.mean([r.error_dataset <= TOLERANCE for r in rows]) * 100
+            rereg = np.mean([r.error_reregistered <= TOLERANCE for r in rows]) * 100
+            cells.append(f"{data:.0f} % / {rereg:.0f} % (n={len(rows)})")
+        lines.append(f"| {family} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def source_residuals(results: list[Result], families: list[str]) -> str:
+    """How far each dataset's own alignment is from the re-registered one (mean corner px)."""
+    lines = ["| family (model) | " + " | ".join(f"{d}: median px, > {TOLERANCE:g} px" for d, _ in DATASETS) + " |",
+             "|---|" + "---:|" * len(DATASETS)]
+    for family in families:
+        cells = []
+        for dataset, _ in DATASETS:
+            values = [r.source_residual for r in results if r.family == family and r.method == results[0].method and r.dataset == dataset]
+            cells.append(f"{np.median(values):.1f}, {100 * np.mean(np.array(values) > TOLERANCE):.0f} %" if values else "-")
+        lines.append(f"| {family} ({FAMILY_MODE[family]}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def load_cases(limit: int | None, families: list[str], seed: int, root: str | None, datasets: list[str]) -> list[Case]:
+    cases = []
+    for dataset, split in DATASETS:
+        if dataset not in datasets:
+            continue
+        pairs = dataset_pairs(dataset, split, root)
+        if limit:
+            pairs = pairs[:: max(1, len(pairs) // limit)][:limit]
+        for pair in pairs:
+            ir, vis = read_image(pair.ir), read_image(pair.vis)
+            for family in families:
+                cases.append(make_case(dataset, pair.name, family, ir, vis, seed))
+    return cases
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--limit", type=int, default=None, help="pairs per dataset (evenly spaced); default all")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random misalignments (default 0)")
+    parser.add_argument("--families", default=",".join(FAMILIES), help=f"comma list (default {','.join(FAMILIES)})")
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"comma list (default {','.join(METHODS)})")
+    parser.add_argument("--datasets", default=",".join(d for d, _ in DATASETS), help="comma list (default: all three)")
+    parser.add_argument("--timing", type=int, default=10, help="cases per family timed at 640x480 (default 10; 0: none)")
+    parser.add_argument("--working-size", type=int, default=DEFAULT_WORKING_SIZE,
+                        help=f"contrafuse's working size, for it and the reference (default {DEFAULT_WORKING_SIZE})")
+    parser.add_argument("--data", default=None, help="data root (default: $CONTRAFUSE_DATA or ../shared/data)")
+    parser.add_argument("--json", type=Path, default=None, help="write every result to this JSON file")
+    parser.add_argument("--verbose", action="store_true", help="list every failure and wrong result on stderr")
+    args = parser.parse_args(argv)
+    families = [f for f in args.families.split(",") if f]
+    methods = [m for m in args.methods.split(",") if m]
+    unknown = sorted(set(families) - set(FAMILIES)) + sorted(set(methods) - set(METHODS))
+    if unknown:
+        parser.error(f"unknown family or method: {', '.join(unknown)}")
+    global WORKING_SIZE
+    WORKING_SIZE = args.working_size
+    cases = load_cases(args.limit, families, args.seed, args.data, args.datasets.split(","))
+    started = time.perf_counter()
+    results = evaluate(cases, methods, args.verbose)
+    times = time_methods(cases, methods, args.timing) if args.timing else {}
+    print(f"{len(cases)} cases ({len(cases) // len(families)} pairs x {len(families)} families), seed {args.seed}, "
+          f"OpenCV {cv2.__version__}, {time.perf_counter() - started:.0f} s\n")
+    print(table(results, times, families, methods))
+    print("\ncontrafuse per dataset:\n")
+    print(per_dataset(results, families))
+    print("\nsource pairs: distance of the re-registered source from the dataset's alignment:\n")
+    print(source_residuals(results, families))
+    if args.json:
+        args.json.write_text(json.dumps([asdict(r) for r in results], indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

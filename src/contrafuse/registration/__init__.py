@@ -1,0 +1,40 @@
+"""Registration of misaligned pairs: find where the infrared image lies in the visible one.
+
+    >>> from contrafuse import registration
+    >>> reg = registration.estimate(ir=ir, vis=vis, mode="affine")   # ir, vis: numpy images
+    >>> aligned_ir = reg.warp(ir)                                     # in vis's frame
+    >>> reg.save("pair.json"); reg = registration.Registration.load("pair.json")
+
+Numpy and OpenCV only (no torch, no model): registration runs before any model sees a pair.
+Method, confidence and failure behaviour: ``docs/registration.md``.
+"""
+from ..errors import RegistrationError
+from .files import AlignReport, Aligned, align_folders, align_pair, output_stem, write_alignment
+from .method import (
+    DEFAULT_MIN_CONFIDENCE,
+    DEFAULT_WORKING_SIZE,
+    SearchRange,
+    estimate,
+    orientation_features,
+    to_gray01,
+)
+from .result import DIRECTIONS, MODES, Registration
+
+__all__ = [
+    "DEFAULT_MIN_CONFIDENCE",
+    "DEFAULT_WORKING_SIZE",
+    "DIRECTIONS",
+    "MODES",
+    "AlignReport",
+    "Aligned",
+    "Registration",
+    "RegistrationError",
+    "SearchRange",
+    "align_folders",
+    "align_pair",
+    "estimate",
+    "orientation_features",
+    "output_stem",
+    "to_gray01",
+    "write_alignment",
+]

@@ -1,0 +1,422 @@
+"""Estimating the transform between the two images of a multi-modal pair.
+
+Infrared and visible intensities (or MRI and CT/PET/SPECT) are related by no global mapping, but
+the *orientation* of their edges is shared. Both images are turned into gradient-orientation
+features (doubled angle, so that a dark-to-bright edge in one image matches a bright-to-dark
+edge in the other), then:
+
+1. a global search over a grid of rotations and scales, each with the best translation from
+   normalized cross-correlation (``cv2.matchTemplate``), at a coarse size;
+2. a refinement with ECC (``cv2.findTransformECCWithMask``) on the features, coarse to fine,
+   in stages of growing freedom (translation, rigid, affine, homography); a stage is kept only
+   when it raises the correlation and gives a plausible transform;
+3. checks: confidence, overlap, plausibility; a failure raises :class:`RegistrationError`.
+
+All work happens at a reduced size (``working_size``); the resampling is composed into the
+returned matrix. The moving image is first resampled to the fixed image's size (the prior: same
+field of view), so images of different resolutions start aligned up to the residual.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ..errors import RegistrationError
+from .result import MODES, Registration, normalize_direction, resize_matrix, roles
+
+DEFAULT_MIN_CONFIDENCE = 0.25
+"""Default threshold on :attr:`Registration.confidence` below which a pair is refused."""
+
+DEFAULT_WORKING_SIZE = 320
+"""Longest side, in pixels, of the grid the refinement runs on."""
+
+SEARCH_SIZE = 128
+"""Longest side of the grid of the global search and of the first refinement level."""
+
+MIN_OVERLAP = 0.25
+"""Smallest fraction of the fixed image the moving image must cover after alignment."""
+
+MAX_ANISOTROPY = 1.3
+"""Largest ratio of the two singular values of the residual's linear part (shear, stretch)."""
+
+VERIFY_TOLERANCE = 0.015
+"""With ``verify``: largest mean corner disagreement of the two directions, as a fraction of the
+moving image's diagonal."""
+
+MIN_SIDE = 24
+"""Smallest image side (pixels) we try to register."""
+
+_FEATURE_BLUR = 1.0      # Gaussian sigma on the gray image before gradients (refinement levels)
+_FEATURE_SMOOTH = 1.0    # Gaussian sigma on the features themselves (widens ECC's basin)
+_TEMPLATE_KEEP = 0.7     # central part of the moving image matched in the search
+_BORDER_RING = 3         # pixels at each image border left out of ECC (filters extrapolate there)
+_ECC_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 50, 1e-5)
+_MOTIONS = {
+    "translation": cv2.MOTION_TRANSLATION,
+    "rigid": cv2.MOTION_EUCLIDEAN,
+    "affine": cv2.MOTION_AFFINE,
+    "homography": cv2.MOTION_HOMOGRAPHY,
+}
+
+
+@dataclass(frozen=True)
+class SearchRange:
+    """What the global search covers, relative to the same-field-of-view prior.
+
+    Rotations from ``-max_rotation`` to ``+max_rotation`` degrees in ``rotation_step`` steps, and
+    ``scale_steps`` scales spaced evenly in log between ``min_scale`` and ``max_scale``. Shifts up
+    to about 15 % of the image size are found at every grid point. ECC then refines
+    continuously, so the grid only has to land in its basin (about half a step).
+    """
+
+    max_rotation: float = 6.0
+    rotation_step: float = 2.0
+    min_scale: float = 0.75
+    max_scale: float = 1.33
+    scale_steps: int = 11
+
+    def rotations(self) -> np.ndarray:
+        count = int(round(self.max_rotation / self.rotation_step))
+        return np.arange(-count, count + 1) * self.rotation_step
+
+    def scales(self) -> np.ndarray:
+        return np.exp(np.linspace(np.log(self.min_scale), np.log(self.max_scale), self.scale_steps))
+
+
+def estimate(
+    *,
+    ir: np.ndarray,
+    vis: np.ndarray,
+    mode: str = "affine",
+    direction: str = "ir_to_vis",
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
+    initial: Registration | np.ndarray | None = None,
+    search: SearchRange = SearchRange(),
+    working_size: int = DEFAULT_WORKING_SIZE,
+    verify: bool = False,
+    name: str = "pair",
+) -> Registration:
+    """Estimate the transform that brings the moving image onto the fixed one.
+
+    Args:
+        ir, vis: ``(H, W)`` gray or ``(H, W, 3)`` RGB, ``uint8`` or ``uint16`` (float in ``[0, 1]``
+            is accepted too). Sizes and fields of view may differ. For medical pairs ``ir`` is the
+            functional image (CT/PET/SPECT) and ``vis`` the MRI, as everywhere in contrafuse.
+        mode: ``translation``, ``affine``, ``homography``, or ``none`` (no estimation: the
+            moving image is only resampled to the fixed image's size).
+        direction: ``ir_to_vis`` (default: the infrared image is warped into the visible image's
+            frame) or ``vis_to_ir``.
+        min_confidence: pairs whose confidence is below this raise :class:`RegistrationError`.
+        initial: start from this transform (a :class:`Registration` or a moving-to-fixed 3x3
+            matrix) instead of the global search, e.g. the previous frame of a video.
+        search: the range of the global search (rotation, scale).
+        working_size: longest side of the refinement grid; larger is slower and more precise.
+        verify: also register the other way round (fixed onto moving, from its own search) and
+            refuse the pair when the two results disagree by more than :data:`VERIFY_TOLERANCE`
+            of the moving image's diagonal (mean corner distance). Twice the time; it catches
+            most wrong results that pass the confidence threshold, which matters for medical
+            pairs (see ``docs/registration.md``).
+        name: how error messages name the pair (e.g. the file names).
+
+    Returns:
+        A :class:`Registration` whose ``matrix`` maps moving-image pixels to fixed-image pixels.
+
+    Raises:
+        RegistrationError: the pair cannot be registered reliably (confidence below
+            ``min_confidence``, too little overlap, an implausible transform, images too small,
+            or with ``verify`` the two directions disagreeing).
+        ValueError: an unknown ``mode`` or ``direction``, or images that are not 2-D/3-channel.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    direction = normalize_direction(direction)
+    moving_role, _ = roles(direction)
+    moving, fixed = (ir, vis) if moving_role == "ir" else (vis, ir)
+    moving_values, fixed_values = to_float01(moving, moving_role), to_float01(fixed, roles(direction)[1])
+    if min(*moving_values.shape[:2], *fixed_values.shape[:2]) < MIN_SIDE:
+        raise RegistrationError(name, f"images smaller than {MIN_SIDE} px on a side carry too little structure")
+    problem = _Problem(moving_values, fixed_values, working_size)
+    if mode == "none":
+        matrix, confidence = problem.prior, problem.confidence(problem.prior)
+    else:
+        matrix = problem.refine(problem.start(mode, initial, search), mode)
+        confidence = problem.confidence(matrix)
+    result = Registration(matrix, mode, direction, moving_values.shape[:2], fixed_values.shape[:2], confidence)
+    if mode == "none":
+        return result
+    _check(result, problem, min_confidence, name)
+    if verify:
+        backward = _Problem(fixed_values, moving_values, working_size)
+        reverse = backward.refine(backward.start(mode, None, search), mode)
+        gap = _corner_distance(reverse @ result.matrix, np.eye(3), result.moving_shape)
+        limit = VERIFY_TOLERANCE * float(np.hypot(*result.moving_shape))
+        if gap > limit:
+            raise RegistrationError(
+                name, f"the two directions disagree by {gap:.1f} px (more than {limit:.1f} px): the alignment is ambiguous"
+            )
+    return result
+
+
+def to_gray01(image: np.ndarray, role: str = "image") -> np.ndarray:
+    """``(H, W)`` float32 luma in ``[0, 1]`` of a gray or RGB ``uint8``/``uint16``/float image."""
+    values = to_float01(image, role)
+    return cv2.cvtColor(values, cv2.COLOR_RGB2GRAY) if values.ndim == 3 else values
+
+
+def to_float01(image: np.ndarray, role: str = "image") -> np.ndarray:
+    """Float32 in ``[0, 1]``: ``(H, W)`` for gray (also three equal channels), ``(H, W, 3)`` for colour."""
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[..., 0]
+    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))):
+        raise ValueError(f"the {role} image must be (H, W) gray or (H, W, 3) RGB, got shape {image.shape}")
+    if image.ndim == 3:
+        image = image[..., :3]
+        if np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 0], image[..., 2]):
+            image = image[..., 0]
+    scale = float(np.iinfo(image.dtype).max) if image.dtype.kind in "ui" else 1.0
+    return np.ascontiguousarray(image, dtype=np.float32) / np.float32(scale)
+
+
+def orientation_features(image: np.ndarray, blur: float, smooth: float, channels: int = 3) -> np.ndarray:
+    """Gradient-orientation features of a gray or colour image, ``(H, W, channels)`` float32.
+
+    Channels: ``w cos 2θ``, ``w sin 2θ`` (the doubled gradient angle, blind to edge polarity) and,
+    for ``channels=3``, ``w`` itself, where ``w = sqrt(|∇I|)`` damps the strongest edges so that
+    one modality's high-contrast texture does not swamp the other's. For colour the gradients of
+    the channels are summed as a structure tensor, so an edge between two colours of equal
+    luma (pseudo-colour PET/SPECT) still counts.
+    """
+    smoothed = cv2.GaussianBlur(image, (0, 0), blur) if blur > 0 else image
+    gx = cv2.Sobel(smoothed, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(smoothed, cv2.CV_32F, 0, 1, ksize=3)
+    if gx.ndim == 3:
+        xx, yy, xy = (gx * gx).sum(axis=2), (gy * gy).sum(axis=2), (gx * gy).sum(axis=2)
+    else:
+        xx, yy, xy = gx * gx, gy * gy, gx * gy
+    energy = xx + yy
+    weight = np.sqrt(np.sqrt(energy))
+    scale = weight / (energy + 1e-12)
+    parts = [(xx - yy) * scale, 2.0 * xy * scale]
+    if channels == 3:
+        parts.append(weight)
+    features = np.dstack(parts).astype(np.float32)
+    return cv2.GaussianBlur(features, (0, 0), smooth) if smooth > 0 else features
+
+
+class _Problem:
+    """One pair at working resolution: the prior, the pyramid levels and the estimation steps.
+
+    Matrices passed between the steps always map *full-resolution* moving pixels to
+    full-resolution fixed pixels; each level converts to its own grid.
+    """
+
+    def __init__(self, moving: np.ndarray, fixed: np.ndarray, working_size: int):
+        self.prior = resize_matrix(moving.shape[:2], fixed.shape[:2])  # same field of view
+        work = _fit(fixed.shape[:2], working_size)
+        coarse = _fit(fixed.shape[:2], min(SEARCH_SIZE, working_size))
+        self.levels = [_Level(moving, fixed, coarse)]
+        if max(work) > 1.25 * max(coarse):
+            self.levels.append(_Level(moving, fixed, work))
+
+    def start(self, mode: str, initial: Registration | np.ndarray | None, search: SearchRange) -> np.ndarray:
+        """The starting matrix: ``initial`` if given, else the best point of the global search."""
+        if initial is not None:
+            matrix = initial.matrix if isinstance(initial, Registration) else np.asarray(initial, dtype=np.float64)
+            if matrix.shape != (3, 3):
+                raise ValueError(f"initial must be a Registration or a 3x3 matrix, got shape {matrix.shape}")
+            return matrix
+        level = self.levels[0]
+        if mode == "translation":
+            scales, rotations = np.array([1.0]), np.array([0.0])
+        else:
+            scales, rotations = search.scales(), search.rotations()
+        return level.to_full(level.search(scales, rotations))
+
+    def refine(self, matrix: np.ndarray, mode: str) -> np.ndarray:
+        """ECC coarse to fine; at the first level in stages, at the last the final model."""
+        stages = {"translation": ["translation"], "affine": ["translation", "rigid", "affine"],
+                  "homography": ["translation", "rigid", "affine"]}[mode]
+        final = {"translation": ["translation"], "affine": ["affine"], "homography": ["homography"]}[mode]
+        last = len(self.levels) - 1
+        for index, level in enumerate(self.levels):
+            steps = list(stages) if index == 0 else []
+            if index == last:
+                steps += [motion for motion in final if motion not in steps]
+            warp = level.to_warp(matrix)
+            for motion in steps:
+                warp = level.ecc_step(warp, motion)
+            matrix = level.to_full(np.linalg.inv(warp))
+        return matrix
+
+    def confidence(self, matrix: np.ndarray) -> float:
+        """Correlation of the finest level's features after alignment, clipped to ``[0, 1]``."""
+        level = self.levels[-1]
+        return float(np.clip(level.correlation(level.to_warp(matrix)), 0.0, 1.0))
+
+
+class _Level:
+    """Both images resampled to one grid (the fixed image's, scaled), and their features."""
+
+    def __init__(self, moving: np.ndarray, fixed: np.ndarray, shape: tuple[int, int]):
+        height, width = shape
+        self.shape = shape
+        self.fixed_map = resize_matrix(fixed.shape[:2], shape)    # full fixed -> level
+        self.moving_map = resize_matrix(moving.shape[:2], shape)  # full moving -> level (the prior)
+        self.fixed_image = _resize(fixed, width, height)
+        self.moving_image = _resize(moving, width, height)
+        self.fixed_features = orientation_features(self.fixed_image, _FEATURE_BLUR, _FEATURE_SMOOTH)
+        self.moving_features = orientation_features(self.moving_image, _FEATURE_BLUR, _FEATURE_SMOOTH)
+        self.mask = _ring_mask(shape)  # the same grid for both images
+
+    def to_full(self, level_matrix: np.ndarray) -> np.ndarray:
+        """Level moving -> level fixed, as full moving -> full fixed."""
+        full = np.linalg.inv(self.fixed_map) @ level_matrix @ self.moving_map
+        return full / full[2, 2]
+
+    def to_warp(self, full_matrix: np.ndarray) -> np.ndarray:
+        """Full moving -> full fixed, as ECC's warp: level fixed -> level moving."""
+        level = self.fixed_map @ full_matrix @ np.linalg.inv(self.moving_map)
+        warp = np.linalg.inv(level)
+        return warp / warp[2, 2]
+
+    def search(self, scales: np.ndarray, rotations: np.ndarray) -> np.ndarray:
+        """Best level moving -> fixed similarity over the grid, translation by NCC."""
+        height, width = self.shape
+        fixed = orientation_features(self.fixed_image, 0.0, 0.0, channels=2)
+        pad = int(round(0.5 * (1 - _TEMPLATE_KEEP) * max(height, width))) + 2
+        fixed = cv2.copyMakeBorder(fixed, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+        tw, th = int(width * _TEMPLATE_KEEP), int(height * _TEMPLATE_KEEP)
+        x0, y0 = (width - tw) // 2, (height - th) // 2
+        centre = ((width - 1) / 2, (height - 1) / 2)
+        best_score, best = -np.inf, np.eye(3)
+        for scale in scales:
+            for angle in rotations:
+                rotation = np.vstack([cv2.getRotationMatrix2D(centre, float(angle), float(scale)), [0, 0, 1]])
+                turned = cv2.warpAffine(self.moving_image, rotation[:2], (width, height), flags=cv2.INTER_LINEAR)
+                template = orientation_features(turned, 0.0, 0.0, channels=2)[y0:y0 + th, x0:x0 + tw]
+                scores = cv2.matchTemplate(fixed, template, cv2.TM_CCOEFF_NORMED)
+                _, score, _, (px, py) = cv2.minMaxLoc(scores)
+                if score > best_score:
+                    shift = np.array([[1, 0, px - pad - x0], [0, 1, py - pad - y0], [0, 0, 1.0]])
+                    best_score, best = score, shift @ rotation
+        return best
+
+    def ecc_step(self, warp: np.ndarray, motion: str) -> np.ndarray:
+        """One ECC run; its result is kept only if it raises the correlation and is plausible.
+
+        On a level both images share one grid (the prior is applied), so the level's
+        moving-to-fixed matrix is the residual that :func:`plausible` judges.
+        """
+        before = self.correlation(warp)
+        start = (warp if motion == "homography" else warp[:2]).astype(np.float32)
+        try:
+            _, found = cv2.findTransformECCWithMask(
+                self.fixed_features, self.moving_features, self.mask, self.mask,
+                start, _MOTIONS[motion], _ECC_CRITERIA, 1,
+            )
+        except cv2.error:  # did not converge, or the overlap vanished
+            return warp
+        candidate = np.eye(3)
+        candidate[: found.shape[0]] = found
+        moved = _corner_shift(warp, candidate, self.shape)
+        if moved > 0.25 * max(self.shape) or not plausible(np.linalg.inv(candidate), self.shape):
+            return warp
+        return candidate if self.correlation(candidate) >= before - 1e-4 else warp
+
+    def correlation(self, warp: np.ndarray) -> float:
+        """ECC's criterion: zero-mean normalized correlation of the features over the overlap."""
+        height, width = self.shape
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        warped = cv2.warpPerspective(self.moving_features, warp, (width, height), flags=flags)
+        inside = cv2.warpPerspective(self.mask, warp, (width, height), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP)
+        inside = (inside > 0) & (self.mask > 0)
+        if inside.sum() < 64:
+            return -1.0
+        a = self.fixed_features[inside].astype(np.float64)
+        b = warped[inside].astype(np.float64)
+        a -= a.mean(axis=0)
+        b -= b.mean(axis=0)
+        return float((a * b).sum() / (np.sqrt((a * a).sum() * (b * b).sum()) + 1e-12))
+
+
+def plausible(residual: np.ndarray, shape: tuple[int, int]) -> bool:
+    """Whether a fixed-frame residual (transform after the prior) is one a camera pair can have.
+
+    Its linear part at the image centre must not stretch one direction more than
+    :data:`MAX_ANISOTROPY` times the other nor scale by less than 1/4 or more than 4, and a
+    homography must keep the image's corners in front of the camera (no fold, no horizon inside).
+    """
+    height, width = shape
+    corners = np.array([[0, 0, 1], [width - 1, 0, 1], [width - 1, height - 1, 1], [0, height - 1, 1]], dtype=np.float64)
+    if np.any(corners @ residual[2] <= 0.1 * residual[2, 2]):
+        return False
+    centre = np.array([(width - 1) / 2, (height - 1) / 2, 1.0])
+
+    def project(point: np.ndarray) -> np.ndarray:
+        mapped = residual @ point
+        return mapped[:2] / mapped[2]
+
+    jacobian = np.stack([project(centre + [1, 0, 0]) - project(centre), project(centre + [0, 1, 0]) - project(centre)], axis=1)
+    singular = np.linalg.svd(jacobian, compute_uv=False)
+    if singular[1] <= 1e-9 or np.linalg.det(jacobian) <= 0:
+        return False
+    return singular[0] / singular[1] <= MAX_ANISOTROPY and 0.25 < float(np.sqrt(singular[0] * singular[1])) < 4.0
+
+
+def _check(result: Registration, problem: _Problem, min_confidence: float, name: str) -> None:
+    """Raise :class:`RegistrationError` for a result that must not be applied."""
+    level = problem.levels[-1]
+    residual = level.fixed_map @ result.matrix @ np.linalg.inv(level.moving_map)
+    if not plausible(residual, level.shape):
+        raise RegistrationError(name, "the transform found is degenerate or implausible (fold, extreme shear or scale)")
+    overlap = result.overlap()
+    if overlap < MIN_OVERLAP:
+        raise RegistrationError(name, f"the images overlap on {overlap:.0%} of the fixed frame, below {MIN_OVERLAP:.0%}")
+    if result.confidence < min_confidence:
+        raise RegistrationError(
+            name, f"confidence {result.confidence:.3f} is below {min_confidence:.3f}: too little shared structure "
+            "(unrelated images, or a misalignment beyond the search range)",
+        )
+
+
+def _fit(shape: tuple[int, int], longest: int) -> tuple[int, int]:
+    """``shape`` scaled so that its longest side is at most ``longest`` (never enlarged)."""
+    height, width = shape
+    factor = min(1.0, longest / max(height, width))
+    return max(MIN_SIDE // 2, round(height * factor)), max(MIN_SIDE // 2, round(width * factor))
+
+
+def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    if (height, width) == image.shape[:2]:
+        return image
+    shrink = width < image.shape[1] or height < image.shape[0]
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def _ring_mask(shape: tuple[int, int]) -> np.ndarray:
+    """All ones but a :data:`_BORDER_RING`-pixel frame: the filters extrapolate there."""
+    mask = np.zeros(shape, np.uint8)
+    ring = _BORDER_RING
+    mask[ring:shape[0] - ring, ring:shape[1] - ring] = 1
+    return mask
+
+
+def _corner_gaps(first: np.ndarray, second: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Distances between the images of the four corners of a ``shape`` grid under two matrices."""
+    height, width = shape
+    corners = np.array([[0, 0, 1], [width - 1, 0, 1], [width - 1, height - 1, 1], [0, height - 1, 1]], dtype=np.float64).T
+    a, b = first @ corners, second @ corners
+    return np.linalg.norm(a[:2] / a[2] - b[:2] / b[2], axis=0)
+
+
+def _corner_shift(first: np.ndarray, second: np.ndarray, shape: tuple[int, int]) -> float:
+    """Largest corner distance between two warps of a ``shape`` grid."""
+    return float(np.max(_corner_gaps(first, second, shape)))
+
+
+def _corner_distance(first: np.ndarray, second: np.ndarray, shape: tuple[int, int]) -> float:
+    """Mean corner distance between two matrices on a ``shape`` grid."""
+    return float(np.mean(_corner_gaps(first, second, shape)))

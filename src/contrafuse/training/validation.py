@@ -1,0 +1,148 @@
+"""Validation during training: fuse held-out pairs with the current weights, score them with the
+metrics suite, and keep a small grid of fused samples.
+
+Written into the run folder (main process only)::
+
+    validation.jsonl                 one line per validation: step, pairs, failed, metric means
+    validation/fused/<pair>.png      the latest validation's fused images (gray, what was scored)
+    validation/step_000100.png       sample grid: one row per sample pair, columns IR | VIS | fused
+
+and, with ``train.tensorboard``, the same means as ``val/<metric>`` scalars and the grid as the
+``val/samples`` image. A validation leaves every random number generator as it found it, so a
+run with validation takes the same training steps as one without (and resumes exactly).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import metrics
+from ..atomic import write_bytes, write_text
+from ..bench.grid import contact_sheet
+from ..data import dataset_info, folder_modalities
+from ..evaluation import finite_or_none, mean_and_std, score_many
+from ..fusion import FuseOptions, fuse_arrays
+from ..io import PairFiles, read_image, write_image
+from .checkpoint import capture_rng_state, restore_rng_state
+from .config import TrainConfig
+
+LOG_NAME = "validation.jsonl"
+FOLDER = "validation"
+SAMPLE_WIDTH = 256  # pixels per cell of the sample grid
+
+
+@dataclass
+class ValidationResult:
+    """One validation: the step, metric means over the pairs scored, failures, the grid file."""
+
+    step: int
+    means: dict[str, float]
+    scored: int
+    failed: dict[str, str]
+    grid: Path | None
+
+    def record(self) -> dict[str, Any]:
+        """The ``validation.jsonl`` line (non-finite means as null)."""
+        return {"step": self.step, "pairs": self.scored, "failed": len(self.failed),
+                **{k: finite_or_none(v) for k, v in self.means.items()}}
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """PNG encoding of ``uint8`` pixels."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class Validator:
+    """Validates ``pairs`` with a recipe's exported module; see the module doc for the outputs."""
+
+    def __init__(self, cfg: TrainConfig, pairs: list[PairFiles], out_dir: Path, device: torch.device) -> None:
+        self.cfg, self.pairs, self.out_dir, self.device = cfg, pairs, out_dir, device
+        self.names = metrics.resolve_names(cfg.validation.metrics)
+        self.options = FuseOptions(color="gray")  # the usual protocol: metrics on gray outputs
+        self.titles = [*modalities(cfg), "fused"]
+
+    def due(self, done: int) -> bool:
+        """True when step count ``done`` is a validation step (every N steps and the last one)."""
+        every = self.cfg.validation.every
+        return every > 0 and (done % every == 0 or done == self.cfg.train.steps)
+
+    def run(self, build_module: Callable[[], nn.Module], step: int) -> ValidationResult:
+        """Fuse, score and draw the samples with the module ``build_module()`` returns (the
+        registered inference model holding the current weights)."""
+        state = capture_rng_state()  # building and fusing must not move any generator the training draws from
+        try:
+            return self._validate(build_module().to(self.device).eval(), step)
+        finally:
+            restore_rng_state(state)
+
+    def _validate(self, module: nn.Module, step: int) -> ValidationResult:
+        folder = self.out_dir / FOLDER / "fused"
+        fused_files, sources = [], []
+        samples = []
+        for index, pair in enumerate(self.pairs):
+            ir, vis = read_image(pair.ir), read_image(pair.vis)
+            fused = fuse_arrays(module, ir=ir, vis=vis, options=self.options, device=self.device,
+                                names=(str(pair.ir), str(pair.vis)))
+            fused_files.append(write_image(folder / f"{pair.name.replace('/', '_')}.png", fused, overwrite=True))
+            sources.append(pair)
+            if index < self.cfg.validation.samples:
+                samples.append([ir, vis, fused])
+        scores = score_many(fused_files, ir=[p.ir for p in sources], vis=[p.vis for p in sources], names=self.names,
+                            convention=self.cfg.validation.convention, progress=False)
+        failed = {p.name: s.error or "" for p, s in zip(sources, scores) if not s.ok}
+        stats = mean_and_std([s.values for s in scores if s.ok], self.names)
+        grid = None
+        if samples:
+            sheet = contact_sheet(samples, self.titles, SAMPLE_WIDTH)  # one row per sample: IR | VIS | fused
+            grid = write_bytes(self.out_dir / FOLDER / f"step_{step:06d}.png", png_bytes(sheet), overwrite=True)
+        return ValidationResult(step, stats.mean, stats.count, failed, grid)
+
+
+def modalities(cfg: TrainConfig) -> tuple[str, str]:
+    """Titles of the two sources: the named dataset's modalities (PET/MRI, ...), else IR/VIS."""
+    v = cfg.validation
+    if v.ir_dir and v.vis_dir:
+        return folder_modalities(v.ir_dir, v.vis_dir)
+    if cfg.data.dataset == "folders":
+        return folder_modalities(cfg.data.ir_dir or "", cfg.data.vis_dir or "")
+    return dataset_info(cfg.data.dataset).modalities
+
+
+class ValidationLog:
+    """``validation.jsonl``, rewritten atomically with every new line (validations are few)."""
+
+    def __init__(self, out_dir: Path, keep_until: int | None) -> None:
+        """Starts empty, or (``keep_until``: a resumed run's step) with the earlier lines up to that step."""
+        self.path = out_dir / LOG_NAME
+        self.lines = read_jsonl(self.path, keep_until) if keep_until is not None else []
+
+    def add(self, result: ValidationResult) -> None:
+        self.lines.append(json.dumps(result.record()))
+        write_text(self.path, "\n".join(self.lines) + "\n", overwrite=True)
+
+
+def read_jsonl(path: Path, last_step: int) -> list[str]:
+    """The lines of a JSON-lines log whose ``step`` is at most ``last_step`` (unreadable lines dropped)."""
+    if not path.is_file():
+        return []
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            step = json.loads(line).get("step")
+        except (ValueError, AttributeError):
+            continue  # e.g. half a line written when the process was killed
+        if isinstance(step, int) and step <= last_step:
+            kept.append(line)
+    return kept
