@@ -20,13 +20,15 @@ from contrafuse.video import VideoError, VideoWriter, fuse_video, probe, read_fr
 FRAMES, WIDTH, HEIGHT = 5, 64, 48
 
 
-def make_clip(path: Path, frames: int = FRAMES, rate: int = 10, gray: bool = False, codec: str | None = "ffv1", seed: int = 0) -> Path:
+def make_clip(path: Path, frames: int = FRAMES, rate: int = 10, gray: bool = False, codec: str | None = "ffv1", seed: int = 0,
+              size: tuple[int, int] = (HEIGHT, WIDTH)) -> Path:
     """A short clip of moving gradients plus noise (lossless ffv1 by default, so frames decode exactly)."""
     rng = np.random.default_rng(seed)
-    writer = VideoWriter(path, Fraction(rate), WIDTH, HEIGHT, codec)
-    yy, xx = np.mgrid[:HEIGHT, :WIDTH]
+    height, width = size
+    writer = VideoWriter(path, Fraction(rate), width, height, codec)
+    yy, xx = np.mgrid[:height, :width]
     for t in range(frames):
-        base = (128 + 100 * np.sin((xx + 3 * t) / 6.0) * np.cos(yy / 9.0) + rng.normal(0, 8, (HEIGHT, WIDTH))).clip(0, 255)
+        base = (128 + 100 * np.sin((xx + 3 * t) / 6.0) * np.cos(yy / 9.0) + rng.normal(0, 8, (height, width))).clip(0, 255)
         rgb = np.stack([base, base, base] if gray else [base, base[::-1], 255 - base], -1).astype(np.uint8)
         writer.write(rgb)
     return writer.close()
@@ -126,3 +128,26 @@ def test_video_hands_ir_frames_as_ir(clips, tmp_path: Path):
                      color="gray", progress=False)
     for ir_frame, fused in zip(read_frames(ir), read_frames(out)):
         np.testing.assert_array_equal(fused, ir_frame)
+
+
+def test_batched_video_gives_the_same_frames_and_reports_fps(tmp_path: Path):
+    torch_model = create_model("cs2fusion")
+    size = (256, 272)  # large enough to be batched
+    ir = make_clip(tmp_path / "ir.mkv", gray=True, size=size)
+    vis = make_clip(tmp_path / "vis.mkv", seed=1, size=size)
+    one = fuse_video(ir=ir, vis=vis, out=tmp_path / "one.mkv", model=torch_model, device="cpu", codec="ffv1",
+                     batch_size=1, workers=1, progress=False)
+    many = fuse_video(ir=ir, vis=vis, out=tmp_path / "many.mkv", model=torch_model, device="cpu", codec="ffv1",
+                      batch_size=3, workers=2, progress=False)
+    assert one.frames == many.frames == FRAMES and many.frames_per_second > 0 and "batch size 3" in many.setup
+    for a, b in zip(read_frames(one), read_frames(many), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_output_that_is_an_input_video_is_refused_even_with_overwrite(clips, tmp_path: Path, capsys):
+    ir, vis = clips
+    before = vis.read_bytes()
+    assert main(["fuse", "--ir", str(ir), "--vis", str(vis), "--out", str(vis), "--model", "average", "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert f"{vis}: is the visible input {vis}" in err and "never replaces an input" in err
+    assert vis.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["ir.mkv", "vis.mkv"]

@@ -6,7 +6,15 @@ scale, not clamped. Batch, height and width are dynamic. A model that pads its i
 size multiple (CoCoNet) exports its unpadded core instead (``onnx_core()``); the metadata's
 ``size_multiple`` says so and :class:`OnnxModel` pads and crops around the graph. (Models' memory-bounded ``fuse``
 methods are not exported: they loop over bands in Python.) The file's metadata names the
-model, the input convention and the opset.
+model, the input convention, the opset and the precision (``contrafuse_precision``).
+
+``precision="int8"`` writes a statically quantised graph instead (:mod:`contrafuse.quantization`:
+calibrated on training pairs, the calibration recorded in the metadata).
+
+:class:`OnnxModel` runs a file on the CPU, on CUDA (``CUDAExecutionProvider``) or with TensorRT
+(``TensorrtExecutionProvider``, optionally building float16 engines). The GPU providers come
+with ``onnxruntime-gpu`` (``pip install 'contrafuse[gpu]'``); where they are missing the error
+says so.
 
 Needs the optional extra ``onnx`` (``pip install 'contrafuse[onnx]'``).
 """
@@ -14,6 +22,7 @@ from __future__ import annotations
 
 import io
 import os
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -50,36 +59,81 @@ def _require(module: str):
         raise ContrafuseError(f"ONNX support needs {module}: pip install 'contrafuse[onnx]'") from None
 
 
-def _providers(device: str | torch.device) -> list[str]:
-    ort = _require("onnxruntime")
-    wanted = ["CUDAExecutionProvider"] if torch.device(device).type == "cuda" else []
-    available = ort.get_available_providers()
-    return [p for p in wanted if p in available] + ["CPUExecutionProvider"]
+GPU_EXTRA = "pip install 'contrafuse[gpu]' (onnxruntime-gpu, in place of onnxruntime)"
+TENSORRT_CACHE = Path(os.environ.get("CONTRAFUSE_TRT_CACHE", Path(tempfile.gettempdir()) / "contrafuse-trt-cache"))
+
+
+def available_providers() -> list[str]:
+    """ONNX Runtime's execution providers on this machine (empty when onnxruntime is missing)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return []
+    return list(onnxruntime.get_available_providers())
+
+
+def providers_for(device: str | torch.device, *, tensorrt: bool = False, fp16: bool = False) -> list[Any]:
+    """The provider list for a session: CPU; CUDA then CPU; or TensorRT, CUDA, CPU.
+
+    A GPU provider that is not available is a :class:`ContrafuseError` saying how to get it
+    (never a silent fall-back to the CPU). ``fp16`` lets TensorRT build float16 engines;
+    engines are cached in ``$CONTRAFUSE_TRT_CACHE`` (default: a folder in the temp dir).
+    """
+    available = available_providers()
+    device = torch.device(device)
+    if tensorrt and device.type != "cuda":
+        raise ContrafuseError("the TensorRT provider needs --device cuda")
+    if fp16 and not tensorrt:
+        raise ContrafuseError("fp16 with ONNX Runtime is a TensorRT engine option (--backend tensorrt)")
+    if device.type != "cuda":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in available:
+        raise ContrafuseError(f"ONNX Runtime on this machine has no CUDA provider (it has {', '.join(available)}); {GPU_EXTRA}")
+    cuda = ("CUDAExecutionProvider", {"device_id": device.index or 0})
+    if not tensorrt:
+        return [cuda, "CPUExecutionProvider"]
+    if "TensorrtExecutionProvider" not in available:
+        raise ContrafuseError(f"ONNX Runtime on this machine has no TensorRT provider; {GPU_EXTRA} and the TensorRT libraries")
+    trt = ("TensorrtExecutionProvider", {
+        "device_id": device.index or 0, "trt_fp16_enable": bool(fp16),
+        "trt_engine_cache_enable": True, "trt_engine_cache_path": str(TENSORRT_CACHE),
+    })
+    return [trt, cuda, "CPUExecutionProvider"]
 
 
 class OnnxModel(nn.Module):
     """An exported ``.onnx`` file run by ONNX Runtime behind the registry's ``forward(*, ir, vis)``.
 
     Lets the fusing pipeline treat an exported model like any other: tensors ``(N, 1, H, W)``
-    in [0, 1] in, fused tensor out, on the inputs' device.
+    in [0, 1] in, fused tensor out, on the inputs' device. ``precision`` is the file's
+    (``contrafuse_precision`` in its metadata: ``fp32`` or ``int8``); ``tensorrt`` runs it with
+    TensorRT (CUDA), ``tensorrt_fp16`` with float16 engines; ``threads`` sets ONNX Runtime's
+    intra-op threads (default: its own choice, one per core).
     """
 
-    def __init__(self, path: str | os.PathLike, device: str | torch.device = "cpu") -> None:
+    def __init__(self, path: str | os.PathLike, device: str | torch.device = "cpu", *, tensorrt: bool = False,
+                 tensorrt_fp16: bool = False, threads: int | None = None) -> None:
         super().__init__()
         ort = _require("onnxruntime")
         self.path = Path(path)
         if not self.path.is_file():
             raise ContrafuseError(f"{self.path}: ONNX model file not found")
+        providers = providers_for(device, tensorrt=tensorrt, fp16=tensorrt_fp16)
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
         try:
-            self.session = ort.InferenceSession(str(self.path), providers=_providers(device))
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ContrafuseError(f"{self.path}: not a loadable ONNX model ({exc})") from None
         inputs = [i.name for i in self.session.get_inputs()]
         if inputs != list(INPUT_NAMES):
             raise ContrafuseError(f"{self.path}: expected inputs {list(INPUT_NAMES)}, found {inputs} (export with `contrafuse export`)")
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
-
         self.size_multiple = int(self.metadata.get("size_multiple", "1"))
+        self.precision = self.metadata.get("contrafuse_precision", "fp32")
+        self.tensorrt_fp16 = tensorrt and tensorrt_fp16
+        self.providers = list(self.session.get_providers())
 
     def forward(self, *, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
         return run_session(self.session, ir=ir, vis=vis, size_multiple=self.size_multiple).to(ir.device)
@@ -172,6 +226,11 @@ def export_onnx(
     verify: bool = True,
     tolerance: float = 1e-4,
     overwrite: bool = False,
+    *,
+    precision: str | None = None,
+    calibration: str | None = None,
+    calibration_pairs: int | None = None,
+    data_root: str | os.PathLike | None = None,
 ) -> Path:
     """Export a registered model's ``forward(*, ir, vis)`` to an ONNX file.
 
@@ -182,7 +241,13 @@ def export_onnx(
         opset: ONNX opset version (default 17).
         verify: check with ONNX Runtime that the graph reproduces PyTorch on odd sizes
             (:data:`CHECK_SIZES`) within ``tolerance``; a model whose structure depends on
-            the image size fails here with an :class:`ExportError` that says so.
+            the image size fails here with an :class:`ExportError` that says so. (An int8
+            graph is checked at fp32 before it is quantised.)
+        precision: None or ``"fp32"`` (the default), or ``"int8"``: static quantisation
+            (:mod:`contrafuse.quantization`) calibrated on ``calibration_pairs`` pairs (default
+            16) of the dataset split ``calibration`` (default ``roadscene:train``), found under
+            ``data_root`` (default: as for the named datasets). fp16/bf16 are run-time choices
+            (``fuse --precision``), not file formats.
 
     Returns:
         The written path.
@@ -190,6 +255,12 @@ def export_onnx(
     from . import __version__
     from .models import create_model
 
+    precision = (precision or "fp32").lower()
+    if precision not in ("fp32", "int8"):
+        raise ExportError(f"--precision {precision}: ONNX files are exported at fp32 or int8; fp16 and bf16 are chosen "
+                          "when fusing (torch autocast, or TensorRT's fp16 engines with --backend tensorrt)")
+    if precision == "fp32" and (calibration is not None or calibration_pairs is not None):
+        raise ExportError("calibration settings only apply to --precision int8")
     out = Path(out)
     if out.exists() and not overwrite:
         raise ContrafuseError(f"{out}: already exists (pass --overwrite to replace it)")
@@ -198,6 +269,10 @@ def export_onnx(
     else:
         name, network = model, create_model(model, weights=weights, device="cpu")
         weights_note = "shipped" if weights == "default" else (Path(weights).name if weights else "random")
+    if precision == "int8":
+        from .quantization import recipe_for
+
+        recipe = recipe_for(name.lower())  # before the export: fail fast for models without a recipe
     # a model whose padding depends on the size exports its core; OnnxModel pads around it
     traced, size_multiple = network.onnx_core() if hasattr(network, "onnx_core") else (network, 1)
     try:
@@ -206,12 +281,27 @@ def export_onnx(
         raise ExportError(f"model {name!r} cannot be exported to ONNX: {exc}") from None
     if verify:
         _verify(name, network, data, tolerance, size_multiple)
-    data = _with_metadata(data, {
+    metadata = {
         "contrafuse_model": name,
         "contrafuse_weights": weights_note,
         "contrafuse_version": __version__,
+        "contrafuse_precision": precision,
         "input_convention": INPUT_CONVENTION,
         "opset": str(opset),
         "size_multiple": str(size_multiple),
-    })
-    return write_bytes(out, data, overwrite=overwrite)
+    }
+    if precision == "int8":
+        data, int8_entries = _quantize(data, recipe, size_multiple, calibration, calibration_pairs, data_root)
+        metadata.update(int8_entries)
+    return write_bytes(out, _with_metadata(data, metadata), overwrite=overwrite)
+
+
+def _quantize(data: bytes, recipe: Any, size_multiple: int, calibration: str | None, count: int | None,
+              data_root: str | os.PathLike | None) -> tuple[bytes, dict[str, str]]:
+    from .quantization import (DEFAULT_CALIBRATION, DEFAULT_CALIBRATION_PAIRS, calibration_pairs, float_nodes,
+                               int8_metadata, quantize_int8)
+
+    spec = calibration or DEFAULT_CALIBRATION
+    pairs = calibration_pairs(spec, count or DEFAULT_CALIBRATION_PAIRS, data_root)
+    kept = float_nodes(data, recipe)
+    return quantize_int8(data, recipe, pairs, size_multiple), int8_metadata(pairs, spec, recipe, kept)

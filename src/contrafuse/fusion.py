@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
+import time
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
+from collections.abc import Hashable
 from typing import Any, Union
 
 import numpy as np
@@ -24,11 +27,14 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from .atomic import check_writable, remove_stale_partials
 from .color import luma01, pixels01, rgb_to_ycbcr, ycbcr_to_rgb, ycbcr_to_rgb_in_gamut
 from .devices import resolve_device
-from .errors import ContrafuseError, PairError
-from .io import is_color, pair_folders, read_image, write_image
+from .errors import ContrafuseError, PairError, WriteError
+from .io import PairFiles, is_color, pair_folders, read_image, write_image
 from .models import DEFAULT_MODEL, create_model
+from .pipeline import run_batched
+from .runtime import ModelRunner, Precision, as_precision, intra_op_threads, parallel_layout
 
 ImageLike = Union[str, os.PathLike, np.ndarray, Image.Image]
 ModelLike = Union[str, os.PathLike, nn.Module]
@@ -73,20 +79,39 @@ def _choice(enum: type[Enum], value: Any, what: str) -> Any:
 
 @dataclass(frozen=True)
 class FuseOptions:
-    """How a pair is turned into an output image (everything except the model and device).
+    """How pairs are turned into output images (everything except the model and device).
 
-    Strings are accepted for the enums (``FuseOptions(color="gray")``).
+    Strings are accepted for the enums (``FuseOptions(color="gray", precision="bf16")``).
+
+    * ``color``, ``rounding``, ``resize``: what the output is (see the module docstring).
+    * ``precision``: ``None`` (full precision, or an exported file's own), ``"fp32"``,
+      ``"fp16"``, ``"bf16"`` (PyTorch autocast) or ``"int8"`` (a quantised ONNX file); see
+      :mod:`contrafuse.runtime`.
+    * ``batch_size``: same-size pairs per model call in folder, video and bench runs (at full
+      precision on a CPU the outputs are byte-identical to one at a time).
+    * ``workers``: model calls running at once on a CPU (None: automatic, see
+      :func:`contrafuse.runtime.parallel_layout`).
+    * ``compile``: run the plain forward through ``torch.compile`` (CUDA; whole images).
     """
 
     color: Color = Color.AUTO
     rounding: Rounding = Rounding.ROUND
     gamut: Gamut = Gamut.AUTO
     resize: bool = False  # resample the infrared image to the visible one's size when they differ
+    precision: Precision | None = None
+    batch_size: int = 1
+    workers: int | None = None
+    compile: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "color", _choice(Color, self.color, "color"))
         object.__setattr__(self, "rounding", _choice(Rounding, self.rounding, "rounding"))
         object.__setattr__(self, "gamut", _choice(Gamut, self.gamut, "gamut"))
+        object.__setattr__(self, "precision", as_precision(self.precision))
+        if int(self.batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.workers is not None and int(self.workers) < 1:
+            raise ValueError(f"workers must be >= 1 (or None for automatic), got {self.workers}")
 
     def with_values(self, **values: Any) -> "FuseOptions":
         """A copy with some fields changed (unknown names are an error)."""
@@ -148,30 +173,47 @@ def quantise(values01: np.ndarray, full_scale: int, rounding: Rounding) -> np.nd
     return scaled.astype(np.uint16 if full_scale > 255 else np.uint8)
 
 
-@torch.inference_mode()
-def fuse_luma(model: nn.Module, *, ir: np.ndarray, vis: np.ndarray, device: torch.device) -> np.ndarray:
-    """Fuse two ``(H, W)`` float luma arrays in [0, 1] with a registered model; float64 out.
+# Below this size a pair is fused alone: batching small images gains nothing, and oneDNN picks
+# some kernels by problem size, so tiny images in a batch can differ in the last float bit.
+MIN_BATCH_PIXELS = 256 * 256
 
-    Calls the model's ``fuse`` when it has one (the registry's inference protocol), else its
-    ``forward``.
+
+@dataclass
+class PreparedPair:
+    """A pair ready for the model, and what its output needs back.
+
+    ``ir_luma``, ``vis_luma``: ``(H, W)`` float32 in [0, 1] (the infrared one resampled to the
+    visible size when asked); ``chroma_source``: the colour image whose chroma the output gets,
+    or None; ``full_scale``: 255 or 65535 (16-bit output when an input is 16-bit).
     """
-    to_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))[None, None].to(device)  # noqa: E731
-    run = getattr(model, "fuse", None) or model
-    return run(ir=to_tensor(ir), vis=to_tensor(vis))[0, 0].double().cpu().numpy()
+
+    ir_luma: np.ndarray
+    vis_luma: np.ndarray
+    chroma_source: np.ndarray | None
+    full_scale: int
+    chroma_from_ir: bool = False  # pseudo-colour infrared (PET/SPECT): its hue is kept
+    name: str = ""  # the pair's name, for timing records
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(H, W)`` of the output."""
+        return self.vis_luma.shape
+
+    def batch_key(self) -> Hashable:
+        """Pairs with equal keys may share a model call: same shape, and at least
+        :data:`MIN_BATCH_PIXELS` (smaller pairs go alone)."""
+        height, width = self.shape
+        return self.shape if height * width >= MIN_BATCH_PIXELS else ("alone", id(self))
 
 
-def fuse_arrays(
-    model: nn.Module,
-    *,
-    ir: np.ndarray,
-    vis: np.ndarray,
-    options: FuseOptions = FuseOptions(),
-    device: torch.device = torch.device("cpu"),
+def prepare_pair(
+    *, ir: np.ndarray, vis: np.ndarray, options: FuseOptions = FuseOptions(),
     names: tuple[str, str] = ("infrared image", "visible image"),
-) -> np.ndarray:
-    """Fuse one pair of pixel arrays; returns ``uint8``/``uint16`` gray or RGB pixels.
+) -> PreparedPair:
+    """Check sizes, take the luma of both images (``uint8``/``uint16`` pixels) and note the chroma source.
 
-    ``names`` (infrared, visible) name the inputs in error messages.
+    Raises :class:`~contrafuse.errors.PairError` naming both images when the sizes differ and
+    ``options.resize`` is off.
     """
     shape = vis.shape[:2]
     if ir.shape[:2] != shape and not options.resize:
@@ -182,17 +224,73 @@ def fuse_arrays(
     ir_y = luma01(ir)
     if ir.shape[:2] != shape:
         ir_y, ir = _resize01(ir_y, shape), _resize_pixels(ir, shape)
-    fused = fuse_luma(model, ir=ir_y, vis=luma01(vis), device=device)
     full_scale = 65535 if np.uint16 in (ir.dtype, vis.dtype) else 255
     source = _chroma_source(ir, vis)
+    return PreparedPair(ir_y.astype(np.float32), luma01(vis, np.float32), source, full_scale,
+                        chroma_from_ir=source is ir)
+
+
+def finish_pair(prepared: PreparedPair, fused: np.ndarray, options: FuseOptions = FuseOptions()) -> np.ndarray:
+    """The output pixels from the fused ``(H, W)`` luma (float, [0, 1] scale): gray or with the chroma back."""
+    source = prepared.chroma_source
     if options.color is Color.GRAY or (options.color is Color.AUTO and source is None):
-        return quantise(fused, full_scale, options.rounding)
+        return quantise(fused, prepared.full_scale, options.rounding)
     if source is None:
-        return quantise(np.repeat(fused[..., None], 3, axis=2), full_scale, options.rounding)
+        return quantise(np.repeat(fused[..., None], 3, axis=2), prepared.full_scale, options.rounding)
     _, cb, cr = rgb_to_ycbcr(pixels01(source))
-    keep_hue = options.gamut is Gamut.HUE or (options.gamut is Gamut.AUTO and source is ir)
+    keep_hue = options.gamut is Gamut.HUE or (options.gamut is Gamut.AUTO and prepared.chroma_from_ir)
     rgb = ycbcr_to_rgb_in_gamut(fused, cb, cr) if keep_hue else ycbcr_to_rgb(fused, cb, cr)
-    return quantise(rgb, full_scale, options.rounding)
+    return quantise(rgb, prepared.full_scale, options.rounding)
+
+
+def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    tensor = torch.from_numpy(array)
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
+def fuse_luma_batch(runner: ModelRunner, *, ir: list[np.ndarray], vis: list[np.ndarray]) -> list[np.ndarray]:
+    """Fuse same-size ``(H, W)`` float32 luma arrays in [0, 1] in one model call; float64 ``(H, W)`` each."""
+    stacked = [_to_device(np.ascontiguousarray(np.stack(images)[:, None], dtype=np.float32), runner.device) for images in (ir, vis)]
+    fused = runner(ir=stacked[0], vis=stacked[1])[:, 0].double().cpu().numpy()
+    return list(fused)
+
+
+def fuse_luma(model: nn.Module | ModelRunner, *, ir: np.ndarray, vis: np.ndarray, device: torch.device) -> np.ndarray:
+    """Fuse two ``(H, W)`` float luma arrays in [0, 1] with a model; float64 out.
+
+    Calls the model's ``fuse`` when it has one (the registry's inference protocol), else its
+    ``forward``.
+    """
+    runner = model if isinstance(model, ModelRunner) else ModelRunner(model, device=device)
+    return fuse_luma_batch(runner, ir=[np.asarray(ir, np.float32)], vis=[np.asarray(vis, np.float32)])[0]
+
+
+def fuse_arrays(
+    model: nn.Module | ModelRunner,
+    *,
+    ir: np.ndarray,
+    vis: np.ndarray,
+    options: FuseOptions = FuseOptions(),
+    device: torch.device = torch.device("cpu"),
+    names: tuple[str, str] = ("infrared image", "visible image"),
+) -> np.ndarray:
+    """Fuse one pair of pixel arrays; returns ``uint8``/``uint16`` gray or RGB pixels.
+
+    ``model``: a module (run at ``options.precision``) or a :class:`~contrafuse.runtime.ModelRunner`
+    (reuse one for many calls: it holds the compiled forward). ``names`` (infrared, visible)
+    name the inputs in error messages.
+    """
+    prepared = prepare_pair(ir=ir, vis=vis, options=options, names=names)
+    runner = model if isinstance(model, ModelRunner) else runner_for(model, device, options)
+    fused = fuse_luma_batch(runner, ir=[prepared.ir_luma], vis=[prepared.vis_luma])[0]
+    return finish_pair(prepared, fused, options)
+
+
+def runner_for(network: nn.Module, device: torch.device, options: FuseOptions) -> ModelRunner:
+    """A :class:`~contrafuse.runtime.ModelRunner` for ``network`` at the options' precision."""
+    return ModelRunner(network, device=device, precision=options.precision, compile=options.compile)
 
 
 def load_model(model: ModelLike, *, weights: str | os.PathLike | None = "default", device: torch.device) -> nn.Module:
@@ -226,7 +324,7 @@ def fuse(
         weights: ``"default"`` (shipped), a weights file, or None.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         options: a :class:`FuseOptions`; ``option_values`` (``color="gray"``, ``rounding=``,
-            ``resize=``) change single fields of it.
+            ``resize=``, ``precision=``, ...) change single fields of it.
 
     Returns:
         The fused image as ``(H, W)`` or ``(H, W, 3)`` ``uint8`` (``uint16`` for 16-bit inputs).
@@ -239,17 +337,139 @@ def fuse(
     return fuse_arrays(network, ir=ir_pixels, vis=vis_pixels, options=options, device=device, names=(ir_name, vis_name))
 
 
+class InputGuard:
+    """The inputs of a run; refuses an output path that is one of them, whatever the flags.
+
+    ``inputs``: ``(role, path)`` pairs, e.g. ``("infrared input", Path("ir/01.png"))``. Paths
+    are compared resolved (links and ``..``), and by file identity when the output exists.
+    """
+
+    def __init__(self, inputs: list[tuple[str, Path]]) -> None:
+        self.by_path: dict[Path, tuple[str, Path]] = {}
+        self.by_identity: dict[tuple[int, int], tuple[str, Path]] = {}
+        for role, path in inputs:
+            path = Path(path)
+            self.by_path[path.resolve()] = (role, path)
+            identity = _identity(path)
+            if identity is not None:
+                self.by_identity[identity] = (role, path)
+
+    def check(self, out: str | os.PathLike) -> None:
+        """Raise :class:`~contrafuse.errors.WriteError` naming both paths when ``out`` is an input."""
+        found = self.by_path.get(Path(out).resolve())
+        identity = _identity(Path(out))
+        if found is None and identity is not None:
+            found = self.by_identity.get(identity)
+        if found is not None:
+            role, path = found
+            raise WriteError(out, f"is the {role} {path} of this run; an output never replaces an input "
+                                  "(choose another output name or folder)")
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
 @dataclass
 class BatchReport:
-    """What a folder run did: written outputs, failures (name, message), unmatched inputs."""
+    """What a folder run did.
+
+    ``written``: outputs, in pair order; ``failed``: (pair name, message); ``unmatched``:
+    inputs without a partner; ``skipped``: existing outputs left alone (``skip_existing``);
+    ``cleaned``: stale temporary files of earlier runs removed; ``seconds``: wall time of the
+    run (model loading excluded); ``setup``: how the model ran (precision, backend, batch size,
+    workers).
+    """
 
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     unmatched: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    cleaned: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+    setup: str = ""
 
     @property
     def ok(self) -> bool:
         return not self.failed
+
+    @property
+    def pairs_per_second(self) -> float:
+        """Fused pairs per second of wall time (0 when nothing was fused)."""
+        return len(self.written) / self.seconds if self.written and self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class FolderJob:
+    """One pair of a folder run and the file its output goes to."""
+
+    pair: PairFiles
+    target: Path
+
+
+def io_threads() -> int:
+    """Reader and writer threads per pipeline: up to 4, no more than the CPUs."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def luma_compute(runner: ModelRunner, on_batch: Any = None) -> Any:
+    """The pipeline's compute stage: a batch of :class:`PreparedPair` -> their fused luma.
+
+    ``on_batch(batch, seconds)``, when given, hears the pairs and the wall time of every model call.
+    """
+
+    def compute(batch: list[PreparedPair]) -> list[np.ndarray]:
+        start = time.perf_counter()
+        fused = fuse_luma_batch(runner, ir=[p.ir_luma for p in batch], vis=[p.vis_luma for p in batch])
+        if on_batch is not None:
+            on_batch(batch, time.perf_counter() - start)
+        return fused
+
+    return compute
+
+
+def fuse_jobs(
+    jobs: list[Any],
+    runner: ModelRunner,
+    options: FuseOptions,
+    *,
+    load: Any,
+    store: Any,
+    progress: bool = True,
+    desc: str = "fusing",
+    on_batch: Any = None,
+) -> list[Any]:
+    """Run ``jobs`` through the batched pipeline (:func:`contrafuse.pipeline.run_batched`) with ``runner``.
+
+    ``load(job)`` gives a :class:`PreparedPair` (reader threads), ``store(job, prepared,
+    fused_luma)`` finishes and writes it (writer threads); same-size pairs are fused
+    ``options.batch_size`` at a time on :func:`~contrafuse.runtime.parallel_layout` workers.
+    Returns the :class:`~contrafuse.pipeline.Outcome` of every job, in job order.
+    """
+    from tqdm import tqdm
+
+    workers, threads = parallel_layout(runner, options.workers)
+    order = {id(job): index for index, job in enumerate(jobs)}
+    outcomes = []
+    with intra_op_threads(threads), tqdm(total=len(jobs), desc=desc, unit="pair", disable=not progress, file=sys.stderr) as bar:
+        for outcome in run_batched(jobs, load=load, compute=luma_compute(runner, on_batch), store=store,
+                                   key=PreparedPair.batch_key, batch_size=options.batch_size, workers=workers,
+                                   readers=io_threads(), writers=io_threads()):
+            outcomes.append(outcome)
+            bar.update(1)
+    return sorted(outcomes, key=lambda outcome: order[id(outcome.item)])
+
+
+def folder_input_guard(pairs: list[PairFiles], unmatched: list[Path], *, ir_folder: Path) -> InputGuard:
+    """An :class:`InputGuard` over every file of a folder run, partnered or not."""
+    roles = [("infrared input", p.ir) for p in pairs] + [("visible input", p.vis) for p in pairs]
+    ir_folder = ir_folder.resolve()
+    roles += [("infrared input" if path.parent.resolve() == ir_folder else "visible input", path) for path in unmatched]
+    return InputGuard(roles)
 
 
 def fuse_folders(
@@ -262,26 +482,53 @@ def fuse_folders(
     device: str | torch.device = "auto",
     options: FuseOptions | None = None,
     overwrite: bool = False,
+    skip_existing: bool = False,
     suffix: str = ".png",
     progress: bool = True,
     **option_values: Any,
 ) -> BatchReport:
     """Fuse every pair of the folders ``ir`` and ``vis`` (matched by file stem) into ``out/<stem><suffix>``.
 
-    A bad pair is recorded in the report and the others still complete.
+    Reading, fusing and writing overlap (:mod:`contrafuse.pipeline`); same-size pairs are fused
+    ``options.batch_size`` at a time. A bad pair (unreadable, sizes differ, output not
+    writable, output that would replace an input) is recorded in the report and the others
+    still complete. ``skip_existing`` resumes an interrupted run: pairs whose output exists are
+    skipped before any work and stale temporary files in ``out`` are removed; it cannot be
+    combined with ``overwrite``.
     """
-    from tqdm import tqdm
-
     options = resolve_options(options, option_values)
+    if overwrite and skip_existing:
+        raise ContrafuseError("overwrite and skip_existing contradict each other (--overwrite replaces existing "
+                              "outputs, --skip-existing keeps them); choose one")
     device = resolve_device(device)
-    network = load_model(model, weights=weights, device=device)
+    runner = runner_for(load_model(model, weights=weights, device=device), device, options)
     pairs, unmatched = pair_folders(ir=ir, vis=vis)
-    report = BatchReport(unmatched=unmatched)
-    for pair in tqdm(pairs, desc="fusing", unit="pair", disable=not progress):
-        try:
-            fused = fuse_arrays(network, ir=read_image(pair.ir), vis=read_image(pair.vis), options=options,
-                                device=device, names=(str(pair.ir), str(pair.vis)))
-            report.written.append(write_image(Path(out) / f"{pair.name}{suffix}", fused, overwrite=overwrite))
-        except ContrafuseError as exc:
-            report.failed.append((pair.name, str(exc)))
+    out = Path(out)
+    report = BatchReport(unmatched=unmatched, cleaned=remove_stale_partials(out) if skip_existing else [])
+    jobs = []
+    for pair in pairs:
+        target = out / f"{pair.name}{suffix}"
+        if skip_existing and target.exists():
+            report.skipped.append(target)
+        else:
+            jobs.append(FolderJob(pair, target))
+    guard = folder_input_guard(pairs, unmatched, ir_folder=Path(ir))
+
+    def load(job: FolderJob) -> PreparedPair:
+        guard.check(job.target)
+        check_writable(job.target, overwrite=overwrite)
+        names = (str(job.pair.ir), str(job.pair.vis))
+        return prepare_pair(ir=read_image(job.pair.ir), vis=read_image(job.pair.vis), options=options, names=names)
+
+    def store(job: FolderJob, prepared: PreparedPair, fused: np.ndarray) -> Path:
+        return write_image(job.target, finish_pair(prepared, fused, options), overwrite=overwrite)
+
+    report.setup = f"{runner.describe()}, batch size {options.batch_size}"
+    start = time.perf_counter()
+    for outcome in fuse_jobs(jobs, runner, options, load=load, store=store, progress=progress):
+        if outcome.ok:
+            report.written.append(outcome.value)
+        else:
+            report.failed.append((outcome.item.pair.name, str(outcome.error)))
+    report.seconds = time.perf_counter() - start
     return report

@@ -27,9 +27,10 @@ from ..atomic import write_text
 from ..devices import resolve_device
 from ..errors import ContrafuseError
 from ..evaluation import score_many
-from ..fusion import FuseOptions, fuse_arrays
+from ..fusion import FolderJob, FuseOptions, PreparedPair, finish_pair, fuse_jobs, prepare_pair, runner_for
 from ..io import PairFiles, read_image, write_image
 from ..models import create_model
+from ..runtime import parallel_layout
 from .specs import BenchDataset, Method
 
 RUN_FILE = "run.json"
@@ -39,7 +40,9 @@ BENCH_OPTIONS = FuseOptions(color="gray")
 
 @dataclass
 class Timing:
-    """Seconds spent fusing each pair (model plus colour handling; reading and writing excluded)."""
+    """Seconds the model took for each pair (reading, colour handling and writing, which overlap
+    with it, excluded). A batch's time is shared among its pairs, and among the workers running
+    at once, so that the times add up to the fusing time."""
 
     device: str
     seconds: dict[str, float] = field(default_factory=dict)
@@ -84,8 +87,11 @@ def _weights_identity(weights: str | None) -> dict[str, object] | None:
 
 def _recipe(method: Method, options: FuseOptions) -> dict[str, object]:
     """What determines the fused pixels; outputs made with another recipe are not reused."""
-    return {"model": method.model, "weights": _weights_identity(method.weights), "color": options.color.value,
-            "rounding": options.rounding.value}
+    recipe = {"model": method.model, "weights": _weights_identity(method.weights), "color": options.color.value,
+              "rounding": options.rounding.value}
+    if options.precision not in (None, "fp32"):  # full-precision recipes stay as earlier runs wrote them
+        recipe["precision"] = options.precision.value
+    return recipe
 
 
 def _read_run_file(folder: Path) -> dict:
@@ -109,36 +115,68 @@ def fuse_dataset(
     Existing outputs made with the same recipe are reused (their earlier time is kept);
     a pair that fails is recorded with its message and the others still run.
     """
-    from tqdm import tqdm
-
     recipe = _recipe(method, options)
     previous = _read_run_file(folder)
     reusable = not refresh and previous.get("recipe") == recipe
     old_seconds = previous.get("seconds", {}) if reusable else {}
     result = MethodResult(method, timing=Timing(str(device)))
-    network = None
-    for pair in tqdm(dataset.pairs, desc=f"{dataset.label}/{method.label}", unit="pair", disable=not progress, file=sys.stderr):
+    jobs = []
+    for pair in dataset.pairs:
         target = folder / f"{pair.name}.png"
         if reusable and target.is_file():
             result.outputs[pair.name] = target
             if pair.name in old_seconds:
                 result.timing.seconds[pair.name] = float(old_seconds[pair.name])
                 result.timing.reused += 1
-            continue
-        try:
-            network = network or create_model(method.model, weights=method.weights, device=device)
-            ir, vis = read_image(pair.ir), read_image(pair.vis)
-            start = time.perf_counter()
-            fused = fuse_arrays(network, ir=ir, vis=vis, options=options, device=device, names=(str(pair.ir), str(pair.vis)))
-            result.timing.seconds[pair.name] = time.perf_counter() - start
-            result.outputs[pair.name] = write_image(target, fused, overwrite=True)
-        except ContrafuseError as exc:
-            result.failed[pair.name] = str(exc)
+        else:
+            jobs.append(FolderJob(pair, target))
+    if jobs:
+        _fuse_jobs(jobs, method, dataset, device, options, result, progress)
     if previous.get("device") not in (None, str(device)) and result.timing.reused:
         result.timing.device = f"{previous['device']} (cached) / {device}"
     run_record = {"recipe": recipe, "device": str(device), "seconds": result.timing.seconds}
     write_text(folder / RUN_FILE, json.dumps(run_record, indent=1) + "\n", overwrite=True)
     return result
+
+
+def _fuse_jobs(jobs: list[FolderJob], method: Method, dataset: BenchDataset, device: torch.device, options: FuseOptions,
+               result: MethodResult, progress: bool) -> None:
+    """Fuse the pairs not reused, through the pipeline; outputs, failures and times go into ``result``."""
+    try:
+        runner = runner_for(create_model(method.model, weights=method.weights, device=device), device, options)
+    except ContrafuseError as exc:
+        result.failed.update({job.pair.name: str(exc) for job in jobs})
+        return
+    workers, _ = parallel_layout(runner, options.workers)
+
+    def load(job: FolderJob) -> PreparedPair:
+        prepared = prepare_pair(ir=read_image(job.pair.ir), vis=read_image(job.pair.vis), options=options,
+                                names=(str(job.pair.ir), str(job.pair.vis)))
+        prepared.name = job.pair.name
+        return prepared
+
+    def store(job: FolderJob, prepared: PreparedPair, fused) -> Path:
+        return write_image(job.target, finish_pair(prepared, fused, options), overwrite=True)
+
+    def timed(batch: list[PreparedPair], seconds: float) -> None:
+        for prepared in batch:
+            result.timing.seconds[prepared.name] = seconds / len(batch) / workers
+
+    start = time.perf_counter()
+    outcomes = fuse_jobs(jobs, runner, options, load=load, store=store, progress=progress,
+                         desc=f"{dataset.label}/{method.label}", on_batch=timed)
+    for outcome in outcomes:
+        if outcome.ok:
+            result.outputs[outcome.item.pair.name] = outcome.value
+        else:
+            result.failed[outcome.item.pair.name] = str(outcome.error)
+            result.timing.seconds.pop(outcome.item.pair.name, None)
+    fused = sum(outcome.ok for outcome in outcomes)
+    seconds = time.perf_counter() - start
+    if progress and fused:
+        print(f"{dataset.label}/{method.label}: fused {fused} pair(s) in {seconds:.1f} s, {fused / seconds:.2f} pairs/s "
+              f"({runner.describe()}, batch size {options.batch_size})", file=sys.stderr)
+    result.outputs = {p.name: result.outputs[p.name] for p in dataset.pairs if p.name in result.outputs}
 
 
 def collect_results(method: Method, dataset: BenchDataset) -> MethodResult:

@@ -23,6 +23,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--opset", type=int, default=ONNX_OPSET, help=f"ONNX opset (default {ONNX_OPSET})")
     parser.add_argument("--out", required=True, type=Path, help="output .onnx file")
     parser.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
+    parser.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
+                        help="fp32 (default) or int8: static quantisation for ONNX Runtime on CPU, calibrated on "
+                        "training pairs (recorded in the file's metadata); see docs/deployment.md")
+    parser.add_argument("--calibration", metavar="NAME[:SPLIT] | IR_DIR,VIS_DIR",
+                        help="int8: dataset split (default roadscene:train) or two folders paired by stem that the "
+                        "calibration pairs come from")
+    parser.add_argument("--calibration-pairs", type=int, metavar="N", help="int8: number of calibration pairs (default 16)")
+    parser.add_argument("--data-root", type=Path, help="root of the named datasets (default: $CONTRAFUSE_DATA or shared/data)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.set_defaults(func=run)
 
@@ -37,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from ..export import export_onnx
 
     path = export_onnx(args.model, args.out, _weights(args.weights), args.opset, verify=not args.no_verify,
-                       overwrite=args.overwrite)
-    print(f"wrote {path} (opset {args.opset}, dynamic batch/height/width)")
+                       overwrite=args.overwrite, precision=args.precision, calibration=args.calibration,
+                       calibration_pairs=args.calibration_pairs, data_root=args.data_root)
+    print(f"wrote {path} ({args.precision}, opset {args.opset}, dynamic batch/height/width)")
     return 0

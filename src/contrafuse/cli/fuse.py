@@ -5,15 +5,46 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..atomic import check_writable
 from ..errors import ContrafuseError
-from ..fusion import Color, FuseOptions, Gamut, Rounding, fuse, fuse_folders
+from ..fusion import Color, FuseOptions, Gamut, InputGuard, Rounding, fuse, fuse_folders
 from ..io import write_image
 from ..models import DEFAULT_MODEL
+from ..runtime import Precision
 from ..video import is_video
 
 COLOR_CHOICES = [c.value for c in Color]
 ROUNDING_CHOICES = [r.value for r in Rounding]
 GAMUT_CHOICES = [g.value for g in Gamut]
+PRECISION_CHOICES = [p.value for p in Precision]
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+
+
+def add_speed_arguments(parser: argparse.ArgumentParser, workers_flag: str = "--workers") -> None:
+    """The options of how fast the model runs: shared by ``fuse`` and ``bench`` (whose
+    ``--workers`` counts metric processes, so its flag is ``--fuse-workers``)."""
+    parser.add_argument("--precision", choices=PRECISION_CHOICES,
+                        help="fp32 (default), fp16 / bf16 (PyTorch autocast: for GPUs; they also run on a CPU, slower), "
+                        "int8 (an ONNX file from `contrafuse export --precision int8`; an exported file runs at its "
+                        "own precision without this flag)")
+    parser.add_argument("--batch-size", type=int, default=1, metavar="N",
+                        help="same-size pairs or frames per model call (default 1; on a CPU at fp32 the outputs do "
+                        "not change)")
+    parser.add_argument(workers_flag, dest="fuse_workers", type=int, metavar="N",
+                        help="model calls running at once on a CPU, sharing its threads (default: 2 on a CPU with 2+ "
+                        "threads, 1 on CUDA)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the plain forward (CUDA; whole images; compiles once per image size)")
+
+
+def speed_options(args: argparse.Namespace) -> dict:
+    """The FuseOptions fields of :func:`add_speed_arguments`."""
+    if args.batch_size < 1:
+        raise ContrafuseError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.fuse_workers is not None and args.fuse_workers < 1:
+        raise ContrafuseError(f"--workers must be >= 1, got {args.fuse_workers}")
+    return {"precision": args.precision, "batch_size": args.batch_size, "workers": args.fuse_workers,
+            "compile": args.compile}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -35,9 +66,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="out-of-range colours: clip channels, or keep the hue (auto: hue for pseudo-colour --ir)")
     parser.add_argument("--resize", action="store_true", help="resample IR to the VIS size when they differ")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("--skip-existing", action="store_true",
+                        help="folder mode: resume an interrupted run (pairs whose output exists are skipped, stale "
+                        "temporary files removed)")
     parser.add_argument("--suffix", default=".png", help="output suffix in folder mode (default .png)")
-    parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
-                        help="torch (default) or onnxruntime (--model is then a .onnx file from `contrafuse export`)")
+    parser.add_argument("--backend", choices=BACKENDS, default="torch",
+                        help="torch (default); onnxruntime (--model is then a .onnx file from `contrafuse export`; "
+                        "CPU, or CUDA with --device cuda); tensorrt (ONNX Runtime's TensorRT provider, CUDA)")
+    add_speed_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -47,21 +83,34 @@ def _weights(args: argparse.Namespace) -> str | Path:
 
 def options_of(args: argparse.Namespace) -> FuseOptions:
     """The pipeline settings the command line asks for."""
-    return FuseOptions(color=args.color, rounding=args.rounding, gamut=args.gamut, resize=args.resize)
+    return FuseOptions(color=args.color, rounding=args.rounding, gamut=args.gamut, resize=args.resize,
+                       **speed_options(args))
+
+
+def _model(args: argparse.Namespace):
+    """The ``model`` argument: a registered name, an .onnx path, or an OnnxModel on TensorRT."""
+    if args.backend != "tensorrt":
+        return args.model
+    from ..devices import resolve_device
+    from ..export import OnnxModel
+
+    return OnnxModel(args.model, resolve_device(args.device), tensorrt=True, tensorrt_fp16=args.precision == "fp16")
 
 
 def _model_arguments(args: argparse.Namespace) -> dict:
-    return {"model": args.model, "weights": _weights(args), "device": args.device, "options": options_of(args)}
+    return {"model": _model(args), "weights": _weights(args), "device": args.device, "options": options_of(args)}
 
 
 def _check_backend(args: argparse.Namespace) -> None:
     is_onnx = args.model.endswith(".onnx")
-    if args.backend == "onnxruntime" and not is_onnx:
-        raise ContrafuseError(f"--backend onnxruntime needs --model FILE.onnx (see `contrafuse export`), got {args.model!r}")
-    if args.backend == "onnxruntime" and args.weights is not None:
+    if args.backend != "torch" and not is_onnx:
+        raise ContrafuseError(f"--backend {args.backend} needs --model FILE.onnx (see `contrafuse export`), got {args.model!r}")
+    if args.backend != "torch" and args.weights is not None:
         raise ContrafuseError(f"--weights {args.weights}: an ONNX model carries its weights; drop --weights")
     if args.backend == "torch" and is_onnx:
         raise ContrafuseError(f"--model {args.model}: an ONNX file needs --backend onnxruntime")
+    if args.skip_existing and args.overwrite:
+        raise ContrafuseError("--skip-existing and --overwrite contradict each other; choose one")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,7 +121,11 @@ def run(args: argparse.Namespace) -> int:
         raise ContrafuseError(f"--ir {args.ir} and --vis {args.vis}: give two files or two folders")
     if args.ir.is_dir():
         return _run_folders(args)
+    if args.skip_existing:
+        raise ContrafuseError("--skip-existing applies to folder mode (--ir and --vis folders)")
     out = args.out / f"{args.vis.stem}.png" if args.out.is_dir() else args.out
+    InputGuard([("infrared input", args.ir), ("visible input", args.vis)]).check(out)
+    check_writable(out, overwrite=args.overwrite)  # before the work, not after it
     fused = fuse(ir=args.ir, vis=args.vis, **_model_arguments(args))
     write_image(out, fused, overwrite=args.overwrite)
     print(f"wrote {out}")
@@ -81,12 +134,16 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_folders(args: argparse.Namespace) -> int:
     report = fuse_folders(ir=args.ir, vis=args.vis, out=args.out, overwrite=args.overwrite, suffix=args.suffix,
-                          **_model_arguments(args))
+                          skip_existing=args.skip_existing, **_model_arguments(args))
+    for path in report.cleaned:
+        print(f"removed a stale temporary file of an earlier run: {path}", file=sys.stderr)
     for path in report.unmatched:
         print(f"unmatched (no partner with the same stem): {path}", file=sys.stderr)
     for stem, message in report.failed:
         print(f"failed {stem}: {message}", file=sys.stderr)
-    print(f"fused {len(report.written)} pair(s) into {args.out}; {len(report.failed)} failed, {len(report.unmatched)} unmatched")
+    print(f"fused {len(report.written)} pair(s) into {args.out}; {len(report.failed)} failed, {len(report.skipped)} "
+          f"skipped (output exists), {len(report.unmatched)} unmatched; {report.seconds:.1f} s, "
+          f"{report.pairs_per_second:.2f} pairs/s ({report.setup})")
     return 0 if report.ok else 1
 
 
@@ -95,6 +152,9 @@ def _run_video(args: argparse.Namespace) -> int:
 
     if not (is_video(args.ir) and is_video(args.vis) and is_video(args.out)):
         raise ContrafuseError(f"--ir {args.ir}, --vis {args.vis}, --out {args.out}: video fusion needs three video files")
-    fuse_video(ir=args.ir, vis=args.vis, out=args.out, overwrite=args.overwrite, **_model_arguments(args))
-    print(f"wrote {args.out}")
+    if args.skip_existing:
+        raise ContrafuseError("--skip-existing applies to folder mode (--ir and --vis folders)")
+    report = fuse_video(ir=args.ir, vis=args.vis, out=args.out, overwrite=args.overwrite, **_model_arguments(args))
+    print(f"wrote {report.path}: {report.frames} frame(s) in {report.seconds:.1f} s, {report.frames_per_second:.2f} "
+          f"frames/s ({report.setup})")
     return 0

@@ -7,9 +7,14 @@ and whose blocks run the same arithmetic in a cheaper way (tested against the pl
   the arithmetic on it (page faults), and eval BN is a per-channel affine map;
 * the channel attention's mixing (gamma A + I) V computed pixel-major, which is the
   channels_last layout already;
-* for one image, that mixing folded into the merge conv's weights:
+* that mixing folded into the merge conv's weights, image by image:
   merge(cat_s[M_s V_s]) = conv(cat_s[W_s M_s], cat_s[V_s]), W_s the merge weights of stream s,
   so the A V matmuls and their outputs are never made;
+* the channel energies Q K^T summed over fixed blocks of pixels, in float32 whatever the
+  autocast precision (a sum over all pixels overflows float16), so that the batch size does not
+  change a bit of the result: a batch of images gives exactly what one image at a time gives
+  (the folder pipeline relies on it; the thread count still changes low bits, through oneDNN's
+  wide convolutions, so the pipeline runs CoCoNet on one worker);
 * VGG conv1_1 + ReLU + the inserted max-pool per pooling phase from 3x3 patches (a 9 -> 64
   matmul per phase, then the max of the four), without the full-resolution 64-channel map.
 
@@ -53,7 +58,29 @@ class _InPlaceConvActNorm(ConvActNorm):
         return y
 
 
+ENERGY_BLOCK = 2048  # pixels per partial Q K^T: the same blocks whatever the batch
+
+
+def blocked_energy(q: Tensor, k: Tensor) -> Tensor:
+    """E = Q K^T over all pixels ``(B, C, h, w)`` twice -> float32 ``(B, C, C)``, independent of the batch.
+
+    Partial products over fixed pixel blocks, added in a fixed order; computed in float32 with
+    autocast off (reduced-precision energies overflow).
+    """
+    q, k = q.flatten(2), k.flatten(2)
+    pixels = q.shape[2]
+    with torch.autocast(q.device.type, enabled=False):
+        q, k = q.float(), k.float()
+        energy = None
+        for start in range(0, pixels, ENERGY_BLOCK):
+            part = torch.bmm(q[..., start : start + ENERGY_BLOCK], k[..., start : start + ENERGY_BLOCK].transpose(1, 2))
+            energy = part if energy is None else energy.add_(part)
+    return energy
+
+
 class _PixelMajorAttention(ChannelAttention):
+    energy = staticmethod(blocked_energy)
+
     def forward(self, x: Tensor, attention: Tensor | None = None) -> Tensor:
         v, attention = self.values_and_attention(x, attention)
         # (M V)^T = V^T M^T: for a channels_last V the result is channels_last already
@@ -63,16 +90,30 @@ class _PixelMajorAttention(ChannelAttention):
 
 class _FoldedEnsemble(FeatureEnsemble):
     def forward(self, unet: Tensor, vgg: Tensor, attention: Tensor | None = None) -> Tensor:
-        if unet.shape[0] != 1:
-            return super().forward(unet, vgg, attention)
+        b = unet.shape[0]
+        if b == 1:
+            return self._folded(unet, vgg, attention)
+        # one image at a time: the folded weights are per image, and a batch must equal single images
+        vgg_vis, vgg_ir = vgg.chunk(2)
+        return torch.cat([
+            self._folded(unet[i : i + 1], torch.cat([vgg_vis[i : i + 1], vgg_ir[i : i + 1]]),
+                         None if attention is None else attention[i :: b])
+            for i in range(b)
+        ])
+
+    def _folded(self, unet: Tensor, vgg: Tensor, attention: Tensor | None) -> Tensor:
+        """One image: ``unet`` ``(1, C, h, w)``, ``vgg`` ``(2, C, h, w)``, ``attention`` None or ``(3, C, C)``."""
         ca, c = self.attention, self.attention.channels
         v_unet, a_unet = ca.values_and_attention(unet, None if attention is None else attention[:1])
         v_vgg, a_vgg = ca.values_and_attention(vgg, None if attention is None else attention[1:])
         mix = ca.mixing(torch.cat([a_unet, a_vgg]))
-        weight = torch.einsum("osjyx,sji->osiyx", self.merge.weight.unflatten(1, (3, c)), mix).flatten(1, 2)
+        merge_weight = self.merge.weight.float()  # the fold is done in float32 even under autocast
+        weight = torch.einsum("osjyx,sji->osiyx", merge_weight.unflatten(1, (3, c)), mix.float()).flatten(1, 2)
+        values = torch.cat([v_unet, *v_vgg.chunk(2)], dim=1)
+        weight = weight.to(values.dtype)
         if unet.is_contiguous(memory_format=torch.channels_last):
             weight = weight.contiguous(memory_format=torch.channels_last)
-        return F.conv2d(torch.cat([v_unet, *v_vgg.chunk(2)], dim=1), weight, self.merge.bias, padding=1)
+        return F.conv2d(values, weight, self.merge.bias.to(values.dtype), padding=1)
 
 
 class _PhaseVGGTrunk(VGGTrunk):

@@ -190,8 +190,12 @@ class CompensationPerceptionNet(nn.Module):
 class Cs2Fusion(nn.Module):
     """Registry interface: ``forward(*, ir, vis)`` on [0, 1] luma (the backbone runs on 0-255).
 
-    :meth:`fuse` gives the same result with bounded memory (:mod:`._banded`).
+    :meth:`fuse` gives the same result with bounded memory (:mod:`._banded`), and the same bits
+    whatever the intra-op thread count (tested), so the folder pipeline may run it on several
+    CPU workers at once (``thread_invariant_fuse``).
     """
+
+    thread_invariant_fuse = True
 
     def __init__(self) -> None:
         super().__init__()

@@ -1,0 +1,173 @@
+"""Static int8 quantisation of exported ONNX models with ONNX Runtime, calibrated on training pairs.
+
+``contrafuse export --model cs2fusion --precision int8 --out m.onnx`` (or
+:func:`contrafuse.export.export_onnx` with ``precision="int8"``) exports the fp32 graph, runs
+calibration pairs through it to find each tensor's range (min/max), and writes a QDQ graph:
+
+* weights: int8, symmetric, one scale per output channel;
+* activations: uint8, one scale and zero point per tensor (ONNX Runtime's fast u8s8 kernels
+  on x86, VNNI where the CPU has it);
+* some nodes stay float32, per model (:data:`INT8_RECIPES`), with the reason;
+* the calibration (dataset, split, pair names, method) and the nodes kept in float32 are
+  recorded in the file's metadata.
+
+Calibration pairs come from a named dataset's training split (``roadscene:train`` by
+default), spread evenly over it, at their own sizes (padded to the graph's size multiple).
+Run the result with ``contrafuse fuse --backend onnxruntime --model m.onnx``.
+
+What it costs in accuracy is model- and metric-dependent and is measured, not assumed: see
+docs/deployment.md (on TNO, int8 CS2Fusion keeps EN/SD/SF/AG/SCD within about 1-3 % but loses
+several percent of MI, VIF, Qabf and SSIM, which react to sub-grey-level noise).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .color import luma01
+from .errors import ContrafuseError
+from .io import PairFiles, read_image
+from .models.padding import pad_to_multiple
+
+DEFAULT_CALIBRATION = "roadscene:train"
+DEFAULT_CALIBRATION_PAIRS = 16
+CALIBRATION_METHOD = "MinMax"
+
+
+class QuantizationError(ContrafuseError):
+    """A model cannot be quantised (no recipe, no calibration data, quantiser failure)."""
+
+
+@dataclass(frozen=True)
+class Int8Recipe:
+    """How one model is quantised: which operator types, and which nodes stay float32 (and why).
+
+    ``op_types``: operator types to quantise (None: every type the quantiser supports);
+    ``keep_float``: fragments of node names kept in float32.
+    """
+
+    op_types: tuple[str, ...] | None
+    keep_float: tuple[str, ...]
+    why: str
+
+
+INT8_RECIPES = {
+    "cs2fusion": Int8Recipe(
+        op_types=None,
+        keep_float=("/gate/", "decoder.3/", "/model/Div"),
+        why="the three DDM gates (global channel max/mean, a conv on 1x1 statistics, sigmoid: per-image "
+            "scalars, negligible arithmetic) and the output conv and scaling, whose 8-bit output would "
+            "add a grey level of rounding",
+    ),
+    "coconet": Int8Recipe(
+        op_types=("Conv",),
+        keep_float=("/head/",),
+        why="only the convolutions are quantised (the 1x1 head excepted): the channel attention (Q K^T "
+            "summed over all pixels, softmax, the A V products), BatchNorm, resizes, poolings and tanh "
+            "stay float32; quantising them as well doubles the error for 14 % more speed",
+    ),
+}
+INT8_RECIPES["coconet-medical"] = INT8_RECIPES["coconet"]
+
+
+def recipe_for(model_name: str) -> Int8Recipe:
+    """The int8 recipe of a registered model; a :class:`QuantizationError` for others."""
+    if model_name not in INT8_RECIPES:
+        raise QuantizationError(f"model {model_name!r} has no int8 recipe (int8 export supports "
+                                f"{', '.join(sorted(INT8_RECIPES))}); export it at fp32")
+    return INT8_RECIPES[model_name]
+
+
+def calibration_pairs(spec: str = DEFAULT_CALIBRATION, count: int = DEFAULT_CALIBRATION_PAIRS,
+                      root: str | os.PathLike | None = None) -> list[PairFiles]:
+    """``count`` pairs spread evenly over a named dataset split (``"NAME[:SPLIT]"``, split default
+    ``train``) or over two folders paired by file stem (``"IR_DIR,VIS_DIR"``)."""
+    from .data import dataset_pairs, folder_pairs
+
+    if "," in spec:
+        ir_dir, vis_dir = (part.strip() for part in spec.split(",", 1))
+        pairs = folder_pairs(ir_dir, vis_dir)
+    else:
+        name, _, split = spec.partition(":")
+        pairs = dataset_pairs(name, split or "train", root)
+    if count < 1:
+        raise QuantizationError(f"calibration needs at least one pair, got {count}")
+    if len(pairs) <= count:
+        return list(pairs)
+    step = len(pairs) / count
+    return [pairs[int(i * step)] for i in range(count)]
+
+
+def calibration_feeds(pairs: list[PairFiles], size_multiple: int = 1) -> Iterator[dict[str, np.ndarray]]:
+    """Graph inputs of each pair: ``ir``, ``vis`` float32 ``(1, 1, H, W)`` luma in [0, 1], padded to ``size_multiple``."""
+    for pair in pairs:
+        feeds = {}
+        for role, path in (("ir", pair.ir), ("vis", pair.vis)):
+            luma = torch.from_numpy(luma01(read_image(path), np.float32))[None, None]
+            feeds[role] = pad_to_multiple(luma, size_multiple)[0].contiguous().numpy()
+        if feeds["ir"].shape != feeds["vis"].shape:
+            raise QuantizationError(f"calibration pair {pair.name}: {pair.ir} and {pair.vis} differ in size")
+        yield feeds
+
+
+def float_nodes(graph_bytes: bytes, recipe: Int8Recipe) -> list[str]:
+    """Names of the nodes of an exported graph that the recipe keeps in float32."""
+    import onnx
+
+    graph = onnx.load_from_string(graph_bytes).graph
+    return [node.name for node in graph.node if any(fragment in node.name for fragment in recipe.keep_float)]
+
+
+def quantize_int8(graph_bytes: bytes, recipe: Int8Recipe, pairs: list[PairFiles], size_multiple: int = 1) -> bytes:
+    """The QDQ int8 graph of an fp32 graph (serialised ONNX), calibrated on ``pairs``."""
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.feeds = calibration_feeds(pairs, size_multiple)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.feeds, None)
+
+    keep = float_nodes(graph_bytes, recipe)
+    with tempfile.TemporaryDirectory(prefix="contrafuse-int8-") as folder:
+        source, target = Path(folder) / "fp32.onnx", Path(folder) / "int8.onnx"
+        source.write_bytes(graph_bytes)  # a scratch file: the quantiser and its calibrator take paths
+        quiet = logging.getLogger().level
+        logging.getLogger().setLevel(logging.ERROR)  # the quantiser logs pre-processing advice at WARNING
+        try:
+            quantize_static(
+                str(source), str(target), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                op_types_to_quantize=list(recipe.op_types) if recipe.op_types else None, nodes_to_exclude=keep,
+                calibrate_method=getattr(CalibrationMethod, CALIBRATION_METHOD),
+                extra_options={"CalibMaxIntermediateOutputs": 4},
+            )
+        except (ContrafuseError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # the quantiser raises many unrelated types
+            raise QuantizationError(f"int8 quantisation failed: {str(exc).splitlines()[0][:300]}") from None
+        finally:
+            logging.getLogger().setLevel(quiet)
+        return target.read_bytes()
+
+
+def int8_metadata(pairs: list[PairFiles], spec: str, recipe: Int8Recipe, kept: list[str]) -> dict[str, str]:
+    """What the exported file records about its quantisation."""
+    import onnxruntime
+
+    return {
+        "contrafuse_precision": "int8",
+        "int8_calibration": f"{spec}: {len(pairs)} pairs ({', '.join(p.name for p in pairs)})",
+        "int8_method": (f"ONNX Runtime {onnxruntime.__version__} static quantisation, QDQ format, {CALIBRATION_METHOD} "
+                        "calibration; weights int8 symmetric per output channel, activations uint8 per tensor"),
+        "int8_quantized_ops": ", ".join(recipe.op_types) if recipe.op_types else "all supported",
+        "int8_float_nodes": f"{len(kept)} node(s) kept float32: {recipe.why}",
+    }

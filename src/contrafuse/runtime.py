@@ -1,0 +1,182 @@
+"""How a loaded model is run: numeric precision, the compiled path, and parallel workers.
+
+Precisions (:class:`Precision`), one setting for every entry point (``FuseOptions.precision``,
+``--precision``):
+
+* ``fp32``: full precision, the default, on every backend.
+* ``fp16``, ``bf16``: PyTorch autocast (convolutions and matrix products in reduced precision,
+  reductions and softmax in float32) on CUDA or on the CPU. They are meant for GPUs; on a CPU
+  they run, slower than fp32, so that the code path can be tested anywhere. With ONNX Runtime,
+  ``fp16`` asks the TensorRT execution provider for a float16 engine.
+* ``int8``: ONNX files quantised by ``contrafuse export --precision int8`` (see
+  :mod:`contrafuse.quantization`), run by ONNX Runtime on the CPU. An exported file carries its
+  own precision, so ``precision=None`` runs it as stored.
+
+Parallel workers: on a CPU, the folder and video pipelines can run the model on several images
+at once, each worker with a share of the intra-op threads. A model whose ``fuse`` gives the same
+bits whatever the thread count declares it (``thread_invariant_fuse = True``: CS2Fusion) and
+gets two workers by default; others (CoCoNet: oneDNN splits the sums of some of its wide
+convolutions by thread count) get one unless asked, because more would change low bits.
+"""
+from __future__ import annotations
+
+import contextlib
+import weakref
+from collections.abc import Callable, Iterator
+from enum import Enum
+
+import torch
+from torch import Tensor, nn
+
+from .errors import ContrafuseError
+
+AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class Precision(str, Enum):
+    """Arithmetic a model runs in."""
+
+    FP32 = "fp32"
+    FP16 = "fp16"
+    BF16 = "bf16"
+    INT8 = "int8"
+
+
+class PrecisionError(ContrafuseError):
+    """A precision was asked for that this model, backend or device cannot run."""
+
+
+def as_precision(value: Precision | str | None) -> Precision | None:
+    """``value`` as a :class:`Precision` (None stays None: full precision, or a file's own)."""
+    if value is None or isinstance(value, Precision):
+        return value
+    try:
+        return Precision(str(value).lower())
+    except ValueError:
+        choices = ", ".join(p.value for p in Precision)
+        raise PrecisionError(f"precision must be one of {choices}, got {value!r}") from None
+
+
+def stored_precision(network: nn.Module) -> Precision:
+    """The precision a model holds: an exported file's (its metadata), else fp32."""
+    return as_precision(getattr(network, "precision", None)) or Precision.FP32
+
+
+def effective_precision(network: nn.Module, requested: Precision | str | None) -> Precision:
+    """The precision ``network`` will run at when ``requested``; a clear error when it cannot.
+
+    PyTorch modules run fp32, fp16 or bf16 (autocast). An exported ONNX model (anything with a
+    ``precision`` attribute, i.e. :class:`contrafuse.export.OnnxModel`) runs at the precision
+    it was exported with; fp16 on an fp32 file needs TensorRT's float16 engine.
+    """
+    requested = as_precision(requested)
+    stored = stored_precision(network)
+    if not hasattr(network, "precision"):  # a PyTorch module
+        if requested is Precision.INT8:
+            raise PrecisionError(
+                "int8 runs an exported, quantised ONNX file: `contrafuse export --model NAME --precision int8 --out "
+                "m.onnx`, then `contrafuse fuse --backend onnxruntime --model m.onnx ...`"
+            )
+        return requested or Precision.FP32
+    name = getattr(network, "path", "the ONNX model")
+    if requested in (None, stored):
+        return stored
+    if requested is Precision.FP16 and stored is Precision.FP32 and getattr(network, "tensorrt_fp16", False):
+        return Precision.FP16
+    if requested is Precision.FP16 and stored is Precision.FP32:
+        raise PrecisionError(f"{name}: fp16 with an fp32 ONNX file needs the TensorRT provider (--backend tensorrt); "
+                             "or use the torch backend with --precision fp16")
+    raise PrecisionError(f"{name}: holds a {stored.value} graph, so it cannot run at {requested.value}; export it "
+                         f"with `contrafuse export --precision {requested.value}` or drop --precision")
+
+
+@contextlib.contextmanager
+def autocast(precision: Precision, device: torch.device) -> Iterator[None]:
+    """PyTorch autocast for fp16/bf16 on ``device`` (CUDA or CPU); nothing for fp32."""
+    dtype = AUTOCAST_DTYPES.get(precision.value)
+    if dtype is None:
+        yield
+        return
+    with torch.autocast(device.type, dtype=dtype):
+        yield
+
+
+_COMPILED: "weakref.WeakKeyDictionary[nn.Module, Callable[..., Tensor]]" = weakref.WeakKeyDictionary()
+
+
+def compiled_forward(network: nn.Module) -> Callable[..., Tensor]:
+    """``torch.compile`` of the network's plain forward, made once per module.
+
+    The plain forward runs the whole image at once (no bands or tiles), which is what a GPU
+    wants; each new input shape compiles again (dynamic shapes are off: fixed shapes are
+    faster, and a stream or a batch of same-size pairs has one shape).
+    """
+    if network not in _COMPILED:
+        _COMPILED[network] = torch.compile(network, dynamic=False)
+    return _COMPILED[network]
+
+
+class ModelRunner:
+    """Runs a fusion model on batches of luma at a precision, optionally compiled.
+
+    ``runner(ir=..., vis=...)``: ``(B, 1, H, W)`` float32 tensors in [0, 1] on ``device`` ->
+    the fused ``(B, 1, H, W)`` float32 luma, unclamped. Calls the model's ``fuse`` (the
+    registry's inference protocol) when it has one, else its ``forward``; ``compile`` runs the
+    plain forward through :func:`compiled_forward` instead (PyTorch modules only).
+    """
+
+    def __init__(self, network: nn.Module, *, device: torch.device, precision: Precision | str | None = None,
+                 compile: bool = False) -> None:
+        self.network, self.device = network, torch.device(device)
+        self.precision = effective_precision(network, precision)
+        self.is_onnx = hasattr(network, "precision")
+        if compile and self.is_onnx:
+            raise PrecisionError("compile applies to the torch backend; an ONNX model is optimised by ONNX Runtime")
+        self.compiled = compile
+        if compile:
+            self._run = compiled_forward(network)
+        else:
+            self._run = getattr(network, "fuse", None) or network
+
+    def __call__(self, *, ir: Tensor, vis: Tensor) -> Tensor:
+        with torch.inference_mode(), autocast(Precision.FP32 if self.is_onnx else self.precision, self.device):
+            return self._run(ir=ir, vis=vis).float()
+
+    def describe(self) -> str:
+        """``"fp32, torch"``, ``"int8, onnxruntime (CPUExecutionProvider)"``: for summaries."""
+        if self.is_onnx:
+            providers = ", ".join(getattr(self.network, "providers", []))
+            return f"{self.precision.value}, onnxruntime ({providers})"
+        return f"{self.precision.value}, torch{' compiled' if self.compiled else ''} on {self.device.type}"
+
+
+def parallel_layout(runner: ModelRunner, workers: int | None = None) -> tuple[int, int]:
+    """``(workers, intra-op threads per worker)`` for running ``runner`` on several images at once.
+
+    ``workers`` None: two on a CPU with two or more threads for models that declare
+    ``thread_invariant_fuse``; one otherwise, on CUDA, for ONNX Runtime (its own thread pool)
+    and for compiled runs. An explicit count is honoured on a
+    CPU (and capped at the thread count); on CUDA it stays one (one stream).
+    """
+    threads = torch.get_num_threads()
+    if runner.device.type == "cuda" or runner.is_onnx:
+        return 1, threads
+    if workers is None:
+        invariant = getattr(runner.network, "thread_invariant_fuse", False)
+        workers = 2 if threads >= 2 and invariant and not runner.compiled else 1
+    workers = max(1, min(int(workers), threads))
+    return workers, max(1, threads // workers)
+
+
+@contextlib.contextmanager
+def intra_op_threads(count: int) -> Iterator[None]:
+    """Set PyTorch's intra-op thread count for the duration (restored after)."""
+    before = torch.get_num_threads()
+    if count == before:
+        yield
+        return
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
