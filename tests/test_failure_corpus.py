@@ -410,3 +410,83 @@ def test_eval_json_is_strict_json(tmp_path, capsys):
 
     document = json.loads(outcome.out, parse_constant=refuse)
     assert document["images"]["ir"]["PSNR"] is None
+
+
+# -- ONNX files that load but are not what the pipeline needs ----------------------------------
+
+def onnx_file(path: Path, op: str, metadata: dict[str, str] | None = None) -> Path:
+    """A tiny graph ``fused = f(ir, vis)`` with the exported files' input and output names."""
+    onnx = pytest.importorskip("onnx")
+    helper = onnx.helper
+    shape = ["batch", 1, "height", "width"]
+    inputs = [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, shape) for n in ("ir", "vis")]
+    if op == "nan":  # (ir - ir) / (vis - vis) = 0 / 0
+        nodes = [helper.make_node("Sub", ["ir", "ir"], ["zero_a"]), helper.make_node("Sub", ["vis", "vis"], ["zero_b"]),
+                 helper.make_node("Div", ["zero_a", "zero_b"], ["fused"])]
+    elif op == "taller":
+        nodes = [helper.make_node("Concat", ["ir", "vis"], ["fused"], axis=2)]
+    else:
+        nodes = [helper.make_node("Max", ["ir", "vis"], ["fused"])]
+    output = helper.make_tensor_value_info("fused", onnx.TensorProto.FLOAT, None)
+    model = helper.make_model(helper.make_graph(nodes, "g", inputs, [output]), opset_imports=[helper.make_opsetid("", 17)])
+    for key, value in (metadata or {}).items():
+        model.metadata_props.add(key=key, value=value)
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+ONNX_FILES = {
+    "size multiple not a number": ("max", {"size_multiple": "eight"}, 2, "size_multiple"),
+    "size multiple zero": ("max", {"size_multiple": "0"}, 2, "size_multiple"),
+    "unknown precision": ("max", {"contrafuse_precision": "int3"}, 2, "int3"),
+    "output of another size": ("taller", {}, 1, "shape"),
+    "output not finite": ("nan", {}, 1, "NaN"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ONNX_FILES))
+def test_a_bad_onnx_file_writes_nothing(case, tmp_path, capsys):
+    op, metadata, status, problem = ONNX_FILES[case]
+    ir, vis = pair(tmp_path / "data")
+    model = onnx_file(tmp_path / "m.onnx", op, metadata)
+    before = checksums(tmp_path)
+    outcome = run(["fuse", "--ir", ir, "--vis", vis, "--out", tmp_path / "out.png", "--backend", "onnxruntime",
+                   "--model", model], capsys)
+    assert outcome.status != 0 and "Traceback" not in outcome.err
+    assert "m.onnx" in outcome.err and problem in outcome.err, outcome.err
+    assert_untouched(tmp_path, before)
+
+
+def test_a_model_that_gives_nan_fails_each_pair_of_a_folder_and_the_summary_says_so(tmp_path, capsys):
+    for name in ("a", "b"):
+        ir, vis = pair(tmp_path / "pairs" / name)
+        (tmp_path / "ir").mkdir(exist_ok=True), (tmp_path / "vis").mkdir(exist_ok=True)
+        ir.rename(tmp_path / "ir" / f"{name}.png"), vis.rename(tmp_path / "vis" / f"{name}.png")
+    model = onnx_file(tmp_path / "m.onnx", "nan")
+    before = checksums(tmp_path)
+    outcome = run(["fuse", "--ir", tmp_path / "ir", "--vis", tmp_path / "vis", "--out", tmp_path / "fused",
+                   "--backend", "onnxruntime", "--model", model], capsys)
+    assert outcome.status == 1 and "Traceback" not in outcome.err
+    assert outcome.err.count("NaN") == 2 and "2 failed" in outcome.out, (outcome.out, outcome.err)
+    assert_untouched(tmp_path, before)
+
+
+class _Broken(torch.nn.Module):
+    """A module whose output is NaN (a float16 overflow on a GPU looks the same) or of another size."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+
+    def forward(self, *, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
+        return ir * float("nan") if self.kind == "nan" else ir[..., 1:, :]
+
+
+@pytest.mark.parametrize("kind, problem", [("nan", "NaN"), ("smaller", "shape")])
+def test_the_python_api_refuses_a_broken_module_output(kind, problem, tmp_path):
+    from contrafuse import fuse
+    from contrafuse.runtime import ModelOutputError
+
+    ir, vis = pair(tmp_path)
+    with pytest.raises(ModelOutputError, match=problem):
+        fuse(ir=ir, vis=vis, model=_Broken(kind), weights=None)

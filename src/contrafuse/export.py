@@ -34,6 +34,7 @@ from torch import nn
 from .atomic import write_bytes
 from .errors import ContrafuseError
 from .models.padding import crop, pad_to_multiple
+from .runtime import check_output
 
 ONNX_OPSET = 17
 INPUT_NAMES = ("ir", "vis")
@@ -130,20 +131,38 @@ class OnnxModel(nn.Module):
         if inputs != list(INPUT_NAMES):
             raise ContrafuseError(f"{self.path}: expected inputs {list(INPUT_NAMES)}, found {inputs} (export with `contrafuse export`)")
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
-        self.size_multiple = int(self.metadata.get("size_multiple", "1"))
+        self.size_multiple = _size_multiple(self.metadata, self.path)
         self.precision = self.metadata.get("contrafuse_precision", "fp32")
+        if self.precision not in ("fp32", "int8"):
+            raise ContrafuseError(f"{self.path}: bad metadata: contrafuse_precision is {self.precision!r}, expected "
+                                  "fp32 or int8 (re-export it with `contrafuse export`)")
         self.tensorrt_fp16 = tensorrt and tensorrt_fp16
         self.providers = list(self.session.get_providers())
 
     def forward(self, *, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
-        return run_session(self.session, ir=ir, vis=vis, size_multiple=self.size_multiple).to(ir.device)
+        return run_session(self.session, ir=ir, vis=vis, size_multiple=self.size_multiple, name=str(self.path)).to(ir.device)
 
 
-def run_session(session: Any, *, ir: torch.Tensor, vis: torch.Tensor, size_multiple: int = 1) -> torch.Tensor:
-    """Run an exported graph; inputs are reflection-padded to ``size_multiple`` and the output cropped."""
+def _size_multiple(metadata: dict[str, str], path: Path) -> int:
+    text = metadata.get("size_multiple", "1")
+    if not text.isdigit() or not 1 <= int(text) <= 4096:
+        raise ContrafuseError(f"{path}: bad metadata: size_multiple must be an integer 1..4096, found {text!r} "
+                              "(re-export it with `contrafuse export`)")
+    return int(text)
+
+
+def run_session(session: Any, *, ir: torch.Tensor, vis: torch.Tensor, size_multiple: int = 1,
+                name: str = "the ONNX model") -> torch.Tensor:
+    """Run an exported graph; inputs are reflection-padded to ``size_multiple`` and the output cropped.
+
+    An output of another shape than the (padded) input, or with NaN/infinite values, is a
+    :class:`~contrafuse.runtime.ModelOutputError` naming ``name``.
+    """
     (ir, box), (vis, _) = (pad_to_multiple(t.detach().float().cpu(), size_multiple) for t in (ir, vis))
     feeds = {"ir": ir.contiguous().numpy(), "vis": vis.contiguous().numpy()}
-    return crop(torch.from_numpy(session.run([OUTPUT_NAME], feeds)[0]), box)
+    fused = torch.from_numpy(session.run([OUTPUT_NAME], feeds)[0])
+    check_output(fused, ir.shape, name)
+    return crop(fused, box)
 
 
 class _PositionalInputs(nn.Module):

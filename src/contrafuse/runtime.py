@@ -140,7 +140,14 @@ class ModelRunner:
 
     def __call__(self, *, ir: Tensor, vis: Tensor) -> Tensor:
         with torch.inference_mode(), autocast(Precision.FP32 if self.is_onnx else self.precision, self.device):
-            return self._run(ir=ir, vis=vis).float()
+            fused = self._run(ir=ir, vis=vis).float()
+        check_output(fused, ir.shape, self.name)
+        return fused
+
+    @property
+    def name(self) -> str:
+        path = getattr(self.network, "path", None)
+        return str(path) if path is not None else type(self.network).__name__
 
     def describe(self) -> str:
         """``"fp32, torch"``, ``"int8, onnxruntime (CPUExecutionProvider)"``: for summaries."""
@@ -148,6 +155,20 @@ class ModelRunner:
             providers = ", ".join(getattr(self.network, "providers", []))
             return f"{self.precision.value}, onnxruntime ({providers})"
         return f"{self.precision.value}, torch{' compiled' if self.compiled else ''} on {self.device.type}"
+
+
+class ModelOutputError(ContrafuseError):
+    """A model returned an image of the wrong shape or with NaN/infinite values: nothing is written."""
+
+
+def check_output(fused: Tensor, expected: torch.Size, model: str) -> None:
+    """Refuse an output that is not ``expected``-shaped or not finite (broken weights or graph)."""
+    if tuple(fused.shape) != tuple(expected):
+        raise ModelOutputError(f"{model}: the model returned shape {tuple(fused.shape)} for inputs of shape "
+                               f"{tuple(expected)}; it is not a fusion model for this pipeline")
+    if not bool(torch.isfinite(fused).all()):
+        raise ModelOutputError(f"{model}: the model returned NaN or infinite values (broken weights or graph?); "
+                               "no image was written")
 
 
 def parallel_layout(runner: ModelRunner, workers: int | None = None) -> tuple[int, int]:
