@@ -42,6 +42,17 @@ def test_readme_main_job_fuses_the_example_pair_with_the_default_model(tmp_path)
     assert abs(rgb_to_luma(fused)[house].std() - rgb_to_luma(vis)[house].std()) < 0.5 * rgb_to_luma(vis)[house].std()
 
 
+def test_coconet_keeps_the_warm_person_and_the_visible_texture_of_the_example_pair(tmp_path):
+    out = tmp_path / "fused.png"
+    assert main(["fuse", "--ir", str(EXAMPLES / "ir.png"), "--vis", str(EXAMPLES / "vis.png"), "--out", str(out),
+                 "--model", "coconet"]) == 0
+    fused, vis = rgb_to_luma(read_image(out)), rgb_to_luma(read_image(EXAMPLES / "vis.png"))
+    doorway = (slice(112, 145), slice(116, 130))
+    assert fused[doorway].mean() > vis[doorway].mean() + 40
+    house = (slice(45, 65), slice(35, 105))  # flat in the infrared image: all its texture is the visible one's
+    assert fused[house].std() >= 0.5 * vis[house].std()
+
+
 def test_train_vgg_weights_flag_is_a_config_override(tmp_path):
     args = build_parser().parse_args(["train", "coconet", "--vgg-weights", str(tmp_path / "vgg19.pth"), "--set", "train.steps=3"])
     assert overrides_of(args) == [f"vgg.weights={tmp_path / 'vgg19.pth'}", "train.steps=3"]
