@@ -4,7 +4,12 @@ Colour rule: the chroma comes from the visible image when it is colour; otherwis
 infrared-slot image when that is colour (the pseudo-colour PET/SPECT image of a medical pair);
 otherwise the output is gray. A pseudo-colour chroma is fitted into the RGB gamut keeping its
 hue (:class:`Gamut`). ``Color.GRAY`` forces gray output, ``Color.COLOR`` forces three
-channels. Outputs are 16-bit when either input is.
+channels. Outputs are 16-bit when either input is, except that an infrared image windowed to
+[0, 1] (:mod:`contrafuse.thermal`: radiometric counts or float temperatures) leaves the depth to
+the visible image.
+
+Before the model sees a pair, the infrared luma goes through its window (``ir_range``) and, when
+asked (``align`` or ``transform``), the pair is registered (:mod:`contrafuse.alignment`).
 
 :class:`FuseOptions` is the one set of pipeline settings shared by single pairs, folders,
 videos and benchmarks.
@@ -27,6 +32,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from .alignment import AlignOptionError, as_registration, check_fits, check_mode, resolve_direction, warp_float
 from .atomic import check_writable, remove_stale_partials
 from .color import luma01, pixels01, rgb_to_ycbcr, ycbcr_to_rgb, ycbcr_to_rgb_in_gamut
 from .devices import resolve_device
@@ -34,7 +40,9 @@ from .errors import ContrafuseError, PairError, WriteError
 from .io import PairFiles, is_color, pair_folders, read_image, write_image
 from .models import DEFAULT_MODEL, create_model
 from .pipeline import run_batched
+from .registration import Registration, estimate
 from .runtime import ModelRunner, Precision, as_precision, intra_op_threads, parallel_layout
+from .thermal import IrRange, IrRangeError, parse_ir_range, window, windowed_luma01
 
 ImageLike = Union[str, os.PathLike, np.ndarray, Image.Image]
 ModelLike = Union[str, os.PathLike, nn.Module]
@@ -92,6 +100,16 @@ class FuseOptions:
     * ``workers``: model calls running at once on a CPU (None: automatic, see
       :func:`contrafuse.runtime.parallel_layout`).
     * ``compile``: run the plain forward through ``torch.compile`` (CUDA; whole images).
+    * ``ir_range``: how the infrared image is windowed to [0, 1]: ``auto`` (default), ``full``,
+      ``LOW:HIGH`` or ``pLOW:pHIGH`` (:mod:`contrafuse.thermal`; 8-bit and full-range 16-bit
+      images are unchanged under ``auto``).
+    * ``align``: ``none`` (default: fuse the pair as it is), ``translation``, ``affine`` or
+      ``homography``: register each pair first (:mod:`contrafuse.registration`);
+      ``transform``: a saved registration (a :class:`~contrafuse.registration.Registration` or
+      the JSON file ``contrafuse align`` writes) applied to every pair instead; ``direction``:
+      ``ir_to_vis`` (the infrared image is warped into the visible frame; the default) or
+      ``vis_to_ir`` (None: the transform's own, else ``ir_to_vis``); ``align_every``: videos
+      only, re-estimate every N frames (0, the default: once, on the first frame).
     """
 
     color: Color = Color.AUTO
@@ -102,8 +120,23 @@ class FuseOptions:
     batch_size: int = 1
     workers: int | None = None
     compile: bool = False
+    ir_range: IrRange = IrRange()
+    align: str = "none"
+    transform: Registration | None = None
+    direction: str | None = None
+    align_every: int = 0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "ir_range", parse_ir_range(self.ir_range))
+        object.__setattr__(self, "align", check_mode(self.align))
+        object.__setattr__(self, "transform", as_registration(self.transform))
+        if self.direction is not None:
+            object.__setattr__(self, "direction", resolve_direction(self.direction, self.transform))
+        if self.align != "none" and self.transform is not None:
+            raise AlignOptionError(f"align={self.align} and a saved transform contradict each other: estimate, or "
+                                   "apply the saved one")
+        if int(self.align_every) < 0:
+            raise AlignOptionError(f"align_every must be >= 0 (0: once, on the first frame), got {self.align_every}")
         object.__setattr__(self, "color", _choice(Color, self.color, "color"))
         object.__setattr__(self, "rounding", _choice(Rounding, self.rounding, "rounding"))
         object.__setattr__(self, "gamut", _choice(Gamut, self.gamut, "gamut"))
@@ -112,6 +145,16 @@ class FuseOptions:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.workers is not None and int(self.workers) < 1:
             raise ValueError(f"workers must be >= 1 (or None for automatic), got {self.workers}")
+
+    @property
+    def aligns(self) -> bool:
+        """True when pairs are registered before fusing (an ``align`` mode or a ``transform``)."""
+        return self.align != "none" or self.transform is not None
+
+    @property
+    def warp_direction(self) -> str:
+        """``ir_to_vis`` or ``vis_to_ir``: ``direction``, else the transform's, else ``ir_to_vis``."""
+        return resolve_direction(self.direction, self.transform)
 
     def with_values(self, **values: Any) -> "FuseOptions":
         """A copy with some fields changed (unknown names are an error)."""
@@ -126,12 +169,17 @@ def resolve_options(options: FuseOptions | None, values: dict[str, Any]) -> Fuse
     return (options or FuseOptions()).with_values(**values)
 
 
-def as_array(image: ImageLike, name: str = "image") -> tuple[np.ndarray, str]:
-    """An image argument (path, array or PIL image) as a pixel array, with a name for messages."""
+def as_array(image: ImageLike, name: str = "image", *, infrared: bool = False) -> tuple[np.ndarray, str]:
+    """An image argument (path, array or PIL image) as a pixel array, with a name for messages.
+
+    ``infrared``: float gray pixels (a radiometric image, mode ``F``) are accepted too.
+    """
     if isinstance(image, (str, os.PathLike)):
-        return read_image(image), str(image)
+        pixels = read_image(image)
+        check_pixels(pixels, str(image), infrared=infrared)
+        return pixels, str(image)
     if isinstance(image, Image.Image):
-        image = np.asarray(image.convert("RGB") if image.mode not in ("L", "I;16", "RGB") else image)
+        image = np.asarray(image.convert("RGB") if image.mode not in ("L", "I;16", "RGB", "F") else image)
     array = np.asarray(image)
     if array.ndim == 3 and array.shape[2] == 4:
         array = array[..., :3]
@@ -139,11 +187,25 @@ def as_array(image: ImageLike, name: str = "image") -> tuple[np.ndarray, str]:
         array = array[..., 0]
     if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] == 3)):
         raise PairError(f"{name}: expected an (H, W) or (H, W, 3) image, got shape {array.shape}")
-    if array.dtype not in (np.uint8, np.uint16):
-        raise PairError(f"{name}: expected uint8 or uint16 pixels, got {array.dtype}")
+    check_pixels(array, name, infrared=infrared)
     if array.size == 0:
         raise PairError(f"{name}: image is empty")
     return array, name
+
+
+def check_pixels(pixels: np.ndarray, name: str, *, infrared: bool = False) -> None:
+    """Raise :class:`~contrafuse.errors.PairError` naming the image unless its pixels are ``uint8`` or
+    ``uint16`` (or, for the infrared image, float gray: radiometric temperatures)."""
+    if pixels.dtype in (np.uint8, np.uint16):
+        return
+    if pixels.dtype.kind == "f":
+        if not infrared:
+            raise PairError(f"{name}: floating-point pixels are only taken for the infrared image (radiometric "
+                            "thermal data); save the visible image as 8- or 16-bit")
+        if pixels.ndim != 2:
+            raise PairError(f"{name}: a floating-point infrared image must be gray (H, W), got shape {pixels.shape}")
+        return
+    raise PairError(f"{name}: expected uint8 or uint16 pixels{' (or float gray)' if infrared else ''}, got {pixels.dtype}")
 
 
 def _resize01(y: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -208,26 +270,77 @@ class PreparedPair:
 
 def prepare_pair(
     *, ir: np.ndarray, vis: np.ndarray, options: FuseOptions = FuseOptions(),
-    names: tuple[str, str] = ("infrared image", "visible image"),
+    names: tuple[str, str] = ("infrared image", "visible image"), registration: Registration | None = None,
 ) -> PreparedPair:
-    """Check sizes, take the luma of both images (``uint8``/``uint16`` pixels) and note the chroma source.
+    """Window the infrared luma, register the pair when asked, take the visible luma and note the chroma source.
+
+    ``ir``: ``uint8``/``uint16`` pixels or float gray (radiometric); ``vis``: ``uint8``/``uint16``.
+    ``registration``: a transform to apply instead of what ``options`` asks (a video holds one
+    over its frames).
 
     Raises :class:`~contrafuse.errors.PairError` naming both images when the sizes differ and
-    ``options.resize`` is off.
+    neither ``options.resize`` nor an alignment is on, and
+    :class:`~contrafuse.errors.RegistrationError` naming the pair when it cannot be registered.
     """
-    shape = vis.shape[:2]
-    if ir.shape[:2] != shape and not options.resize:
-        raise PairError(
-            f"sizes differ: {names[0]} is {ir.shape[1]}x{ir.shape[0]}, {names[1]} is {shape[1]}x{shape[0]} "
-            "(width x height); pass resize=True / --resize to resample the infrared image"
-        )
-    ir_y = luma01(ir)
-    if ir.shape[:2] != shape:
-        ir_y, ir = _resize01(ir_y, shape), _resize_pixels(ir, shape)
-    full_scale = 65535 if np.uint16 in (ir.dtype, vis.dtype) else 255
+    check_pixels(ir, names[0], infrared=True)
+    check_pixels(vis, names[1])
+    bounds = infrared_window(ir, options.ir_range, names[0])
+    ir_y = luma01(ir) if bounds is None else windowed_luma01(ir, bounds)
     source = _chroma_source(ir, vis)
+    chroma_from_ir = source is ir
+    # 16-bit output for a 16-bit input, unless that input is an infrared image brought to [0, 1] by a window
+    full_scale = 65535 if vis.dtype == np.uint16 or (ir.dtype == np.uint16 and bounds is None) else 255
+    if registration is None and options.aligns:
+        registration = options.transform or pair_registration(ir=ir, vis=vis, options=options, names=names)
+    if registration is not None:
+        check_fits(registration, ir_shape=ir.shape, vis_shape=vis.shape, name=pair_name(names))
+        if registration.moving_role == "ir":
+            ir_y = warp_float(registration, ir_y)
+            source = registration.warp(source) if chroma_from_ir else source
+        else:
+            vis = registration.warp(vis)
+            source = vis if source is not None and not chroma_from_ir else source
+    elif ir.shape[:2] != vis.shape[:2]:
+        shape = vis.shape[:2]
+        if not options.resize:
+            raise PairError(
+                f"sizes differ: {names[0]} is {ir.shape[1]}x{ir.shape[0]}, {names[1]} is {shape[1]}x{shape[0]} "
+                "(width x height); pass resize=True / --resize to resample the infrared image, or align=... / "
+                "--align MODE to register the pair"
+            )
+        ir_y = _resize01(ir_y, shape)
+        source = _resize_pixels(source, shape) if chroma_from_ir else source
     return PreparedPair(ir_y.astype(np.float32), luma01(vis, np.float32), source, full_scale,
-                        chroma_from_ir=source is ir)
+                        chroma_from_ir=chroma_from_ir)
+
+
+def infrared_window(ir: np.ndarray, spec: IrRange, name: str) -> tuple[float, float] | None:
+    """The window of the infrared pixels (:func:`contrafuse.thermal.window`); errors name the image."""
+    try:
+        return window(ir, spec)
+    except IrRangeError as exc:
+        raise IrRangeError(f"{name}: {exc}") from None
+
+
+def pair_name(names: tuple[str, str]) -> str:
+    """How messages name a pair: ``"IR + VIS"`` (as ``contrafuse align`` does)."""
+    return f"{names[0]} + {names[1]}"
+
+
+def pair_registration(
+    *, ir: np.ndarray, vis: np.ndarray, options: FuseOptions, names: tuple[str, str] = ("infrared image", "visible image"),
+    initial: Registration | None = None,
+) -> Registration:
+    """Register one pair with ``options.align`` and ``options.warp_direction``.
+
+    A windowed infrared image (``options.ir_range``: radiometric counts, float temperatures) is
+    registered as its windowed luma; ``initial``: start from this transform (the previous
+    estimate of a video). Raises :class:`~contrafuse.errors.RegistrationError` naming the pair.
+    """
+    bounds = infrared_window(ir, options.ir_range, names[0])
+    moving = ir if bounds is None else windowed_luma01(ir, bounds).astype(np.float32)
+    return estimate(ir=moving, vis=vis, mode=options.align, direction=options.warp_direction, initial=initial,
+                    name=pair_name(names))
 
 
 def finish_pair(prepared: PreparedPair, fused: np.ndarray, options: FuseOptions = FuseOptions()) -> np.ndarray:
@@ -318,20 +431,28 @@ def fuse(
     """Fuse an infrared (or functional) image with a visible (or MRI) image.
 
     Args:
-        ir, vis: file paths, ``uint8``/``uint16`` arrays or PIL images of the same size.
+        ir, vis: file paths, ``uint8``/``uint16`` arrays or PIL images of the same size (or
+            of any sizes with ``align``/``transform``); ``ir`` may also be float gray (a
+            radiometric image, or a float TIFF), windowed by ``ir_range``.
         model: a registered model name (see :func:`contrafuse.list_models`), a module, or an
             ``.onnx`` file from ``contrafuse export`` (run by ONNX Runtime; ``weights`` unused).
         weights: ``"default"`` (shipped), a weights file, or None.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         options: a :class:`FuseOptions`; ``option_values`` (``color="gray"``, ``rounding=``,
-            ``resize=``, ``precision=``, ...) change single fields of it.
+            ``resize=``, ``precision=``, ``ir_range=``, ``align=``, ``transform=``, ...) change
+            single fields of it.
 
     Returns:
-        The fused image as ``(H, W)`` or ``(H, W, 3)`` ``uint8`` (``uint16`` for 16-bit inputs).
+        The fused image as ``(H, W)`` or ``(H, W, 3)`` ``uint8`` (``uint16`` for 16-bit inputs,
+        except a windowed infrared image), in the visible image's frame (the infrared's with
+        ``direction="vis_to_ir"``).
+
+    Raises:
+        RegistrationError: with ``align``, the pair cannot be registered (it is never fused unaligned).
     """
     options = resolve_options(options, option_values)
     device = resolve_device(device)
-    ir_pixels, ir_name = as_array(ir, "infrared image")
+    ir_pixels, ir_name = as_array(ir, "infrared image", infrared=True)
     vis_pixels, vis_name = as_array(vis, "visible image")
     network = load_model(model, weights=weights, device=device)
     return fuse_arrays(network, ir=ir_pixels, vis=vis_pixels, options=options, device=device, names=(ir_name, vis_name))

@@ -1,7 +1,8 @@
 """Reading and writing images, and pairing the files of two folders.
 
 Images come back as NumPy arrays: ``(H, W)`` for gray, ``(H, W, 3)`` for colour (RGB), with
-dtype ``uint8`` or ``uint16`` as stored. Alpha is dropped, palettes are expanded. Writes go
+dtype ``uint8`` or ``uint16`` as stored (``float32`` for a 32-bit float TIFF: radiometric thermal
+data). Alpha is dropped, palettes are expanded. Writes go
 through :mod:`contrafuse.atomic` (never half a file, never replacing an existing file unless
 ``overwrite=True``). :class:`PairFiles` is the one record of an infrared/visible file pair.
 """
@@ -40,6 +41,9 @@ def max_image_pixels() -> int:
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as ``uint8``/``uint16`` ``(H, W)`` gray or ``(H, W, 3)`` RGB.
+
+    A 32-bit float TIFF (a radiometric thermal image: temperatures, NaN for dead pixels) comes
+    back as float32 ``(H, W)`` in its own units; :mod:`contrafuse.thermal` windows it.
 
     The EXIF orientation is applied (the image comes back as a viewer displays it). A
     multi-frame file (animated GIF, multi-page TIFF) gives its first frame and a
@@ -98,7 +102,7 @@ def _to_array(image: Image.Image, path: Path) -> np.ndarray:
             raise ImageReadError(path, "32-bit integer pixels outside 0..65535 are not supported")
         return values.astype(np.uint16)
     if mode == "F":
-        raise ImageReadError(path, "floating-point images are not supported; save as 8- or 16-bit")
+        return np.asarray(image, dtype=np.float32).copy()  # radiometric: temperatures, NaN for dead pixels
     if mode in ("1", "L"):
         return np.asarray(image.convert("L"), dtype=np.uint8).copy()
     if mode == "LA":

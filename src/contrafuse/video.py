@@ -5,7 +5,14 @@ paired in order and each pair goes through the image pipeline (the same preparat
 call and colour handling as :func:`contrafuse.fusion.fuse_arrays`). Decoding (a background
 thread), fusing (``options.batch_size`` consecutive frames per model call) and encoding (one
 writer thread, in frame order) overlap; at full precision on a CPU the frames are the same as
-fusing one at a time. The output keeps the frame rate, is written to a temporary file beside
+fusing one at a time.
+
+A clip holds one infrared window (``ir_range``, :mod:`contrafuse.thermal`), computed on its first
+frame, so that brightness does not pump from frame to frame (give ``LOW:HIGH`` when the first
+frame is not representative). With ``align`` the pair is registered on the first frame and that
+transform is applied to every frame; ``align_every=N`` re-estimates every N frames, each estimate
+starting from the previous one. A frame that cannot be registered stops the run with a
+:class:`~contrafuse.errors.RegistrationError` naming the frame. The output keeps the frame rate, is written to a temporary file beside
 the target and renamed into place, never replaces an existing file unless ``overwrite``, and
 never replaces one of the input videos.
 """
@@ -25,11 +32,13 @@ import torch
 from .atomic import check_writable, partial_path, publish
 from .devices import resolve_device
 from .errors import ContrafuseError, PairError
-from .fusion import (FuseOptions, InputGuard, ModelLike, PreparedPair, finish_pair, load_model, luma_compute, prepare_pair,
-                     resolve_options, runner_for)
+from .fusion import (FuseOptions, InputGuard, ModelLike, PreparedPair, finish_pair, load_model, luma_compute,
+                     pair_registration, prepare_pair, resolve_options, runner_for)
 from .models import DEFAULT_MODEL
 from .pipeline import prefetched, run_batched
+from .registration import Registration
 from .runtime import intra_op_threads, parallel_layout
+from .thermal import IrRangeError, resolve
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm")
 # Encoder per container when none is named: H.264 where the container takes it.
@@ -169,6 +178,47 @@ def _pixel_format(stream, width: int, height: int) -> str:
     return formats[0] if formats else "yuv420p"
 
 
+class ClipPreparation:
+    """Prepares the frames of one clip in order, holding what must not change from frame to frame:
+    the infrared window (of the first frame) and the registration (of the first frame, or renewed
+    every ``options.align_every`` frames). Called from one reader thread, frame after frame."""
+
+    def __init__(self, options: FuseOptions, ir: Path, vis: Path) -> None:
+        self.options, self.ir, self.vis = options, ir, vis
+        self.registration: Registration | None = options.transform
+
+    def names(self, index: int) -> tuple[str, str]:
+        return f"{self.ir} frame {index}", f"{self.vis} frame {index}"
+
+    def prepare(self, index: int, ir_frame: np.ndarray, vis_frame: np.ndarray) -> PreparedPair:
+        """The :class:`PreparedPair` of frame ``index`` (frames must come in order from 0)."""
+        names = self.names(index)
+        if index == 0:
+            self.hold_window(ir_frame, names[0])
+        if self.estimates_at(index):
+            self.registration = pair_registration(ir=ir_frame, vis=vis_frame, options=self.options, names=names,
+                                                  initial=self.registration)
+        try:
+            return prepare_pair(ir=ir_frame, vis=vis_frame, options=self.options, names=names,
+                                registration=self.registration)
+        except PairError as exc:
+            raise VideoError(str(exc)) from None
+
+    def hold_window(self, ir_frame: np.ndarray, name: str) -> None:
+        """Fix the infrared window to the one of the first frame."""
+        try:
+            self.options = self.options.with_values(ir_range=resolve(ir_frame, self.options.ir_range))
+        except IrRangeError as exc:
+            raise VideoError(f"{name}: {exc}") from None
+
+    def estimates_at(self, index: int) -> bool:
+        """True for the frames whose registration is estimated: the first, then every ``align_every``."""
+        if self.options.align == "none":
+            return False
+        every = self.options.align_every
+        return index == 0 or (every > 0 and index % every == 0)
+
+
 @dataclass(frozen=True)
 class VideoReport:
     """A fused video: its path (the report is usable as one), frame count, wall time and setup."""
@@ -208,7 +258,9 @@ def fuse_video(
             :data:`DEFAULT_CODECS` for that suffix (``ffv1`` in ``.mkv`` is lossless). It may
             not be one of the inputs, whatever ``overwrite`` says.
         model, weights, device, options, option_values: as for :func:`contrafuse.fuse`
-            (``batch_size``: consecutive frames per model call).
+            (``batch_size``: consecutive frames per model call; ``ir_range``: one window per
+            clip, from the first frame; ``align``: estimated on the first frame, or every
+            ``align_every`` frames; ``transform``: applied to every frame).
 
     Returns:
         A :class:`VideoReport` (path, frames, seconds, frames per second); it is a path-like.
@@ -223,15 +275,13 @@ def fuse_video(
     device = resolve_device(device)
     runner = runner_for(load_model(model, weights=weights, device=device), device, options)
     workers, threads = parallel_layout(runner, options.workers)
-    writer = VideoWriter(out, vis_info.rate, vis_info.width, vis_info.height, codec, overwrite)
+    frame = ir_info if options.aligns and options.warp_direction == "vis_to_ir" else vis_info  # the output's frame
+    writer = VideoWriter(out, vis_info.rate, frame.width, frame.height, codec, overwrite)
+
+    clip = ClipPreparation(options, Path(ir), Path(vis))
 
     def load(frame: tuple[int, np.ndarray, np.ndarray]) -> PreparedPair:
-        index, ir_frame, vis_frame = frame
-        try:
-            return prepare_pair(ir=ir_frame, vis=vis_frame, options=options,
-                                names=(f"{ir} frame {index}", f"{vis} frame {index}"))
-        except PairError as exc:
-            raise VideoError(str(exc)) from None
+        return clip.prepare(*frame)
 
     def store(frame: tuple[int, np.ndarray, np.ndarray], prepared: PreparedPair, fused: np.ndarray) -> None:
         pixels = finish_pair(prepared, fused, options)

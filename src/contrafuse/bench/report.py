@@ -26,6 +26,7 @@ from ..atomic import write_bytes, write_text
 from ..errors import ContrafuseError
 from ..evaluation import finite_or_none
 from ..io import read_image
+from ..thermal import for_display
 from .grid import InsetChoice, choose_pairs, downscale, with_inset
 from .runner import BenchResult
 from .summary import SIGNIFICANCE_LEVEL, DatasetSummary, direction, smallest_p, summarise
@@ -494,7 +495,7 @@ def grid_panels(bench: BenchResult, dataset_label: str, names: list[str],
     ir_title, vis_title = dataset.modalities
     rows = []
     for name in names:
-        ir, vis = read_image(pairs[name].ir), read_image(pairs[name].vis)
+        ir, vis = for_display(read_image(pairs[name].ir), bench.ir_range), read_image(pairs[name].vis)
         box = insets.box_for(name, ir, vis)
         panels = [(ir_title, with_inset(ir, box)), (vis_title, with_inset(vis, box))]
         for label, result in bench.results[dataset_label].items():

@@ -8,7 +8,9 @@ files come from :mod:`.report`)::
     OUT/.cache/metrics.json                         metric values keyed by file identity
 
 Fused outputs are reused when ``run.json`` says they were made the same way (model, weights
-file, colour and rounding); ``refresh=True`` recomputes everything.
+file, colour, rounding, and the infrared window when it is not ``auto``); ``refresh=True``
+recomputes everything. The metrics see the infrared sources through the same window as the
+models (``options.ir_range``), for result folders of other methods too.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from ..fusion import FolderJob, FuseOptions, PreparedPair, finish_pair, fuse_job
 from ..io import PairFiles, read_image, write_image
 from ..models import create_model
 from ..runtime import parallel_layout
+from ..thermal import IrRange
 from .specs import BenchDataset, Method
 
 RUN_FILE = "run.json"
@@ -76,6 +79,7 @@ class BenchResult:
     device: str
     results: dict[str, dict[str, MethodResult]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    ir_range: IrRange = IrRange()  # the infrared window of the fused outputs and the metrics
 
 
 def _weights_identity(weights: str | None) -> dict[str, object] | None:
@@ -91,6 +95,8 @@ def _recipe(method: Method, options: FuseOptions) -> dict[str, object]:
               "rounding": options.rounding.value}
     if options.precision not in (None, "fp32"):  # full-precision recipes stay as earlier runs wrote them
         recipe["precision"] = options.precision.value
+    if options.ir_range.kind != "auto":  # likewise for the default window
+        recipe["ir_range"] = str(options.ir_range)
     return recipe
 
 
@@ -204,8 +210,8 @@ class MetricCache:
                 self.entries = {}
 
     @staticmethod
-    def key(fused: Path, pair: PairFiles, convention: str) -> str:
-        parts = [convention]
+    def key(fused: Path, pair: PairFiles, convention: str, ir_range: IrRange = IrRange()) -> str:
+        parts = [convention] if ir_range.kind == "auto" else [convention, f"ir_range={ir_range}"]
         for path in (fused, pair.ir, pair.vis):
             stat = path.stat()
             parts += [str(path.resolve()), str(stat.st_size), str(stat.st_mtime_ns)]
@@ -230,16 +236,18 @@ def evaluate(
     cache: MetricCache,
     workers: int = 1,
     progress: bool = True,
+    ir_range: IrRange = IrRange(),
 ) -> None:
     """Fill ``result.values`` with the metrics of every fused output (cached values reused).
 
-    What the cache lacks is scored by :func:`contrafuse.evaluation.score_many`; a pair that
-    fails lands in ``result.failed`` with the message naming its file.
+    What the cache lacks is scored by :func:`contrafuse.evaluation.score_many`, the infrared
+    sources seen through ``ir_range``; a pair that fails lands in ``result.failed`` with the
+    message naming its file.
     """
     pairs = {p.name: p for p in dataset.pairs}
     todo: list[tuple[str, str]] = []  # (pair name, cache key) of what is not cached
     for name, fused in result.outputs.items():
-        key = cache.key(fused, pairs[name], convention)
+        key = cache.key(fused, pairs[name], convention, ir_range)
         cached = cache.get(key, names)
         if cached is not None:
             result.values[name] = cached
@@ -250,7 +258,7 @@ def evaluate(
         ir=[pairs[name].ir for name, _ in todo],
         vis=[pairs[name].vis for name, _ in todo],
         names=names, convention=convention, workers=workers, progress=progress,
-        desc=f"{dataset.label}/{result.method.label} metrics",
+        desc=f"{dataset.label}/{result.method.label} metrics", ir_range=ir_range,
     )
     for (name, key), score in zip(todo, scores):
         if score.ok:
@@ -289,7 +297,7 @@ def run_bench(
     out_dir = Path(out_dir)
     names = metrics.resolve_names(metric_names)
     device = resolve_device(device)
-    bench = BenchResult(datasets, methods, names, convention, str(device))
+    bench = BenchResult(datasets, methods, names, convention, str(device), ir_range=options.ir_range)
     cache = MetricCache(out_dir / ".cache" / "metrics.json", enabled=not refresh)
     try:
         for dataset in datasets:
@@ -300,7 +308,7 @@ def run_bench(
                     result = fuse_dataset(method, dataset, folder, device, options, refresh, progress)
                 else:
                     result = collect_results(method, dataset)
-                evaluate(result, dataset, names, convention, cache, workers, progress)
+                evaluate(result, dataset, names, convention, cache, workers, progress, options.ir_range)
                 cache.save()  # an interrupted run keeps what it has scored
                 per_method[method.label] = result
                 bench.warnings += [f"{dataset.label}/{method.label}/{n}: {msg}" for n, msg in result.failed.items()]

@@ -17,7 +17,7 @@ from ..bench.grid import parse_insets
 from ..bench.summary import BASES
 from ..errors import ContrafuseError
 from ..fusion import FuseOptions
-from .fuse import COLOR_CHOICES, ROUNDING_CHOICES, add_speed_arguments, speed_options
+from .fuse import COLOR_CHOICES, ROUNDING_CHOICES, add_ir_range_argument, add_speed_arguments, speed_options
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -61,6 +61,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "'own': each method over its own pairs (not a fair comparison when they differ)")
     parser.add_argument("--no-plots", action="store_true", help="skip the matplotlib figures (no matplotlib needed)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_ir_range_argument(parser)
     add_speed_arguments(parser, workers_flag="--fuse-workers")
     parser.set_defaults(func=run)
 
@@ -85,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
     datasets = [resolve_dataset(spec, args.data_root, args.limit) for spec in args.data]
     methods = check_unique(parse_models(args.models, parse_weights(args.weights)) + parse_results(args.results))
     bench = run_bench(datasets, methods, args.out, metric_names=names, convention=args.convention, device=args.device,
-                      options=FuseOptions(color=args.color, rounding=args.rounding, **speed_options(args)),
+                      options=FuseOptions(color=args.color, rounding=args.rounding, ir_range=args.ir_range,
+                                          **speed_options(args)),
                       refresh=args.refresh,
                       workers=args.workers, progress=not args.quiet)
     grid_pairs = [n.strip() for n in args.grid_pairs.split(",")] if args.grid_pairs else None

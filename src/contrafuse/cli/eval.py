@@ -20,6 +20,8 @@ from ..atomic import check_writable, write_text
 from ..errors import ContrafuseError
 from ..evaluation import MeanStd, Score, finite_or_none, mean_and_std, score_many
 from ..io import list_images
+from ..thermal import IrRange, parse_ir_range
+from .fuse import add_ir_range_argument
 
 FORMATS = ("table", "csv", "json", "markdown")
 
@@ -46,6 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, default=None, help="write the results to this file instead of stdout")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     parser.add_argument("--workers", type=int, default=1, help="processes evaluating images in parallel (default 1)")
+    add_ir_range_argument(parser)  # the metrics judge the infrared source as the model saw it
     parser.set_defaults(func=run)
 
 
@@ -63,7 +66,8 @@ def match_sources(fused_dir: Path, ir_dir: Path, vis_dir: Path) -> dict[str, dic
 
 
 def evaluate_folders(
-    found: dict[str, dict[str, Path | None]], names: list[str], convention: str, workers: int
+    found: dict[str, dict[str, Path | None]], names: list[str], convention: str, workers: int,
+    ir_range: str | IrRange = "auto",
 ) -> dict[str, Score]:
     """A :class:`Score` per stem of ``found``, in its order; a missing source is that image's error."""
     complete = {stem: files for stem, files in found.items() if None not in files.values()}
@@ -71,7 +75,7 @@ def evaluate_folders(
         [files["fused"] for files in complete.values()],
         ir=[files["ir"] for files in complete.values()],
         vis=[files["vis"] for files in complete.values()],
-        names=names, convention=convention, workers=workers, desc=f"eval ({convention})",
+        names=names, convention=convention, workers=workers, desc=f"eval ({convention})", ir_range=ir_range,
     )
     by_stem = dict(zip(complete, scores))
     for stem, files in found.items():
@@ -139,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``contrafuse eval``; returns 0 (all images done), 1 (some failed) or 2 (usage error)."""
     try:
         names = metrics.resolve_names(args.metrics)
+        ir_range = parse_ir_range(args.ir_range)
         if args.out is not None:
             check_writable(args.out, overwrite=args.overwrite)
         if args.workers < 1:
@@ -149,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     except (ContrafuseError, ValueError) as exc:
         print(f"contrafuse eval: error: {exc}", file=sys.stderr)
         return 2
-    scores = evaluate_folders(found, names, args.convention, args.workers)
+    scores = evaluate_folders(found, names, args.convention, args.workers, ir_range)
     text = render(scores, names, args.convention, args.format)
     try:
         if args.out is None:

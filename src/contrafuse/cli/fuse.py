@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 from ..atomic import check_writable
-from ..errors import ContrafuseError
+from ..errors import ContrafuseError, RegistrationError
+from ..alignment import ALIGN_MODES
 from ..fusion import Color, FuseOptions, Gamut, InputGuard, Rounding, fuse, fuse_folders
 from ..io import write_image
 from ..models import DEFAULT_MODEL
@@ -35,6 +36,30 @@ def add_speed_arguments(parser: argparse.ArgumentParser, workers_flag: str = "--
                         "threads, 1 on CUDA)")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the plain forward (CUDA; whole images; compiles once per image size)")
+
+
+def add_ir_range_argument(parser: argparse.ArgumentParser) -> None:
+    """``--ir-range``: how the infrared image is windowed (shared by ``fuse``, ``bench`` and ``eval``)."""
+    parser.add_argument("--ir-range", default="auto", metavar="auto|full|LOW:HIGH|pLOW:pHIGH",
+                        help="window of the infrared intensities mapped to black..white: auto (default: 8-bit and "
+                        "full-range 16-bit images as they are; narrow-band 16-bit counts and float TIFFs between "
+                        "their 0.5 and 99.5 percentiles), full (the whole 8/16-bit scale), LOW:HIGH in the image's "
+                        "units (counts or degrees, e.g. 7000:9000), or pLOW:pHIGH percentiles (e.g. p1:p99)")
+
+
+def add_align_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--align``, ``--transform``, ``--direction``, ``--align-every``: register pairs before fusing."""
+    parser.add_argument("--align", choices=ALIGN_MODES, default="none",
+                        help="register each pair first (folders: per pair; videos: on the first frame, see "
+                        "--align-every); none (default) fuses the pair as it is. A pair that cannot be registered "
+                        "fails, naming the pair")
+    parser.add_argument("--transform", type=Path, metavar="FILE",
+                        help="apply a saved transform (the .json `contrafuse align` writes) to every pair or frame")
+    parser.add_argument("--direction", choices=("ir-to-vis", "vis-to-ir"),
+                        help="which image is warped into the other's frame (default ir-to-vis, or the --transform's)")
+    parser.add_argument("--align-every", type=int, default=0, metavar="N",
+                        help="videos with --align: re-estimate every N frames, each from the last (default 0: once, "
+                        "on the first frame)")
 
 
 def speed_options(args: argparse.Namespace) -> dict:
@@ -73,6 +98,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--backend", choices=BACKENDS, default="torch",
                         help="torch (default); onnxruntime (--model is then a .onnx file from `contrafuse export`; "
                         "CPU, or CUDA with --device cuda); tensorrt (ONNX Runtime's TensorRT provider, CUDA)")
+    add_ir_range_argument(parser)
+    add_align_arguments(parser)
     add_speed_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -83,8 +110,16 @@ def _weights(args: argparse.Namespace) -> str | Path:
 
 def options_of(args: argparse.Namespace) -> FuseOptions:
     """The pipeline settings the command line asks for."""
+    if args.align_every < 0:
+        raise ContrafuseError(f"--align-every must be >= 0, got {args.align_every}")
+    if args.align != "none" and args.transform is not None:
+        raise ContrafuseError(f"--align {args.align} and --transform {args.transform} contradict each other: "
+                              "estimate, or apply the saved transform")
+    if args.align_every and args.align == "none":
+        raise ContrafuseError("--align-every needs --align MODE")
     return FuseOptions(color=args.color, rounding=args.rounding, gamut=args.gamut, resize=args.resize,
-                       **speed_options(args))
+                       ir_range=args.ir_range, align=args.align, transform=args.transform, direction=args.direction,
+                       align_every=args.align_every, **speed_options(args))
 
 
 def _model(args: argparse.Namespace):
@@ -126,7 +161,11 @@ def run(args: argparse.Namespace) -> int:
     out = args.out / f"{args.vis.stem}.png" if args.out.is_dir() else args.out
     InputGuard([("infrared input", args.ir), ("visible input", args.vis)]).check(out)
     check_writable(out, overwrite=args.overwrite)  # before the work, not after it
-    fused = fuse(ir=args.ir, vis=args.vis, **_model_arguments(args))
+    try:
+        fused = fuse(ir=args.ir, vis=args.vis, **_model_arguments(args))
+    except RegistrationError as exc:  # the pair's failure (exit 1, as `contrafuse align`), not a usage error
+        print(f"contrafuse fuse: failed: {exc}", file=sys.stderr)
+        return 1
     write_image(out, fused, overwrite=args.overwrite)
     print(f"wrote {out}")
     return 0
@@ -154,7 +193,11 @@ def _run_video(args: argparse.Namespace) -> int:
         raise ContrafuseError(f"--ir {args.ir}, --vis {args.vis}, --out {args.out}: video fusion needs three video files")
     if args.skip_existing:
         raise ContrafuseError("--skip-existing applies to folder mode (--ir and --vis folders)")
-    report = fuse_video(ir=args.ir, vis=args.vis, out=args.out, overwrite=args.overwrite, **_model_arguments(args))
+    try:
+        report = fuse_video(ir=args.ir, vis=args.vis, out=args.out, overwrite=args.overwrite, **_model_arguments(args))
+    except RegistrationError as exc:
+        print(f"contrafuse fuse: failed: {exc}", file=sys.stderr)
+        return 1
     print(f"wrote {report.path}: {report.frames} frame(s) in {report.seconds:.1f} s, {report.frames_per_second:.2f} "
           f"frames/s ({report.setup})")
     return 0
