@@ -366,3 +366,20 @@ def test_registration_imports_no_torch_and_no_model():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_float_temperature_infrared_is_registered_and_written_as_its_windowed_luma(folders, tmp_path):
+    from PIL import Image
+
+    ir_dir, vis_dir = folders
+    counts = read_image(ir_dir / "b.png").astype(np.float32)
+    counts = counts.mean(axis=2) if counts.ndim == 3 else counts
+    temperatures = 20.0 + counts / 255.0 * 15.0  # degrees Celsius, a 15-degree scene
+    temperatures[5:8, 5:8] = np.nan  # dead pixels
+    Image.fromarray(temperatures, mode="F").save(tmp_path / "b.tif")
+    reference, _ = align_pair(ir=ir_dir / "b.png", vis=vis_dir / "b.png", mode="affine")
+    warped, registration = align_pair(ir=tmp_path / "b.tif", vis=vis_dir / "b.png", mode="affine")
+    reference = reference.mean(axis=2) if reference.ndim == 3 else reference
+    assert warped.dtype == np.uint8 and warped.shape == reference.shape and registration.confidence > 0.25
+    inside = reference > 0  # the warp's border is black in both
+    assert np.corrcoef(warped[inside].ravel(), reference[inside].ravel())[0, 1] > 0.95

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import ContrafuseError, ImageWriteError
 from ..io import match_folders, read_image, write_image
+from ..thermal import for_display
 from .method import DEFAULT_MIN_CONFIDENCE, estimate
 from .result import Registration, roles
 
@@ -58,13 +59,17 @@ def align_pair(
 
     Returns:
         ``(warped, registration)``: the moving image (``ir`` for ``ir_to_vis``) resampled to the
-        fixed image's size, dtype and channels kept, and the :class:`Registration`.
+        fixed image's size, dtype and channels kept (a float infrared image, e.g. temperatures,
+        becomes its ``auto``-windowed 8-bit luma, see :mod:`contrafuse.thermal`), and the
+        :class:`Registration`.
 
     Raises:
         RegistrationError: the pair cannot be registered reliably.
         ImageReadError: a file cannot be read.
     """
     ir_image, vis_image = _load(ir), _load(vis)
+    if ir_image.dtype.kind == "f":  # radiometric temperatures: registered and written as their windowed luma
+        ir_image = for_display(ir_image, "auto")
     label = name if name is not None else _pair_name(ir, vis)
     registration = estimate(ir=ir_image, vis=vis_image, mode=mode, direction=direction,
                             min_confidence=min_confidence, name=label, **options)
