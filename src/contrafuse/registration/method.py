@@ -52,6 +52,7 @@ _FEATURE_BLUR = 1.0      # Gaussian sigma on the gray image before gradients (re
 _FEATURE_SMOOTH = 1.0    # Gaussian sigma on the features themselves (widens ECC's basin)
 _TEMPLATE_KEEP = 0.7     # central part of the moving image matched in the search
 _BORDER_RING = 3         # pixels at each image border left out of ECC (filters extrapolate there)
+_POLISH_ROUNDS = 2
 _ECC_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 50, 1e-5)
 _MOTIONS = {
     "translation": cv2.MOTION_TRANSLATION,
@@ -249,6 +250,9 @@ class _Problem:
             for motion in steps:
                 warp = level.ecc_step(warp, motion)
             matrix = level.to_full(np.linalg.inv(warp))
+        level = self.levels[-1]
+        for _ in range(_POLISH_ROUNDS):
+            matrix = level.polish(matrix, final[-1])
         return matrix
 
     def confidence(self, matrix: np.ndarray) -> float:
@@ -325,6 +329,37 @@ class _Level:
         if moved > 0.25 * max(self.shape) or not plausible(np.linalg.inv(candidate), self.shape):
             return warp
         return candidate if self.correlation(candidate) >= before - 1e-4 else warp
+
+    def polish(self, full_matrix: np.ndarray, motion: str) -> np.ndarray:
+        """ECC on the moving image resampled into the fixed grid by ``full_matrix``, features recomputed there.
+
+        The features carry the gradient direction, which a warp of the feature image does not
+        turn: after a rotation the moving features disagree with the fixed ones in angle, and
+        resampling a scaled image changes its gradients. Recomputing them on the moving image
+        already brought into the fixed frame removes that bias; the residual is then small.
+        """
+        height, width = self.shape
+        level_matrix = self.fixed_map @ full_matrix @ np.linalg.inv(self.moving_map)
+        flags = cv2.INTER_LINEAR
+        moved = cv2.warpPerspective(self.moving_image, level_matrix, (width, height), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+        inside = cv2.warpPerspective(np.ones(self.shape, np.uint8), level_matrix, (width, height), flags=cv2.INTER_NEAREST)
+        inside = cv2.erode(inside, np.ones((3, 3), np.uint8), iterations=_BORDER_RING) & self.mask
+        if inside.sum() < 0.1 * inside.size:
+            return full_matrix
+        features = orientation_features(moved, _FEATURE_BLUR, _FEATURE_SMOOTH)
+        start = np.eye(3, dtype=np.float32) if motion == "homography" else np.eye(2, 3, dtype=np.float32)
+        try:
+            _, found = cv2.findTransformECCWithMask(
+                self.fixed_features, features, self.mask, inside, start, _MOTIONS[motion], _ECC_CRITERIA, 1,
+            )
+        except cv2.error:
+            return full_matrix
+        residual = np.eye(3)
+        residual[: found.shape[0]] = found
+        if _corner_shift(np.eye(3), residual, self.shape) > 0.05 * max(self.shape):
+            return full_matrix
+        candidate = self.to_full(np.linalg.inv(residual) @ level_matrix)
+        return candidate
 
     def correlation(self, warp: np.ndarray) -> float:
         """ECC's criterion: zero-mean normalized correlation of the features over the overlap."""
