@@ -53,6 +53,8 @@ _FEATURE_SMOOTH = 1.0    # Gaussian sigma on the features themselves (widens ECC
 _TEMPLATE_KEEP = 0.7     # central part of the moving image matched in the search
 _BORDER_RING = 3         # pixels at each image border left out of ECC (filters extrapolate there)
 _POLISH_ROUNDS = 2
+_STARTS = 4              # best distinct grid points of the search refined at the coarse level
+_STARTS_APART = 3.0      # coarse-grid pixels (largest corner distance) between two starts
 _ECC_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 50, 1e-5)
 _MOTIONS = {
     "translation": cv2.MOTION_TRANSLATION,
@@ -222,22 +224,26 @@ class _Problem:
         if max(work) > 1.25 * max(coarse):
             self.levels.append(_Level(moving, fixed, work))
 
-    def start(self, mode: str, initial: Registration | np.ndarray | None, search: SearchRange) -> np.ndarray:
-        """The starting matrix: ``initial`` if given, else the best point of the global search."""
+    def start(self, mode: str, initial: Registration | np.ndarray | None, search: SearchRange) -> list[np.ndarray]:
+        """The starting matrices: ``initial`` if given, else the best distinct points of the global search."""
         if initial is not None:
             matrix = initial.matrix if isinstance(initial, Registration) else np.asarray(initial, dtype=np.float64)
             if matrix.shape != (3, 3):
                 raise ValueError(f"initial must be a Registration or a 3x3 matrix, got shape {matrix.shape}")
-            return matrix
+            return [matrix]
         level = self.levels[0]
         if mode == "translation":
             scales, rotations = np.array([1.0]), np.array([0.0])
         else:
             scales, rotations = search.scales(), search.rotations()
-        return level.to_full(level.search(scales, rotations))
+        return [level.to_full(found) for found in level.search(scales, rotations)]
 
-    def refine(self, matrix: np.ndarray, mode: str) -> np.ndarray:
-        """ECC coarse to fine; at the first level in stages, at the last the final model."""
+    def refine(self, starts: list[np.ndarray], mode: str) -> np.ndarray:
+        """ECC coarse to fine; at the first level in stages, at the last the final model.
+
+        Each start goes through the first level's stages; the one that ends with the highest
+        correlation there goes on (the search's best point is not always the right basin).
+        """
         stages = {"translation": ["translation"], "affine": ["translation", "rigid", "affine"],
                   "homography": ["translation", "rigid", "affine"]}[mode]
         final = {"translation": ["translation"], "affine": ["affine"], "homography": ["homography"]}[mode]
@@ -246,10 +252,15 @@ class _Problem:
             steps = list(stages) if index == 0 else []
             if index == last:
                 steps += [motion for motion in final if motion not in steps]
-            warp = level.to_warp(matrix)
-            for motion in steps:
-                warp = level.ecc_step(warp, motion)
-            matrix = level.to_full(np.linalg.inv(warp))
+            best_score, best = -np.inf, None
+            for matrix in (starts if index == 0 else [matrix]):
+                warp = level.to_warp(matrix)
+                for motion in steps:
+                    warp = level.ecc_step(warp, motion)
+                score = level.correlation(warp) if index == 0 and len(starts) > 1 else 0.0
+                if score > best_score:
+                    best_score, best = score, warp
+            matrix = level.to_full(np.linalg.inv(best))
         level = self.levels[-1]
         for _ in range(_POLISH_ROUNDS):
             matrix = level.polish(matrix, final[-1])
@@ -286,8 +297,9 @@ class _Level:
         warp = np.linalg.inv(level)
         return warp / warp[2, 2]
 
-    def search(self, scales: np.ndarray, rotations: np.ndarray) -> np.ndarray:
-        """Best level moving -> fixed similarity over the grid, translation by NCC."""
+    def search(self, scales: np.ndarray, rotations: np.ndarray) -> list[np.ndarray]:
+        """The best distinct level moving -> fixed similarities over the grid (at most :data:`_STARTS`,
+        best first), translation by NCC."""
         height, width = self.shape
         fixed = orientation_features(self.fixed_image, 0.0, 0.0, channels=2)
         pad = int(round(0.5 * (1 - _TEMPLATE_KEEP) * max(height, width))) + 2
@@ -295,7 +307,7 @@ class _Level:
         tw, th = int(width * _TEMPLATE_KEEP), int(height * _TEMPLATE_KEEP)
         x0, y0 = (width - tw) // 2, (height - th) // 2
         centre = ((width - 1) / 2, (height - 1) / 2)
-        best_score, best = -np.inf, np.eye(3)
+        found = []
         for scale in scales:
             for angle in rotations:
                 rotation = np.vstack([cv2.getRotationMatrix2D(centre, float(angle), float(scale)), [0, 0, 1]])
@@ -303,10 +315,16 @@ class _Level:
                 template = orientation_features(turned, 0.0, 0.0, channels=2)[y0:y0 + th, x0:x0 + tw]
                 scores = cv2.matchTemplate(fixed, template, cv2.TM_CCOEFF_NORMED)
                 _, score, _, (px, py) = cv2.minMaxLoc(scores)
-                if score > best_score:
-                    shift = np.array([[1, 0, px - pad - x0], [0, 1, py - pad - y0], [0, 0, 1.0]])
-                    best_score, best = score, shift @ rotation
-        return best
+                shift = np.array([[1, 0, px - pad - x0], [0, 1, py - pad - y0], [0, 0, 1.0]])
+                found.append((score, shift @ rotation))
+        found.sort(key=lambda item: -item[0])
+        chosen: list[np.ndarray] = []
+        for _, matrix in found:
+            if all(_corner_shift(matrix, other, self.shape) > _STARTS_APART for other in chosen):
+                chosen.append(matrix)
+            if len(chosen) == _STARTS:
+                break
+        return chosen
 
     def ecc_step(self, warp: np.ndarray, motion: str) -> np.ndarray:
         """One ECC run; its result is kept only if it raises the correlation and is plausible.
