@@ -8,8 +8,10 @@ edge in the other), then:
 1. a global search over a grid of rotations and scales, each with the best translation from
    normalized cross-correlation (``cv2.matchTemplate``), at a coarse size;
 2. a refinement with ECC (``cv2.findTransformECCWithMask``) on the features, coarse to fine,
-   in stages of growing freedom (translation, rigid, affine, homography); a stage is kept only
-   when it raises the correlation and gives a plausible transform;
+   in stages of growing freedom (translation, rigid, affine, homography), from the few best
+   distinct search points at the coarse level (the best one goes on); a stage is kept only
+   when it raises the correlation and gives a plausible transform; the final model is then
+   polished on features recomputed from the moving image resampled into the fixed frame;
 3. checks: confidence, overlap, plausibility; a failure raises :class:`RegistrationError`.
 
 All work happens at a reduced size (``working_size``); the resampling is composed into the
