@@ -8,8 +8,10 @@ edge in the other), then:
 1. a global search over a grid of rotations and scales, each with the best translation from
    normalized cross-correlation (``cv2.matchTemplate``), at a coarse size;
 2. a refinement with ECC (``cv2.findTransformECCWithMask``) on the features, coarse to fine,
-   in stages of growing freedom (translation, rigid, affine, homography); a stage is kept only
-   when it raises the correlation and gives a plausible transform;
+   in stages of growing freedom (translation, rigid, affine, homography), from the few best
+   distinct search points at the coarse level (the best one goes on); a stage is kept only
+   when it raises the correlation and gives a plausible transform; the final model is then
+   polished on features recomputed from the moving image resampled into the fixed frame;
 3. checks: confidence, overlap, plausibility; a failure raises :class:`RegistrationError`.
 
 All work happens at a reduced size (``working_size``); the resampling is composed into the
@@ -52,6 +54,9 @@ _FEATURE_BLUR = 1.0      # Gaussian sigma on the gray image before gradients (re
 _FEATURE_SMOOTH = 1.0    # Gaussian sigma on the features themselves (widens ECC's basin)
 _TEMPLATE_KEEP = 0.7     # central part of the moving image matched in the search
 _BORDER_RING = 3         # pixels at each image border left out of ECC (filters extrapolate there)
+_POLISH_ROUNDS = 2
+_STARTS = 4              # best distinct grid points of the search refined at the coarse level
+_STARTS_APART = 3.0      # coarse-grid pixels (largest corner distance) between two starts
 _ECC_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 50, 1e-5)
 _MOTIONS = {
     "translation": cv2.MOTION_TRANSLATION,
@@ -221,22 +226,26 @@ class _Problem:
         if max(work) > 1.25 * max(coarse):
             self.levels.append(_Level(moving, fixed, work))
 
-    def start(self, mode: str, initial: Registration | np.ndarray | None, search: SearchRange) -> np.ndarray:
-        """The starting matrix: ``initial`` if given, else the best point of the global search."""
+    def start(self, mode: str, initial: Registration | np.ndarray | None, search: SearchRange) -> list[np.ndarray]:
+        """The starting matrices: ``initial`` if given, else the best distinct points of the global search."""
         if initial is not None:
             matrix = initial.matrix if isinstance(initial, Registration) else np.asarray(initial, dtype=np.float64)
             if matrix.shape != (3, 3):
                 raise ValueError(f"initial must be a Registration or a 3x3 matrix, got shape {matrix.shape}")
-            return matrix
+            return [matrix]
         level = self.levels[0]
         if mode == "translation":
             scales, rotations = np.array([1.0]), np.array([0.0])
         else:
             scales, rotations = search.scales(), search.rotations()
-        return level.to_full(level.search(scales, rotations))
+        return [level.to_full(found) for found in level.search(scales, rotations)]
 
-    def refine(self, matrix: np.ndarray, mode: str) -> np.ndarray:
-        """ECC coarse to fine; at the first level in stages, at the last the final model."""
+    def refine(self, starts: list[np.ndarray], mode: str) -> np.ndarray:
+        """ECC coarse to fine; at the first level in stages, at the last the final model.
+
+        Each start goes through the first level's stages; the one that ends with the highest
+        correlation there goes on (the search's best point is not always the right basin).
+        """
         stages = {"translation": ["translation"], "affine": ["translation", "rigid", "affine"],
                   "homography": ["translation", "rigid", "affine"]}[mode]
         final = {"translation": ["translation"], "affine": ["affine"], "homography": ["homography"]}[mode]
@@ -245,10 +254,18 @@ class _Problem:
             steps = list(stages) if index == 0 else []
             if index == last:
                 steps += [motion for motion in final if motion not in steps]
-            warp = level.to_warp(matrix)
-            for motion in steps:
-                warp = level.ecc_step(warp, motion)
-            matrix = level.to_full(np.linalg.inv(warp))
+            best_score, best = -np.inf, None
+            for matrix in (starts if index == 0 else [matrix]):
+                warp = level.to_warp(matrix)
+                for motion in steps:
+                    warp = level.ecc_step(warp, motion)
+                score = level.correlation(warp) if index == 0 and len(starts) > 1 else 0.0
+                if score > best_score:
+                    best_score, best = score, warp
+            matrix = level.to_full(np.linalg.inv(best))
+        level = self.levels[-1]
+        for _ in range(_POLISH_ROUNDS):
+            matrix = level.polish(matrix, final[-1])
         return matrix
 
     def confidence(self, matrix: np.ndarray) -> float:
@@ -282,8 +299,9 @@ class _Level:
         warp = np.linalg.inv(level)
         return warp / warp[2, 2]
 
-    def search(self, scales: np.ndarray, rotations: np.ndarray) -> np.ndarray:
-        """Best level moving -> fixed similarity over the grid, translation by NCC."""
+    def search(self, scales: np.ndarray, rotations: np.ndarray) -> list[np.ndarray]:
+        """The best distinct level moving -> fixed similarities over the grid (at most :data:`_STARTS`,
+        best first), translation by NCC."""
         height, width = self.shape
         fixed = orientation_features(self.fixed_image, 0.0, 0.0, channels=2)
         pad = int(round(0.5 * (1 - _TEMPLATE_KEEP) * max(height, width))) + 2
@@ -291,7 +309,7 @@ class _Level:
         tw, th = int(width * _TEMPLATE_KEEP), int(height * _TEMPLATE_KEEP)
         x0, y0 = (width - tw) // 2, (height - th) // 2
         centre = ((width - 1) / 2, (height - 1) / 2)
-        best_score, best = -np.inf, np.eye(3)
+        found = []
         for scale in scales:
             for angle in rotations:
                 rotation = np.vstack([cv2.getRotationMatrix2D(centre, float(angle), float(scale)), [0, 0, 1]])
@@ -299,10 +317,16 @@ class _Level:
                 template = orientation_features(turned, 0.0, 0.0, channels=2)[y0:y0 + th, x0:x0 + tw]
                 scores = cv2.matchTemplate(fixed, template, cv2.TM_CCOEFF_NORMED)
                 _, score, _, (px, py) = cv2.minMaxLoc(scores)
-                if score > best_score:
-                    shift = np.array([[1, 0, px - pad - x0], [0, 1, py - pad - y0], [0, 0, 1.0]])
-                    best_score, best = score, shift @ rotation
-        return best
+                shift = np.array([[1, 0, px - pad - x0], [0, 1, py - pad - y0], [0, 0, 1.0]])
+                found.append((score, shift @ rotation))
+        found.sort(key=lambda item: -item[0])
+        chosen: list[np.ndarray] = []
+        for _, matrix in found:
+            if all(_corner_shift(matrix, other, self.shape) > _STARTS_APART for other in chosen):
+                chosen.append(matrix)
+            if len(chosen) == _STARTS:
+                break
+        return chosen
 
     def ecc_step(self, warp: np.ndarray, motion: str) -> np.ndarray:
         """One ECC run; its result is kept only if it raises the correlation and is plausible.
@@ -325,6 +349,37 @@ class _Level:
         if moved > 0.25 * max(self.shape) or not plausible(np.linalg.inv(candidate), self.shape):
             return warp
         return candidate if self.correlation(candidate) >= before - 1e-4 else warp
+
+    def polish(self, full_matrix: np.ndarray, motion: str) -> np.ndarray:
+        """ECC on the moving image resampled into the fixed grid by ``full_matrix``, features recomputed there.
+
+        The features carry the gradient direction, which a warp of the feature image does not
+        turn: after a rotation the moving features disagree with the fixed ones in angle, and
+        resampling a scaled image changes its gradients. Recomputing them on the moving image
+        already brought into the fixed frame removes that bias; the residual is then small.
+        """
+        height, width = self.shape
+        level_matrix = self.fixed_map @ full_matrix @ np.linalg.inv(self.moving_map)
+        flags = cv2.INTER_LINEAR
+        moved = cv2.warpPerspective(self.moving_image, level_matrix, (width, height), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+        inside = cv2.warpPerspective(np.ones(self.shape, np.uint8), level_matrix, (width, height), flags=cv2.INTER_NEAREST)
+        inside = cv2.erode(inside, np.ones((3, 3), np.uint8), iterations=_BORDER_RING) & self.mask
+        if inside.sum() < 0.1 * inside.size:
+            return full_matrix
+        features = orientation_features(moved, _FEATURE_BLUR, _FEATURE_SMOOTH)
+        start = np.eye(3, dtype=np.float32) if motion == "homography" else np.eye(2, 3, dtype=np.float32)
+        try:
+            _, found = cv2.findTransformECCWithMask(
+                self.fixed_features, features, self.mask, inside, start, _MOTIONS[motion], _ECC_CRITERIA, 1,
+            )
+        except cv2.error:
+            return full_matrix
+        residual = np.eye(3)
+        residual[: found.shape[0]] = found
+        if _corner_shift(np.eye(3), residual, self.shape) > 0.05 * max(self.shape):
+            return full_matrix
+        candidate = self.to_full(np.linalg.inv(residual) @ level_matrix)
+        return candidate
 
     def correlation(self, warp: np.ndarray) -> float:
         """ECC's criterion: zero-mean normalized correlation of the features over the overlap."""
