@@ -20,11 +20,15 @@ Runs unchanged on a CPU machine and on a GPU machine. Variants (backend-precisio
 
 One model call on a batch of identical pairs (TNO pair 01 resized, or the example pair) is
 timed after a warm-up call: host-to-device copy, model, copy back (what the pipeline's compute
-stage does; reading and writing overlap with it). Median of ``--repeats``. The difference from
+stage does; reading and writing overlap with it). Median of ``--repeats``, the variants of one
+model, size and batch interleaved (each round times every variant once), so that their ratios
+hold on a busy machine. The difference from
 full precision (torch fp32, same size) is in grey levels (0-255): max and mean absolute, and
 the share of pixels within 1 grey level. A measurement predicted to overrun ``--budget-s`` (from
-the 640x480 batch-1 time of the same variant) is skipped and listed; the default budget keeps
-a GPU run well inside 8 minutes.
+the first time of the same variant, per pixel) is skipped and listed, and none starts once the
+budget is spent; the default budget keeps a GPU run well inside 8 minutes (exports of the fp32
+graphs included). The int8 calibration (CPU only, minutes on a small CPU) is not charged to the
+budget; ``--cache-dir`` keeps the exported files for the next run.
 """
 from __future__ import annotations
 
@@ -91,20 +95,39 @@ def batch_of(luma: np.ndarray, batch: int) -> np.ndarray:
     return np.ascontiguousarray(np.repeat(luma[None, None], batch, axis=0))
 
 
-def time_call(runner: ModelRunner, ir: np.ndarray, vis: np.ndarray, repeats: int) -> tuple[float, np.ndarray]:
-    """Median seconds of one model call (copy in, run, copy out) after a warm-up; and the output."""
-    def call() -> np.ndarray:
-        ir_t = torch.from_numpy(ir).to(runner.device)
-        vis_t = torch.from_numpy(vis).to(runner.device)
-        return runner(ir=ir_t, vis=vis_t).cpu().numpy()
+def model_call(runner: ModelRunner, ir: np.ndarray, vis: np.ndarray) -> np.ndarray:
+    """One model call as the pipeline's compute stage makes it: copy in, run, copy out."""
+    ir_t = torch.from_numpy(ir).to(runner.device)
+    vis_t = torch.from_numpy(vis).to(runner.device)
+    out = runner(ir=ir_t, vis=vis_t).cpu().numpy()
+    if runner.device.type == "cuda":
+        torch.cuda.synchronize(runner.device)
+    return out
 
-    out = call()
-    times = []
+
+def time_interleaved(runners: dict[str, ModelRunner], ir: np.ndarray, vis: np.ndarray,
+                     repeats: int) -> dict[str, tuple[float, np.ndarray] | str]:
+    """Median seconds of one call of each runner, after a warm-up call each, and its output.
+
+    The repeats are interleaved (each round calls every runner once, in turn), so that load
+    from other processes falls on all variants alike and their ratios stay meaningful.
+    """
+    outputs: dict[str, np.ndarray] = {}
+    results: dict[str, tuple[float, np.ndarray] | str] = {}
+    for name, runner in runners.items():
+        try:
+            outputs[name] = model_call(runner, ir, vis)
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            results[name] = "out of GPU memory"
+    times: dict[str, list[float]] = {name: [] for name in outputs}
     for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), out
+        for name in outputs:
+            start = time.perf_counter()
+            model_call(runners[name], ir, vis)
+            times[name].append(time.perf_counter() - start)
+    results.update({name: (statistics.median(times[name]), outputs[name]) for name in outputs})
+    return results
 
 
 def grey_difference(out: np.ndarray, reference: np.ndarray) -> tuple[float, float, float]:
@@ -147,8 +170,10 @@ def build_variants(model_name: str, device: torch.device, args: argparse.Namespa
         if not int8_file.exists():
             start = time.perf_counter()
             export_onnx(model_name, int8_file, precision="int8", calibration=spec, calibration_pairs=count, data_root=root)
-            print(f"  [{model_name}: int8 export with {count} calibration pair(s) took {time.perf_counter() - start:.0f} s]",
-                  flush=True)
+            spent = time.perf_counter() - start
+            args.calibration_seconds += spent  # not charged to the budget (CPU only; --cache-dir keeps the file)
+            print(f"  [{model_name}: int8 export with {count} calibration pair(s) took {spent:.0f} s, not counted "
+                  "in the budget]", flush=True)
         variants["onnxruntime-int8"] = ModelRunner(OnnxModel(int8_file, device), device=device)
     if args.tensorrt:
         for fp16 in (False, True):
@@ -185,26 +210,37 @@ def measure_model(model_name: str, device: torch.device, args: argparse.Namespac
     for size in sizes:
         ir_luma, vis_luma = resized(pair[0], size), resized(pair[1], size)
         for batch in batches:
+            group: dict[str, ModelRunner] = {}
+            group_rows: dict[str, Row] = {}
+            planned = 0.0  # predicted seconds of the variants admitted to this group so far
             for name, runner in variants.items():
                 row = Row(model_name, name, f"{size[1]}x{size[0]}", batch)
                 rows.append(row)
                 if isinstance(runner, str):
                     row.note = runner
                     continue
+                if time.perf_counter() + planned > deadline + args.calibration_seconds:
+                    row.note = "skipped: the budget is spent"
+                    continue
                 if name in unit_cost:
                     predicted = unit_cost[name] * size[0] * size[1] * batch * (args.repeats + 1)
-                    if time.perf_counter() + predicted > deadline:
+                    if time.perf_counter() + planned + predicted > deadline + args.calibration_seconds:
                         row.note = f"skipped: would take ~{predicted:.0f} s, past the budget"
                         continue
-                try:
-                    seconds, out = time_call(runner, batch_of(ir_luma, batch), batch_of(vis_luma, batch), args.repeats)
-                except torch.cuda.OutOfMemoryError:
-                    torch.cuda.empty_cache()
-                    row.note = "out of GPU memory"
+                    planned += predicted
+                group[name], group_rows[name] = runner, row
+            if not group:
+                continue
+            results = time_interleaved(group, batch_of(ir_luma, batch), batch_of(vis_luma, batch), args.repeats)
+            for name, result in results.items():
+                row = group_rows[name]
+                if isinstance(result, str):
+                    row.note = result
                     continue
-                unit_cost.setdefault(name, seconds / (size[0] * size[1]))
+                seconds, out = result
+                unit_cost.setdefault(name, seconds / (size[0] * size[1] * batch))
                 row.seconds = seconds / batch
-                if name == "torch-fp32" and batch == batches[0]:
+                if name == "torch-fp32" and size not in references:
                     references[size] = out[0, 0]
                 if size in references:
                     row.max_diff, row.mean_diff, row.within1 = grey_difference(out, references[size])
@@ -238,6 +274,7 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, help="keep the exported ONNX files here between runs")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
+    args.calibration_seconds = 0.0
 
     start = time.perf_counter()
     deadline = start + args.budget_s
@@ -248,7 +285,7 @@ def main() -> None:
     import contrafuse
 
     print(f"contrafuse {contrafuse.__version__}, torch {torch.__version__}, {describe_device(device)}, "
-          f"{platform.processor() or platform.machine()}; input: {source}; median of {args.repeats} after a warm-up; "
+          f"{platform.processor() or platform.machine()}; input: {source}; median of {args.repeats} interleaved calls after a warm-up; "
           f"budget {args.budget_s:.0f} s", flush=True)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as scratch:

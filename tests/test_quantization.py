@@ -23,8 +23,9 @@ from contrafuse.io import read_image  # noqa: E402
 from contrafuse.quantization import QuantizationError  # noqa: E402
 from contrafuse.runtime import ModelRunner, PrecisionError  # noqa: E402
 
-# int8 against fp32 on the centre 384x288 of TNO pair 01, in grey levels, calibrated on 2 pairs
-# here (16 by default): measured mean 1.39, 99th percentile 4, max 7.
+# int8 against fp32 on the centre 384x288 of TNO pair 01, in grey levels, calibrated on 5 pairs
+# here (16 by default; more than 4, the chunk ONNX Runtime 1.32 used to drop): measured mean 1.39,
+# 99th percentile 4, max 7.
 INT8_MEAN_BOUND, INT8_P99_BOUND = 2.0, 8.0
 
 
@@ -32,7 +33,7 @@ INT8_MEAN_BOUND, INT8_P99_BOUND = 2.0, 8.0
 def int8_file(shared_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("int8") / "cs2fusion_int8.onnx"
     status = main(["export", "--model", "cs2fusion", "--precision", "int8", "--calibration", "roadscene:train",
-                   "--calibration-pairs", "2", "--data-root", str(shared_dir / "data"), "--out", str(out)])
+                   "--calibration-pairs", "5", "--data-root", str(shared_dir / "data"), "--out", str(out)])
     assert status == 0
     return out
 
@@ -41,8 +42,8 @@ def test_metadata_records_precision_calibration_and_float_nodes(int8_file, share
     meta = {p.key: p.value for p in onnx.load(str(int8_file)).metadata_props}
     train = dataset_pairs("roadscene", "train", shared_dir / "data")
     assert meta["contrafuse_precision"] == "int8" and meta["contrafuse_model"] == "cs2fusion"
-    assert meta["int8_calibration"].startswith("roadscene:train: 2 pairs (") and train[0].name in meta["int8_calibration"]
-    assert "per output channel" in meta["int8_method"] and "MinMax" in meta["int8_method"]
+    assert meta["int8_calibration"].startswith("roadscene:train: 5 pairs (") and train[0].name in meta["int8_calibration"]
+    assert "per output channel" in meta["int8_method"] and "Percentile (99.999 %) calibration" in meta["int8_method"]
     assert "kept float32" in meta["int8_float_nodes"] and "gates" in meta["int8_float_nodes"]
 
 
