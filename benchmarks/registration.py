@@ -35,6 +35,7 @@ import json
 import sys
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -266,34 +267,34 @@ def table(results: list[Result], times: dict[tuple[str, str], float], families: 
     return "\n".join(lines)
 
 
-def per_dataset(results: list[Result], families: list[str]) -> str:
-    lines = ["| family | " + " | ".join(f"{d} ≤{TOLERANCE:g} px (dataset / re-reg.)" for d, _ in DATASETS) + " |",
-             "|---|" + "---:|" * len(DATASETS)]
-    for family in families:
-        cells = []
-        for dataset, _ in DATASETS:
-            rows = [r for r in results if r.family == family and r.method == "contrafuse" and r.dataset == dataset]
-            if not rows:
-                cells.append("-")
-                continue
-            data = np.mean([r.error_dataset <= TOLERANCE for r in rows]) * 100
-            rereg = np.mean([r.error_reregistered <= TOLERANCE for r in rows]) * 100
-            cells.append(f"{data:.0f} % / {rereg:.0f} % (n={len(rows)})")
-        lines.append(f"| {family} | " + " | ".join(cells) + " |")
+def family_by_dataset(families: list[str], corner: str, column: Callable[[str], str],
+                      row: Callable[[str], str], cell: Callable[[str, str], str]) -> str:
+    """A table with a row per family and a column per dataset."""
+    lines = [f"| {corner} | " + " | ".join(column(d) for d, _ in DATASETS) + " |", "|---|" + "---:|" * len(DATASETS)]
+    lines += [f"| {row(family)} | " + " | ".join(cell(family, d) for d, _ in DATASETS) + " |" for family in families]
     return "\n".join(lines)
+
+
+def per_dataset(results: list[Result], families: list[str]) -> str:
+    def cell(family: str, dataset: str) -> str:
+        rows = [r for r in results if r.family == family and r.method == "contrafuse" and r.dataset == dataset]
+        if not rows:
+            return "-"
+        data = np.mean([r.error_dataset <= TOLERANCE for r in rows]) * 100
+        rereg = np.mean([r.error_reregistered <= TOLERANCE for r in rows]) * 100
+        return f"{data:.0f} % / {rereg:.0f} % (n={len(rows)})"
+
+    return family_by_dataset(families, "family", lambda d: f"{d} ≤{TOLERANCE:g} px (dataset / re-reg.)", str, cell)
 
 
 def source_residuals(results: list[Result], families: list[str]) -> str:
     """How far each dataset's own alignment is from the re-registered one (mean corner px)."""
-    lines = ["| family (model) | " + " | ".join(f"{d}: median px, > {TOLERANCE:g} px" for d, _ in DATASETS) + " |",
-             "|---|" + "---:|" * len(DATASETS)]
-    for family in families:
-        cells = []
-        for dataset, _ in DATASETS:
-            values = [r.source_residual for r in results if r.family == family and r.method == results[0].method and r.dataset == dataset]
-            cells.append(f"{np.median(values):.1f}, {100 * np.mean(np.array(values) > TOLERANCE):.0f} %" if values else "-")
-        lines.append(f"| {family} ({FAMILY_MODE[family]}) | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    def cell(family: str, dataset: str) -> str:
+        values = [r.source_residual for r in results if r.family == family and r.method == results[0].method and r.dataset == dataset]
+        return f"{np.median(values):.1f}, {100 * np.mean(np.array(values) > TOLERANCE):.0f} %" if values else "-"
+
+    return family_by_dataset(families, "family (model)", lambda d: f"{d}: median px, > {TOLERANCE:g} px",
+                             lambda family: f"{family} ({FAMILY_MODE[family]})", cell)
 
 
 def load_cases(limit: int | None, families: list[str], seed: int, root: str | None, datasets: list[str]) -> list[Case]:
