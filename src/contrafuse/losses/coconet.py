@@ -66,6 +66,44 @@ def entropy_measure(x: Tensor) -> Tensor:
     return -(p * torch.log2(p.clamp_min(1e-30))).sum(1) + 1e-4
 
 
+def _official_view(x: Tensor) -> Tensor:
+    return x
+
+
+def _pooled_view(factor: int) -> Callable[[Tensor], Tensor]:
+    def view(x: Tensor) -> Tensor:
+        return F.avg_pool2d(x, factor, ceil_mode=True) if min(x.shape[-2:]) >= factor else x
+    return view
+
+
+def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
+    """Separable Gaussian blur of ``(B, 1, H, W)`` with replicated borders (taps to 3 sigma)."""
+    taps = torch.from_numpy(gaussian_taps(2 * int(3 * sigma + 0.5) + 1, sigma)).to(x)
+    pad = taps.numel() // 2
+    x = F.pad(x, (pad, pad, 0, 0), mode="replicate") if x.shape[-1] > 1 else x.expand(*x.shape[:-1], 1 + 2 * pad)
+    x = F.conv2d(x, taps.view(1, 1, 1, -1))
+    x = F.pad(x, (0, 0, pad, pad), mode="replicate") if x.shape[-2] > 1 else x.expand(*x.shape[:-2], 1 + 2 * pad, x.shape[-1])
+    return F.conv2d(x, taps.view(1, 1, -1, 1))
+
+
+def local_information(x: Tensor, brightness: float = 1.0) -> Tensor:
+    """Per-pixel information map ``(B, 1, H, W)`` of ``x`` on [-1, 1]: local edge richness
+    (Sobel magnitude of a sigma-1 low-pass, averaged over a sigma-4 neighbourhood, the SSIM
+    window's reach) plus ``brightness`` x the local mean on [0, 1]."""
+    smooth = gaussian_blur(x, 1.0)
+    kernels = torch.stack([_SOBEL_X, _SOBEL_X.t()]).unsqueeze(1).to(x)
+    edges = F.conv2d(F.pad(smooth, (1, 1, 1, 1), mode="replicate"), kernels).abs().sum(1, keepdim=True)
+    return gaussian_blur(edges, 4.0) + brightness * gaussian_blur(x * 0.5 + 0.5, 4.0)
+
+
+LOCAL = "local"  # per-pixel maps of local_information (ours)
+LOCAL_BRIGHTNESS = 1.0
+MEASURES: dict[str, Callable[[Tensor], Tensor]] = {  # per-sample measures on a view of the patch
+    "official": _official_view,
+    "coarse4": _pooled_view(4),
+}
+
+
 def data_sensitive_weights(s1: Tensor, s2: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
     """(w1, w2) = softmax(s1 / (c (s1 + s2)), s2 / (c (s1 + s2))) per sample.
 
@@ -85,19 +123,26 @@ def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> Tenso
 
 
 def ssim_per_sample(x: Tensor, y: Tensor, window_size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> Tensor:
-    """Mean SSIM of each sample, ``(B, 1, H, W)`` in [0, 1] twice -> ``(B,)``.
+    """Mean SSIM of each sample, ``(B, 1, H, W)`` in [0, 1] twice -> ``(B,)`` (see :func:`ssim_map`)."""
+    return ssim_map(x, y, window_size, sigma).flatten(1).mean(1)
+
+
+def ssim_map(x: Tensor, y: Tensor, window_size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> Tensor:
+    """The SSIM map ``(B, 1, H, W)`` of ``(B, 1, H, W)`` images in [0, 1].
 
     11x11 Gaussian window (sigma 1.5) with zero padding (the statistics near the border see
     zeros, as in ``pytorch_ssim``, which the official code uses), C1 = 0.01^2, C2 = 0.03^2.
     """
-    window = gaussian_window(window_size, sigma).to(x)[None, None]
+    taps = torch.from_numpy(gaussian_taps(window_size, sigma)).to(x)
     pad = window_size // 2
-    stats = F.conv2d(torch.cat([x, y, x * x, y * y, x * y], 0), window, padding=pad).chunk(5)
+    stacked = torch.cat([x, y, x * x, y * y, x * y], 0)
+    # the 2-D window is separable, and so is its zero padding: two 1-D passes give the same statistics
+    rows = F.conv2d(stacked, taps.view(1, 1, 1, -1), padding=(0, pad))
+    stats = F.conv2d(rows, taps.view(1, 1, -1, 1), padding=(pad, 0)).chunk(5)
     mu_x, mu_y, xx, yy, xy = stats
     var_x, var_y, cov = xx - mu_x**2, yy - mu_y**2, xy - mu_x * mu_y
     c1, c2 = 0.01**2, 0.03**2
-    ssim = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
-    return ssim.flatten(1).mean(1)
+    return ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
 
 
 class SourceWeights(NamedTuple):
@@ -112,9 +157,18 @@ class SourceWeights(NamedTuple):
 @torch.no_grad()
 def source_weights(
     *, ir: Tensor, vis: Tensor, gradient_temperature: float = GRADIENT_TEMPERATURE,
-    entropy_temperature: float = ENTROPY_TEMPERATURE,
+    entropy_temperature: float = ENTROPY_TEMPERATURE, measure: str = "official", brightness: float = LOCAL_BRIGHTNESS,
 ) -> SourceWeights:
     """The data-sensitive weights of a batch of source pairs on [-1, 1] (no gradients)."""
+    if measure not in (*MEASURES, LOCAL):
+        raise ValueError(f"measure must be one of {', '.join((*MEASURES, LOCAL))}, got {measure!r}")
+    if measure == LOCAL:
+        i_vis, i_ir = local_information(vis, brightness), local_information(ir, brightness)
+        g_vis, g_ir = data_sensitive_weights(i_vis, i_ir, gradient_temperature)
+        e_vis, e_ir = data_sensitive_weights(i_vis, i_ir, entropy_temperature)
+        return SourceWeights(g_ir, g_vis, e_ir, e_vis)
+    view = MEASURES[measure]
+    ir, vis = view(ir), view(vis)
     g_vis, g_ir = data_sensitive_weights(gradient_measure(vis), gradient_measure(ir), gradient_temperature)
     e_vis, e_ir = data_sensitive_weights(entropy_measure(vis), entropy_measure(ir), entropy_temperature)
     return SourceWeights(g_ir, g_vis, e_ir, e_vis)
@@ -134,18 +188,22 @@ def base_loss(
     vis: Tensor,
     gradient_temperature: float = GRADIENT_TEMPERATURE,
     entropy_temperature: float = ENTROPY_TEMPERATURE,
+    measure: str = "official",
+    brightness: float = LOCAL_BRIGHTNESS,
 ) -> BaseLoss:
     """L_base = 20 * mean_n[wg_vis (1 - SSIM(vis, f)) + wg_ir (1 - SSIM(ir, f))]
     + mean_n[we_vis MSE(f, vis) + we_ir MSE(f, ir)].
 
     All ``(B, 1, H, W)`` on [-1, 1]; the MSE is on that scale, the SSIM on [0, 1].
     """
-    w = source_weights(ir=ir, vis=vis, gradient_temperature=gradient_temperature, entropy_temperature=entropy_temperature)
+    w = source_weights(ir=ir, vis=vis, gradient_temperature=gradient_temperature, entropy_temperature=entropy_temperature,
+                       measure=measure, brightness=brightness)
     to01 = lambda t: t * 0.5 + 0.5  # noqa: E731
     f01 = to01(fused)
-    structure = (w.gradient_vis * (1 - ssim_per_sample(to01(vis), f01)) + w.gradient_ir * (1 - ssim_per_sample(to01(ir), f01))).mean()
-    mse = lambda a, b: (a - b).pow(2).flatten(1).mean(1)  # noqa: E731
-    intensity = (w.entropy_vis * mse(fused, vis) + w.entropy_ir * mse(fused, ir)).mean()
+    per_pixel = lambda t: t if t.ndim == 4 else t.view(-1, 1, 1, 1)  # noqa: E731
+    structure = (per_pixel(w.gradient_vis) * (1 - ssim_map(to01(vis), f01))
+                 + per_pixel(w.gradient_ir) * (1 - ssim_map(to01(ir), f01))).mean()
+    intensity = (per_pixel(w.entropy_vis) * (fused - vis).pow(2) + per_pixel(w.entropy_ir) * (fused - ir).pow(2)).mean()
     return BaseLoss(SSIM_WEIGHT * structure + intensity, structure, intensity, w)
 
 

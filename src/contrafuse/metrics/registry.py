@@ -93,6 +93,9 @@ _METRICS = [
     MetricInfo("BG_VIS", "mean |F - VIS| outside the infrared saliency mask: background kept", LOWER,
                "F, B, 0..255", "background of A's mask, against B", regions.background_distance_to_vis,
                {"cddfuse": _SAME + " (ours)", "matlab": _SAME + " (ours)"}, default=False),
+    MetricInfo("OUT25", "artifacts: % of pixels more than 25 grey levels brighter than both sources or darker than both",
+               LOWER, "F, A, B, 0..255", "per pixel against both", regions.outside_both_share,
+               {"cddfuse": _SAME + " (ours)", "matlab": _SAME + " (ours)"}, default=False),
 ]
 
 REGISTRY: dict[str, MetricInfo] = {m.name: m for m in _METRICS}

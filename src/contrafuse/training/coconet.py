@@ -28,7 +28,10 @@ from torch.utils.data import Dataset
 from ..color import luma01
 from ..data import PairFiles, PatchPairs
 from ..data.masks import MaskSource
-from ..losses.coconet import ENTROPY_TEMPERATURE, GRADIENT_TEMPERATURE, SourceWeights, base_loss, coupled_contrastive_loss
+from ..losses.coconet import (
+    ENTROPY_TEMPERATURE, GRADIENT_TEMPERATURE, LOCAL, LOCAL_BRIGHTNESS, MEASURES, SourceWeights, base_loss,
+    coupled_contrastive_loss,
+)
 from ..models import create_model
 from ..models.vgg import DEFAULT_VGG_SEED, VGGLossFeatures, vgg_source_description
 from .config import ConfigError, DataConfig, LoopConfig, TrainConfig, check_betas, check_rate, finite, require
@@ -51,8 +54,15 @@ class CoCoNetOptim:
 
 @dataclass
 class CoCoNetLoss:
-    c1: float = GRADIENT_TEMPERATURE  # softmax temperature of the gradient (SSIM) weights
-    c2: float = ENTROPY_TEMPERATURE  # softmax temperature of the entropy (MSE) weights
+    # what the data-sensitive weights measure: "local" (ours: per-pixel edge richness after a
+    # light low-pass plus local brightness, docs/coconet.md), "official" (per-patch Sobel gradient
+    # and histogram entropy, the released code), "coarse4" (the official measures on a 4x pooled patch)
+    measure: str = LOCAL
+    brightness: float = LOCAL_BRIGHTNESS  # weight of the local brightness in the "local" measure
+    # softmax temperatures of the gradient (SSIM) and entropy (MSE) weights; None: the measure's own
+    # (official 0.5 / 0.75, the released settings; local 0.25 / 0.25, chosen by the pixel-optimum probe)
+    c1: float | None = None
+    c2: float | None = None
     contrast: float = 1.0  # weight of L_fg + L_bg in stage 2
 
 
@@ -82,12 +92,24 @@ class CoCoNetConfig(TrainConfig):
     model_name: str = "coconet"  # registry name of the export: coconet or coconet-medical
 
 
+MEASURE_TEMPERATURES = {LOCAL: (0.25, 0.25)}  # other measures: the released (GRADIENT_, ENTROPY_TEMPERATURE)
+
+
+def loss_temperatures(loss: CoCoNetLoss) -> tuple[float, float]:
+    """(c1, c2) of a loss section: the values set, else the measure's defaults."""
+    c1, c2 = MEASURE_TEMPERATURES.get(loss.measure, (GRADIENT_TEMPERATURE, ENTROPY_TEMPERATURE))
+    return (c1 if loss.c1 is None else loss.c1), (c2 if loss.c2 is None else loss.c2)
+
+
 def check_config(cfg: CoCoNetConfig) -> None:
     """Range checks of the CoCoNet sections (the engine checks the shared ones)."""
     check_rate(cfg.optim.lr, "optim.lr")
     check_betas(cfg.optim.betas, "optim.betas")
-    for key in ("c1", "c2", "contrast"):
+    require(cfg.loss.measure in (LOCAL, *MEASURES), "loss.measure", f"one of {', '.join((LOCAL, *MEASURES))}", cfg.loss.measure)
+    for key in ("c1", "c2", "contrast", "brightness"):
         value = getattr(cfg.loss, key)
+        if value is None and key in ("c1", "c2"):
+            continue
         require(finite(value) and value >= 0, f"loss.{key}", "a finite number >= 0", value)
     s = cfg.stages
     if s.base_steps < 0 or s.contrastive_steps < 0 or s.base_steps + s.contrastive_steps != cfg.train.steps:
@@ -183,7 +205,9 @@ class CoCoNetRecipe(Recipe):
         cfg: CoCoNetConfig = self.cfg
         vis, ir = batch["vis"] * 2 - 1, batch["ir"] * 2 - 1
         fused = models["net"](ir=ir, vis=vis)
-        base = base_loss(fused, ir=ir, vis=vis, gradient_temperature=cfg.loss.c1, entropy_temperature=cfg.loss.c2)
+        c1, c2 = loss_temperatures(cfg.loss)
+        base = base_loss(fused, ir=ir, vis=vis, gradient_temperature=c1, entropy_temperature=c2,
+                         measure=cfg.loss.measure, brightness=cfg.loss.brightness)
         losses: dict[str, Any] = {"base": base.total.detach(), "ssim": base.structure.detach(),
                                   "intensity": base.intensity.detach(), **region_watches(fused, ir=ir, vis=vis, mask=batch["mask"]),
                                   **weight_watches(base.weights)}

@@ -23,6 +23,9 @@ from ..errors import ContrafuseError
 
 T = TypeVar("T")
 
+# the nine metrics of the field's comparison tables (README), what a validation score ranks by default
+PAPER_METRICS = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM")
+
 
 class ConfigError(ContrafuseError):
     """A configuration file or override does not fit the config dataclass."""
@@ -69,12 +72,20 @@ class LoopConfig:
 class ValidationConfig:
     """Validation during training: metrics and a grid of fused samples every ``every`` steps.
 
-    The pairs come from ``split`` (another split of ``data.dataset``), from two folders
-    (``ir_dir``, ``vis_dir``, optional ``manifest``), or from the training pairs themselves:
-    ``holdout`` takes the last N of them (sorted by name) out of training.
+    The pairs come from ``datasets`` (named datasets as ``name:split``, e.g. ``llvip:test``;
+    their pairs are named ``name/pair``), from ``split`` (another split of ``data.dataset``), from
+    two folders (``ir_dir``, ``vis_dir``, optional ``manifest``), or from the training pairs
+    themselves: ``holdout`` takes the last N of them (sorted by name) out of training.
+
+    Every validation has a score (lower is better; :mod:`contrafuse.training.validation`): with a
+    ``panel`` of registered models (shipped weights, fused and scored once per run), the mean
+    rank of the current weights among them over ``score_metrics``; without one, minus the mean
+    relative gain over ``score_metrics`` since the run's first validation. ``keep_best`` exports
+    the best-scoring weights to ``best/`` beside the last ones.
     """
 
     every: int = 0  # steps between validations (0: off); also at the start of a fresh run and at the end
+    datasets: list[str] = field(default_factory=list)  # named datasets "name:split"
     split: str | None = None
     ir_dir: str | None = None
     vis_dir: str | None = None
@@ -85,6 +96,9 @@ class ValidationConfig:
     metrics: list[str] = field(default_factory=lambda: ["default"])
     convention: str = "cddfuse"
     at_start: bool = True  # validate the starting weights too (the baseline of a fine-tuning run)
+    panel: list[str] = field(default_factory=list)  # registered models to rank against: "name" (shipped weights) or "name=FILE"
+    score_metrics: list[str] = field(default_factory=lambda: list(PAPER_METRICS))
+    keep_best: bool = True  # export the best-scoring weights to best/ beside the last ones
 
 
 @dataclass
@@ -133,10 +147,16 @@ def check_loop(cfg: TrainConfig) -> None:
     from .. import metrics
 
     require(v.convention in metrics.CONVENTIONS, "validation.convention", f"one of {', '.join(metrics.CONVENTIONS)}", v.convention)
-    try:
-        metrics.resolve_names(v.metrics)
-    except ValueError as exc:
-        raise ConfigError(f"validation.metrics: {exc}") from None
+    for key in ("metrics", "score_metrics"):
+        try:
+            metrics.resolve_names(getattr(v, key))
+        except ValueError as exc:
+            raise ConfigError(f"validation.{key}: {exc}") from None
+    if v.panel:
+        from ..models import list_models
+
+        unknown = [m for m in v.panel if m.partition("=")[0] not in list_models()]
+        require(not unknown, "validation.panel", f"registered models ({', '.join(list_models())})", v.panel)
 
 
 def check_rate(value: float, key: str) -> None:

@@ -33,6 +33,7 @@ from .config import (
 from .recipe import Recipe, Stage, get_recipe, unwrap, validation_pairs
 from .runfolder import LOG_NAME, RunLock, check_run_folder, clear_run, trim_log
 from .sampling import SampleStream
+from ..evaluation import finite_or_none
 from .validation import ValidationLog, Validator
 
 # Config keys that may change when a run is resumed (they do not change the steps it takes).
@@ -43,6 +44,7 @@ RESUMABLE_CHANGES = (
 # Validation only watches the run; holding pairs out of training changes it.
 RESUMABLE_PREFIXES = ("validation.",)
 NOT_RESUMABLE = ("validation.holdout",)
+BEST_FOLDER = "best"  # the best-scoring validated weights, beside the last ones (runfolder.RUN_FOLDERS)
 
 StepCallback = Callable[[int, dict[str, float]], None]
 
@@ -415,7 +417,10 @@ def restore_states(checkpoint: dict[str, Any], recipe: Recipe, models: dict, opt
 def export_weights(
     out_dir: Path, recipe: Recipe, cfg: TrainConfig, models: dict[str, nn.Module], dataset: Any,
     steps: int, elapsed: float, process: Process, init: dict[str, str] | None = None,
+    validation: dict[str, Any] | None = None,
 ) -> Path:
+    """The recipe's inference model as ``out_dir/<model>.safetensors`` with the run's metadata
+    (``validation``: the validation that chose these weights, for ``best/``)."""
     module, model_name = recipe.export_model({k: unwrap(m) for k, m in models.items()}, cfg)
     names = list(getattr(dataset, "names", []))
     metadata = {
@@ -432,6 +437,8 @@ def export_weights(
     }
     if init:
         metadata["init"] = json.dumps(init)
+    if validation:
+        metadata["validation"] = json.dumps(validation)
     return save_weights(module, out_dir / f"{model_name}.safetensors", metadata, overwrite=True)
 
 
@@ -525,12 +532,15 @@ def _prepare(cfg: TrainConfig, out_dir: Path, resume: bool, overwrite: bool, pro
 
 
 def _validate(run: _Prepared, cfg: TrainConfig, models: dict[str, nn.Module], step: int, log: RunLog,
-              records: ValidationLog | None, process: Process) -> None:
+              records: ValidationLog | None, process: Process, out_dir: Path, started: float) -> None:
     """One validation on the main process (the others wait for it)."""
     if process.is_main and run.validator is not None and records is not None:
         plain = {k: unwrap(m) for k, m in models.items()}
         result = run.validator.run(lambda: run.recipe.export_model(plain, cfg)[0], step)
-        records.add(result)
+        if records.add(result) and cfg.validation.keep_best:
+            elapsed = run.elapsed_before + time.perf_counter() - started
+            chosen = {"step": step, "score": result.score, "means": {k: finite_or_none(v) for k, v in result.means.items()}}
+            export_weights(out_dir / BEST_FOLDER, run.recipe, cfg, models, run.dataset, step, elapsed, process, run.init, chosen)
         log.validation(step, result.means, result.grid)
     if process.distributed:
         dist.barrier()
@@ -553,6 +563,8 @@ def _run(cfg: TrainConfig, out_dir: Path, resume: bool, overwrite: bool, on_step
             if run.start > 0:
                 trim_log(out_dir, run.start)
         records = ValidationLog(out_dir, run.start if run.start > 0 else None) if process.is_main and run.validator else None
+        if records is not None:
+            run.validator.resume(records.lines)
         log = RunLog(out_dir, cfg, process, run.start, cfg.train.steps)
         try:
             _loop(run, cfg, models, log, records, process, checkpoint_path, started, on_step_end)
@@ -574,7 +586,7 @@ def _loop(run: _Prepared, cfg: TrainConfig, models: dict[str, nn.Module], log: R
     meter = LossMeter()
     run.last_losses = {}
     if run.start == 0 and cfg.validation.at_start:
-        _validate(run, cfg, models, 0, log, records, process)
+        _validate(run, cfg, models, 0, log, records, process, checkpoint_path.parent, started)
     loader = iter(make_loader(run.dataset, cfg, process, run.start)) if run.start < cfg.train.steps else iter(())
     for step in range(run.start, cfg.train.steps):
         stage, stage_start = stage_of(run.stages, step)
@@ -593,7 +605,7 @@ def _loop(run: _Prepared, cfg: TrainConfig, models: dict[str, nn.Module], log: R
             logged = run.last_losses = meter.averages(process)
             log.record(done, logged, current_lrs(optimizers), run.elapsed_before + time.perf_counter() - started)
         if run.validator is not None and run.validator.due(done):
-            _validate(run, cfg, models, done, log, records, process)  # before the checkpoint: a resume never skips it
+            _validate(run, cfg, models, done, log, records, process, checkpoint_path.parent, started)  # before the checkpoint: a resume never skips it
         if done % cfg.train.checkpoint_every == 0 or done == cfg.train.steps:
             elapsed = run.elapsed_before + time.perf_counter() - started
             write_checkpoint(checkpoint_path, recipe, cfg, models, optimizers, schedulers, done, elapsed, process, run.init)

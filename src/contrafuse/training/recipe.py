@@ -48,7 +48,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import Dataset
 
-from ..data import PairFiles, custom_pairs, dataset_pairs
+from ..data import DatasetError, PairFiles, custom_pairs, dataset_pairs
 from ..models import create_model, default_weights_path
 from .config import ConfigError, DataConfig, TrainConfig
 
@@ -214,7 +214,9 @@ def validation_pairs(cfg: TrainConfig) -> list[PairFiles]:
     from ..bench.grid import choose_pairs
 
     v = cfg.validation
-    if v.ir_dir or v.vis_dir:
+    if v.datasets:
+        pairs = [pair for spec in v.datasets for pair in named_validation_pairs(spec, cfg.data.root)]
+    elif v.ir_dir or v.vis_dir:
         if not (v.ir_dir and v.vis_dir):
             raise ConfigError("validation.ir_dir and validation.vis_dir go together")
         pairs = custom_pairs(v.ir_dir, v.vis_dir, v.manifest)
@@ -232,6 +234,16 @@ def validation_pairs(cfg: TrainConfig) -> list[PairFiles]:
     pairs = [by_name[n] for n in choose_pairs(list(by_name), v.pairs or len(pairs))]
     check_held_out(pairs, training_pairs(cfg, cfg.data.split))
     return pairs
+
+
+def named_validation_pairs(spec: str, root: str | None) -> list[PairFiles]:
+    """The pairs of ``name:split`` (``name`` alone: its ``test`` split), named ``name/pair``."""
+    name, _, split = spec.partition(":")
+    try:
+        pairs = dataset_pairs(name, split or "test", root)
+    except DatasetError as exc:
+        raise ConfigError(f"validation.datasets: {spec}: {exc}") from None
+    return [PairFiles(f"{name}/{p.name}", p.ir, p.vis) for p in pairs]
 
 
 def check_held_out(validation: list[PairFiles], training: list[PairFiles]) -> None:

@@ -27,7 +27,7 @@ from .validation import read_jsonl
 LOG_NAME = "log.jsonl"
 LOCK_NAME = ".contrafuse-train.lock"
 RUN_FILES = (CHECKPOINT_NAME, LOG_NAME, VALIDATION_LOG)
-RUN_FOLDERS = (VALIDATION_FOLDER, "tensorboard")
+RUN_FOLDERS = (VALIDATION_FOLDER, "tensorboard", "best")
 
 
 class RunFolderError(ContrafuseError):

@@ -3,9 +3,19 @@ metrics suite, and keep a small grid of fused samples.
 
 Written into the run folder (main process only)::
 
-    validation.jsonl                 one line per validation: step, pairs, failed, metric means
+    validation.jsonl                 one line per validation: step, pairs, failed, metric means, score
     validation/fused/<pair>.png      the latest validation's fused images (gray, what was scored)
     validation/step_000100.png       sample grid: one row per sample pair, columns IR | VIS | fused
+    validation/panel.json            with a panel: its models' metric means and ranks (made once per run)
+    validation/panel/<model>/...     the panel's fused images
+
+The score of a validation (``score`` in the log, lower is better):
+
+* with ``validation.panel``: the mean rank of the current weights among the panel's models over
+  ``validation.score_metrics`` (each metric's mean over the pairs ranks the models; ties share
+  the average rank; 1 is best on every metric);
+* without one: minus the mean relative gain over ``score_metrics`` since the run's first
+  validation (each metric's gain is signed so that better is positive).
 
 and, with ``train.tensorboard``, the same means as ``val/<metric>`` scalars and the grid as the
 ``val/samples`` image. A validation leaves every random number generator as it found it, so a
@@ -14,6 +24,7 @@ run with validation takes the same training steps as one without (and resumes ex
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -25,6 +36,7 @@ from torch import nn
 from .. import metrics
 from ..atomic import write_bytes, write_text
 from ..bench.grid import contact_sheet
+from ..bench.summary import best_and_ranks
 from ..data import dataset_info, folder_modalities
 from ..evaluation import finite_or_none, mean_and_std, score_many
 from ..fusion import FuseOptions, fuse_arrays
@@ -34,6 +46,8 @@ from .config import TrainConfig
 
 LOG_NAME = "validation.jsonl"
 FOLDER = "validation"
+PANEL_FILE = "panel.json"
+CURRENT = "current"  # the weights being validated, in the panel's table
 SAMPLE_WIDTH = 256  # pixels per cell of the sample grid
 
 
@@ -46,11 +60,12 @@ class ValidationResult:
     scored: int
     failed: dict[str, str]
     grid: Path | None
+    score: float = math.nan
 
     def record(self) -> dict[str, Any]:
-        """The ``validation.jsonl`` line (non-finite means as null)."""
+        """The ``validation.jsonl`` line (non-finite values as null)."""
         return {"step": self.step, "pairs": self.scored, "failed": len(self.failed),
-                **{k: finite_or_none(v) for k, v in self.means.items()}}
+                **{k: finite_or_none(v) for k, v in self.means.items()}, "score": finite_or_none(self.score)}
 
 
 def png_bytes(image: np.ndarray) -> bytes:
@@ -69,9 +84,18 @@ class Validator:
 
     def __init__(self, cfg: TrainConfig, pairs: list[PairFiles], out_dir: Path, device: torch.device) -> None:
         self.cfg, self.pairs, self.out_dir, self.device = cfg, pairs, out_dir, device
-        self.names = metrics.resolve_names(cfg.validation.metrics)
+        self.score_names = metrics.resolve_names(cfg.validation.score_metrics)
+        self.names = list(dict.fromkeys([*metrics.resolve_names(cfg.validation.metrics), *self.score_names]))
         self.options = FuseOptions(color="gray")  # the usual protocol: metrics on gray outputs
         self.titles = [*modalities(cfg), "fused"]
+        self.panel: dict[str, dict[str, float]] | None = None
+        self.first: dict[str, float] | None = None  # the run's first validation means (score without a panel)
+
+    def resume(self, lines: list[str]) -> None:
+        """Take up a resumed run's earlier validations (the first one anchors a panel-less score)."""
+        if lines and self.first is None:
+            record = json.loads(lines[0])
+            self.first = {k: float(record[k]) if record.get(k) is not None else math.nan for k in self.score_names}
 
     def due(self, done: int) -> bool:
         """True when step count ``done`` is a validation step (every N steps and the last one)."""
@@ -88,7 +112,54 @@ class Validator:
             restore_rng_state(state)
 
     def _validate(self, module: nn.Module, step: int) -> ValidationResult:
-        folder = self.out_dir / FOLDER / "fused"
+        if self.cfg.validation.panel and self.panel is None:
+            self.panel = self._panel_means()
+        means, scored, failed, samples = self._fuse_and_score(module, self.out_dir / FOLDER / "fused", self.cfg.validation.samples)
+        grid = None
+        if samples:
+            sheet = contact_sheet(samples, self.titles, SAMPLE_WIDTH)  # one row per sample: IR | VIS | fused
+            grid = write_bytes(self.out_dir / FOLDER / f"step_{step:06d}.png", png_bytes(sheet), overwrite=True)
+        return ValidationResult(step, means, scored, failed, grid, self.score(means))
+
+    def score(self, means: dict[str, float]) -> float:
+        """The validation score of metric ``means`` (module doc); lower is better."""
+        if self.panel is not None:
+            table = {**self.panel, CURRENT: means}
+            return best_and_ranks(table, self.score_names, list(table))[1][CURRENT]
+        if self.first is None:
+            self.first = {k: means.get(k, math.nan) for k in self.score_names}
+        gains = []
+        for name in self.score_names:
+            start, now = self.first.get(name, math.nan), means.get(name, math.nan)
+            if math.isfinite(start) and math.isfinite(now) and start != 0:
+                sign = 1.0 if metrics.metric_info(name).direction == "higher" else -1.0
+                gains.append(sign * (now - start) / abs(start))
+        return -float(np.mean(gains)) if gains else math.nan
+
+    def _panel_means(self) -> dict[str, dict[str, float]]:
+        """Fuse and score the pairs once with every panel model, or read what an earlier start of this run made."""
+        path = self.out_dir / FOLDER / PANEL_FILE
+        key = {"pairs": [p.name for p in self.pairs], "panel": list(self.cfg.validation.panel), "metrics": self.names,
+               "convention": self.cfg.validation.convention}
+        if path.is_file():
+            saved = json.loads(path.read_text())
+            if saved.get("key") == key:
+                return {m: {k: math.nan if v is None else float(v) for k, v in row.items()} for m, row in saved["means"].items()}
+        from ..models import create_model
+
+        panel = {}
+        for entry in self.cfg.validation.panel:
+            name, _, weights = entry.partition("=")
+            model = create_model(name, weights=weights or "default", device=self.device)
+            label = f"{name}={Path(weights).stem}" if weights else name
+            panel[label], *_ = self._fuse_and_score(model, self.out_dir / FOLDER / "panel" / label, 0)
+        ranks = best_and_ranks(panel, self.score_names, list(panel))[1] if len(panel) > 1 else {}
+        record = {"key": key, "means": {m: {k: finite_or_none(v) for k, v in row.items()} for m, row in panel.items()},
+                  "ranks_among_panel": ranks}
+        write_text(path, json.dumps(record, indent=1) + "\n", overwrite=True)
+        return panel
+
+    def _fuse_and_score(self, module: nn.Module, folder: Path, samples_wanted: int) -> tuple[dict[str, float], int, dict[str, str], list]:
         fused_files, sources = [], []
         samples = []
         for index, pair in enumerate(self.pairs):
@@ -97,17 +168,13 @@ class Validator:
                                 names=(str(pair.ir), str(pair.vis)))
             fused_files.append(write_image(folder / f"{pair.name.replace('/', '_')}.png", fused, overwrite=True))
             sources.append(pair)
-            if index < self.cfg.validation.samples:
+            if index < samples_wanted:
                 samples.append([ir, vis, fused])
         scores = score_many(fused_files, ir=[p.ir for p in sources], vis=[p.vis for p in sources], names=self.names,
                             convention=self.cfg.validation.convention, progress=False)
         failed = {p.name: s.error or "" for p, s in zip(sources, scores) if not s.ok}
         stats = mean_and_std([s.values for s in scores if s.ok], self.names)
-        grid = None
-        if samples:
-            sheet = contact_sheet(samples, self.titles, SAMPLE_WIDTH)  # one row per sample: IR | VIS | fused
-            grid = write_bytes(self.out_dir / FOLDER / f"step_{step:06d}.png", png_bytes(sheet), overwrite=True)
-        return ValidationResult(step, stats.mean, stats.count, failed, grid)
+        return stats.mean, stats.count, failed, samples
 
 
 def modalities(cfg: TrainConfig) -> tuple[str, str]:
@@ -128,9 +195,18 @@ class ValidationLog:
         self.path = out_dir / LOG_NAME
         self.lines = read_jsonl(self.path, keep_until) if keep_until is not None else []
 
-    def add(self, result: ValidationResult) -> None:
+    def add(self, result: ValidationResult) -> bool:
+        """Append ``result``; True when its score is the best (lowest) of the run so far."""
+        best = self.best_score()
         self.lines.append(json.dumps(result.record()))
         write_text(self.path, "\n".join(self.lines) + "\n", overwrite=True)
+        return math.isfinite(result.score) and (best is None or result.score < best)
+
+    def best_score(self) -> float | None:
+        """The lowest finite score logged so far, or None."""
+        scores = [json.loads(line).get("score") for line in self.lines]
+        finite = [float(s) for s in scores if isinstance(s, (int, float)) and math.isfinite(s)]
+        return min(finite) if finite else None
 
 
 def read_jsonl(path: Path, last_step: int) -> list[str]:
