@@ -34,7 +34,8 @@ import torch
 
 import contrafuse
 from contrafuse.data import dataset_pairs
-from contrafuse.fusion import FuseOptions, finish_pair, fuse_luma_batch, prepare_pair, runner_for
+from contrafuse.fusion import FuseOptions, finish_pair, fuse_luma_batch, prepare_pair
+from contrafuse.runtime import ModelRunner
 from contrafuse.io import read_image, write_image
 from contrafuse.models import create_model
 from contrafuse.runtime import parallel_layout
@@ -44,7 +45,7 @@ from contrafuse.video import VideoWriter, read_frames
 def folder_loop(pairs, out: Path, model) -> float:
     """The plain loop; seconds."""
     options = FuseOptions()
-    runner = runner_for(model, torch.device("cpu"), options)
+    runner = ModelRunner(model, device=torch.device("cpu"))
     start = time.perf_counter()
     for pair in pairs:
         prepared = prepare_pair(ir=read_image(pair.ir), vis=read_image(pair.vis), options=options)
@@ -74,7 +75,7 @@ def make_clip(path: Path, frames: int, size: tuple[int, int], gray: bool, seed: 
 
 def video_loop(ir: Path, vis: Path, out: Path, model, size: tuple[int, int]) -> float:
     options = FuseOptions()
-    runner = runner_for(model, torch.device("cpu"), options)
+    runner = ModelRunner(model, device=torch.device("cpu"))
     start = time.perf_counter()
     writer = VideoWriter(out, Fraction(10), size[1], size[0], "ffv1")
     for ir_frame, vis_frame in zip(read_frames(ir), read_frames(vis)):

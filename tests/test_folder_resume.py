@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import contrafuse.fusion
+import contrafuse.session
 import contrafuse.io
 from contrafuse.atomic import PARTIAL_MARK
 from contrafuse.cli.main import main
@@ -51,8 +51,8 @@ def test_skip_existing_resumes_without_reading_the_done_pairs(tmp_path, capsys, 
     stale = out / f".b.1a2b3c4d{PARTIAL_MARK}.png"
     stale.write_bytes(b"half a file")
     reads = []
-    real_read = contrafuse.fusion.read_image
-    monkeypatch.setattr(contrafuse.fusion, "read_image", lambda path: reads.append(Path(path).name) or real_read(path))
+    real_read = contrafuse.session.read_image
+    monkeypatch.setattr(contrafuse.session, "read_image", lambda path: reads.append(Path(path).name) or real_read(path))
     capsys.readouterr()
     assert main(_fuse("--ir", str(ir), "--vis", str(vis), "--out", str(out), "--skip-existing")) == 0
     captured = capsys.readouterr()

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import contrafuse
-import contrafuse.fusion
+import contrafuse.preparation
 from conftest import require_module, require_path
 from contrafuse.cli.main import main
 from contrafuse.errors import ContrafuseError, PairError, RegistrationError
@@ -180,8 +180,8 @@ def test_video_estimates_once_by_default(pair, tmp_path, monkeypatch, every, est
     ir, vis = pair
     moving = misaligned(ir)
     calls = []
-    real = contrafuse.fusion.estimate
-    monkeypatch.setattr(contrafuse.fusion, "estimate", lambda **kw: calls.append(kw.get("initial")) or real(**kw))
+    real = contrafuse.preparation.estimate
+    monkeypatch.setattr(contrafuse.preparation, "estimate", lambda **kw: calls.append(kw.get("initial")) or real(**kw))
     ir_clip, vis_clip = clip(tmp_path / "ir.mkv", [moving] * 3), clip(tmp_path / "vis.mkv", [vis] * 3)
     out = fuse_video(ir=ir_clip, vis=vis_clip, out=tmp_path / "out.mkv", model="average", device="cpu", codec="ffv1",
                      align="affine", align_every=every, progress=False)

@@ -8,7 +8,8 @@ from PIL import Image
 
 import contrafuse
 from contrafuse.cli.main import main
-from contrafuse.fusion import FuseOptions, fuse_arrays, runner_for
+from contrafuse.fusion import FuseOptions, fuse_arrays
+from contrafuse.session import Fuser
 from contrafuse.io import read_image
 from contrafuse.models import create_model
 from contrafuse.runtime import ModelRunner, PrecisionError, parallel_layout
@@ -93,7 +94,7 @@ def test_reduced_precision_runs_on_cpu_close_to_fp32(shipped, name, precision, m
     reduced = fuse_arrays(model, ir=ir, vis=vis, options=FuseOptions(precision=precision)).astype(int)
     difference = np.abs(reduced - full)
     assert difference.mean() <= max_mean and difference.max() <= max_max, (difference.mean(), difference.max())
-    assert runner_for(model, torch.device("cpu"), FuseOptions(precision=precision)).describe().startswith(precision)
+    assert Fuser(model, device="cpu", precision=precision).describe().startswith(precision)
 
 
 def test_int8_with_the_torch_backend_says_how_to_get_it(shipped):

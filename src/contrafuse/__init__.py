@@ -14,10 +14,11 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "fuse": "fusion",
+    "Fuser": "session",
     "fuse_folders": "fusion",
-    "FuseOptions": "fusion",
-    "Color": "fusion",
-    "Rounding": "fusion",
+    "FuseOptions": "options",
+    "Color": "options",
+    "Rounding": "options",
     "fuse_video": "video",
     "read_image": "io",
     "write_image": "io",

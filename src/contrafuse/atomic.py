@@ -152,3 +152,40 @@ def write_bytes(path: str | os.PathLike, data: bytes, *, overwrite: bool = False
 def write_text(path: str | os.PathLike, text: str, *, overwrite: bool = False) -> Path:
     """Atomically write ``text`` (UTF-8, newlines as given) to ``path``."""
     return write_bytes(path, text.encode("utf-8"), overwrite=overwrite)
+
+
+class InputGuard:
+    """The inputs of a run; refuses an output path that is one of them, whatever the flags.
+
+    ``inputs``: ``(role, path)`` pairs, e.g. ``("infrared input", Path("ir/01.png"))``. Paths
+    are compared resolved (links and ``..``), and by file identity when the output exists.
+    """
+
+    def __init__(self, inputs: list[tuple[str, Path]]) -> None:
+        self.by_path: dict[Path, tuple[str, Path]] = {}
+        self.by_identity: dict[tuple[int, int], tuple[str, Path]] = {}
+        for role, path in inputs:
+            path = Path(path)
+            self.by_path[path.resolve()] = (role, path)
+            identity = _identity(path)
+            if identity is not None:
+                self.by_identity[identity] = (role, path)
+
+    def check(self, out: str | os.PathLike) -> None:
+        """Raise :class:`~contrafuse.errors.WriteError` naming both paths when ``out`` is an input."""
+        found = self.by_path.get(Path(out).resolve())
+        identity = _identity(Path(out))
+        if found is None and identity is not None:
+            found = self.by_identity.get(identity)
+        if found is not None:
+            role, path = found
+            raise WriteError(out, f"is the {role} {path} of this run; an output never replaces an input "
+                                  "(choose another output name or folder)")
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino

@@ -19,7 +19,6 @@ never replaces one of the input videos.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -29,15 +28,14 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from .atomic import check_writable, partial_path, publish
-from .devices import resolve_device
+from .atomic import InputGuard, check_writable, partial_path, publish
 from .errors import ContrafuseError, PairError
-from .fusion import (FuseOptions, InputGuard, ModelLike, PreparedPair, finish_pair, load_model, luma_compute,
-                     pair_registration, prepare_pair, resolve_options, runner_for)
 from .models import DEFAULT_MODEL
-from .pipeline import prefetched, run_batched
+from .options import FuseOptions
+from .pipeline import prefetched
+from .preparation import PreparedPair, prepare_pair
 from .registration import Registration
-from .runtime import intra_op_threads, parallel_layout
+from .session import Fuser, ModelLike
 from .thermal import IrRangeError, resolve
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm")
@@ -195,14 +193,15 @@ class ClipPreparation:
         names = self.names(index)
         if index == 0:
             self.hold_window(ir_frame, names[0])
-        if self.estimates_at(index):
-            self.registration = pair_registration(ir=ir_frame, vis=vis_frame, options=self.options, names=names,
-                                                  initial=self.registration)
+        estimates = self.estimates_at(index)
         try:
-            return prepare_pair(ir=ir_frame, vis=vis_frame, options=self.options, names=names,
-                                registration=self.registration)
+            prepared = prepare_pair(ir=ir_frame, vis=vis_frame, options=self.options, names=names,
+                                    registration=None if estimates else self.registration,
+                                    initial=self.registration if estimates else None)
         except PairError as exc:
             raise VideoError(str(exc)) from None
+        self.registration = prepared.registration
+        return prepared
 
     def hold_window(self, ir_frame: np.ndarray, name: str) -> None:
         """Fix the infrared window to the one of the first frame."""
@@ -265,16 +264,18 @@ def fuse_video(
     Returns:
         A :class:`VideoReport` (path, frames, seconds, frames per second); it is a path-like.
     """
-    from tqdm import tqdm
+    fuser = Fuser(model, weights=weights, device=device, options=options, **option_values)
+    return run_video(fuser, ir=ir, vis=vis, out=out, overwrite=overwrite, codec=codec, progress=progress)
 
-    options = resolve_options(options, option_values)
+
+def run_video(fuser: Fuser, *, ir: str | os.PathLike, vis: str | os.PathLike, out: str | os.PathLike,
+              overwrite: bool = False, codec: str | None = None, progress: bool = True) -> VideoReport:
+    """Fuse two videos frame by frame into ``out`` with a fusing session (see :func:`fuse_video`)."""
+    options = fuser.options
     out = Path(out)
     InputGuard([("infrared input", Path(ir)), ("visible input", Path(vis))]).check(out)
     ir_info, vis_info = probe(ir), probe(vis)
     check_compatible(ir_info, vis_info)
-    device = resolve_device(device)
-    runner = runner_for(load_model(model, weights=weights, device=device), device, options)
-    workers, threads = parallel_layout(runner, options.workers)
     frame = ir_info if options.aligns and options.warp_direction == "vis_to_ir" else vis_info  # the output's frame
     writer = VideoWriter(out, vis_info.rate, frame.width, frame.height, codec, overwrite)
 
@@ -284,26 +285,17 @@ def fuse_video(
         return clip.prepare(*frame)
 
     def store(frame: tuple[int, np.ndarray, np.ndarray], prepared: PreparedPair, fused: np.ndarray) -> None:
-        pixels = finish_pair(prepared, fused, options)
+        pixels = fuser.finish(prepared, fused)
         writer.write(np.repeat(pixels[..., None], 3, axis=2) if pixels.ndim == 2 else pixels)
 
-    start, count = time.perf_counter(), 0
+    start = time.perf_counter()
     frames = prefetched((index, a, b) for index, (a, b) in enumerate(zip(read_frames(ir), read_frames(vis))))
     try:
-        with intra_op_threads(threads), tqdm(total=vis_info.frames, desc="fusing", unit="frame", disable=not progress,
-                                             file=sys.stderr) as bar:
-            # one reader and one writer thread: frames are prepared and encoded in order
-            for outcome in run_batched(frames, load=load, compute=luma_compute(runner), store=store,
-                                       key=PreparedPair.batch_key, batch_size=options.batch_size, workers=workers, readers=1, writers=1):
-                if not outcome.ok:
-                    raise outcome.error
-                count += 1
-                bar.update(1)
+        count = len(fuser.run_jobs(frames, load=load, store=store, progress=progress, ordered=True, total=vis_info.frames))
     except BaseException:
         writer.abort()
         raise
     finally:
         frames.close()  # stops the decoding thread
     path = writer.close()
-    setup = f"{runner.describe()}, batch size {options.batch_size}"
-    return VideoReport(path, count, time.perf_counter() - start, setup)
+    return VideoReport(path, count, time.perf_counter() - start, fuser.describe())

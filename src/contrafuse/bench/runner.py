@@ -29,10 +29,10 @@ from ..atomic import write_text
 from ..devices import resolve_device
 from ..errors import ContrafuseError
 from ..evaluation import score_many
-from ..fusion import FolderJob, FuseOptions, PreparedPair, finish_pair, fuse_jobs, prepare_pair, runner_for
 from ..io import PairFiles, read_image, write_image
-from ..models import create_model
-from ..runtime import parallel_layout
+from ..options import FuseOptions
+from ..preparation import PreparedPair
+from ..session import FolderJob, Fuser
 from ..thermal import IrRange
 from .specs import BenchDataset, Method
 
@@ -91,7 +91,8 @@ def _weights_identity(weights: str | None) -> dict[str, object] | None:
 
 def _recipe(method: Method, options: FuseOptions) -> dict[str, object]:
     """What determines the fused pixels; outputs made with another recipe are not reused."""
-    recipe = {"model": method.model, "weights": _weights_identity(method.weights), "color": options.color.value,
+    model = _weights_identity(method.model) if str(method.model).lower().endswith(".onnx") else method.model
+    recipe = {"model": model, "weights": _weights_identity(method.weights), "color": options.color.value,
               "rounding": options.rounding.value}
     if options.precision not in (None, "fp32"):  # full-precision recipes stay as earlier runs wrote them
         recipe["precision"] = options.precision.value
@@ -149,28 +150,28 @@ def _fuse_jobs(jobs: list[FolderJob], method: Method, dataset: BenchDataset, dev
                result: MethodResult, progress: bool) -> None:
     """Fuse the pairs not reused, through the pipeline; outputs, failures and times go into ``result``."""
     try:
-        runner = runner_for(create_model(method.model, weights=method.weights, device=device), device, options)
+        fuser = Fuser(method.model, weights=method.weights, device=device, options=options)
     except ContrafuseError as exc:
         result.failed.update({job.pair.name: str(exc) for job in jobs})
         return
-    workers, _ = parallel_layout(runner, options.workers)
+    workers = fuser.workers
 
     def load(job: FolderJob) -> PreparedPair:
-        prepared = prepare_pair(ir=read_image(job.pair.ir), vis=read_image(job.pair.vis), options=options,
-                                names=(str(job.pair.ir), str(job.pair.vis)))
+        prepared = fuser.prepare(ir=read_image(job.pair.ir), vis=read_image(job.pair.vis),
+                                 names=(str(job.pair.ir), str(job.pair.vis)))
         prepared.name = job.pair.name
         return prepared
 
     def store(job: FolderJob, prepared: PreparedPair, fused) -> Path:
-        return write_image(job.target, finish_pair(prepared, fused, options), overwrite=True)
+        return write_image(job.target, fuser.finish(prepared, fused), overwrite=True)
 
     def timed(batch: list[PreparedPair], seconds: float) -> None:
         for prepared in batch:
             result.timing.seconds[prepared.name] = seconds / len(batch) / workers
 
     start = time.perf_counter()
-    outcomes = fuse_jobs(jobs, runner, options, load=load, store=store, progress=progress,
-                         desc=f"{dataset.label}/{method.label}", on_batch=timed)
+    outcomes = fuser.run_jobs(jobs, load=load, store=store, progress=progress, desc=f"{dataset.label}/{method.label}",
+                              on_batch=timed)
     for outcome in outcomes:
         if outcome.ok:
             result.outputs[outcome.item.pair.name] = outcome.value
@@ -181,7 +182,7 @@ def _fuse_jobs(jobs: list[FolderJob], method: Method, dataset: BenchDataset, dev
     seconds = time.perf_counter() - start
     if progress and fused:
         print(f"{dataset.label}/{method.label}: fused {fused} pair(s) in {seconds:.1f} s, {fused / seconds:.2f} pairs/s "
-              f"({runner.describe()}, batch size {options.batch_size})", file=sys.stderr)
+              f"({fuser.describe()})", file=sys.stderr)
     result.outputs = {p.name: result.outputs[p.name] for p in dataset.pairs if p.name in result.outputs}
 
 

@@ -22,6 +22,7 @@ from ..io import IMAGE_SUFFIXES, PairFiles
 from ..models import default_weights_path, list_models, model_info
 
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+_LABEL_UNSAFE = re.compile(r"[^A-Za-z0-9_.+-]")
 
 
 class BenchError(ContrafuseError):
@@ -135,13 +136,17 @@ def parse_models(entries: list[str] | None, weights: dict[str, str] | None = Non
 
     The weights of a model come from its ``=WEIGHTS``, else from ``weights[NAME]``, else
     ``"default"`` (shipped weights; models that need none ignore them). ``none`` means random
-    initialisation.
+    initialisation. An exported ONNX file is ``FILE.onnx`` (labelled by its stem) or
+    ``LABEL=FILE.onnx``, run by ONNX Runtime as ``contrafuse fuse`` runs it.
     """
     weights = dict(weights or {})
     methods: list[Method] = []
     for entry in ",".join(entries or []).split(","):
         entry = entry.strip()
         if not entry:
+            continue
+        if entry.lower().endswith(".onnx"):
+            methods.append(onnx_method(entry))
             continue
         name, _, inline = entry.partition("=")
         if name not in list_models():
@@ -158,6 +163,15 @@ def parse_models(entries: list[str] | None, weights: dict[str, str] | None = Non
     if unused:
         raise BenchError(f"--weights given for {', '.join(unused)}, which --models does not list")
     return methods
+
+
+def onnx_method(entry: str) -> Method:
+    """The method of a ``--models`` entry ``FILE.onnx`` or ``LABEL=FILE.onnx``."""
+    label, _, path = entry.rpartition("=")
+    label = label or _LABEL_UNSAFE.sub("_", Path(path).stem) or "onnx"
+    if not Path(path).is_file():
+        raise BenchError(f"--models {entry}: ONNX file {path} not found")
+    return Method(_check_label(label, "--models"), "model", model=path, weights=None)
 
 
 def parse_results(entries: list[str] | None) -> list[Method]:

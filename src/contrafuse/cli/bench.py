@@ -32,7 +32,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="a named dataset (tno42, roadscene:test50, harvard_mri_ct, ...) or two folders paired "
                         "by file stem; repeat for several datasets (one table each)")
     parser.add_argument("--models", action="append", metavar="NAME[=WEIGHTS],...",
-                        help="comma-separated registered models, each optionally with a weights file")
+                        help="comma-separated registered models, each optionally with a weights file, and exported "
+                        "ONNX files (FILE.onnx or LABEL=FILE.onnx, run by ONNX Runtime)")
     parser.add_argument("--weights", action="append", metavar="NAME=PATH",
                         help="weights file of a model listed in --models ('none' = random weights); repeatable")
     parser.add_argument("--results", action="append", metavar="LABEL=DIR",

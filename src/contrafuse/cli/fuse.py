@@ -5,10 +5,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..atomic import check_writable
-from ..errors import ContrafuseError, RegistrationError
 from ..alignment import ALIGN_MODES
-from ..fusion import Color, FuseOptions, Gamut, InputGuard, Rounding, fuse, fuse_folders
+from ..atomic import InputGuard, check_writable
+from ..errors import ContrafuseError, RegistrationError
+from ..fusion import fuse, fuse_folders
+from ..options import Color, FuseOptions, Gamut, Rounding
 from ..io import write_image
 from ..models import DEFAULT_MODEL
 from ..runtime import Precision

@@ -39,7 +39,8 @@ from ..bench.grid import contact_sheet
 from ..bench.summary import best_and_ranks
 from ..data import dataset_info, folder_modalities
 from ..evaluation import finite_or_none, mean_and_std, score_many
-from ..fusion import FuseOptions, fuse_arrays
+from ..options import FuseOptions
+from ..session import Fuser
 from ..io import PairFiles, read_image, write_image
 from .checkpoint import capture_rng_state, restore_rng_state
 from .config import TrainConfig
@@ -162,10 +163,10 @@ class Validator:
     def _fuse_and_score(self, module: nn.Module, folder: Path, samples_wanted: int) -> tuple[dict[str, float], int, dict[str, str], list]:
         fused_files, sources = [], []
         samples = []
+        fuser = Fuser(module, device=self.device, options=self.options)
         for index, pair in enumerate(self.pairs):
             ir, vis = read_image(pair.ir), read_image(pair.vis)
-            fused = fuse_arrays(module, ir=ir, vis=vis, options=self.options, device=self.device,
-                                names=(str(pair.ir), str(pair.vis)))
+            fused = fuser.pair(ir=ir, vis=vis, names=(str(pair.ir), str(pair.vis)))
             fused_files.append(write_image(folder / f"{pair.name.replace('/', '_')}.png", fused, overwrite=True))
             sources.append(pair)
             if index < samples_wanted:
