@@ -4,7 +4,7 @@
         [--variants shipped,percentile,...] [--pairs 42] [--repeats 7] [--size 640x480] [--cache-dir DIR]
 
 For each model: the shipped fp32 weights are exported once; each variant is a change of the
-model's int8 recipe (:data:`contrafuse.quantization.INT8_RECIPES`; see :data:`VARIANTS`),
+model's int8 recipe (its registry entry's ``capabilities.int8``; see :data:`VARIANTS`),
 quantised with it. Then:
 
 * speed: one call at ``--size`` (TNO pair 01 resized), ONNX Runtime fp32 and every variant,
@@ -35,7 +35,7 @@ from contrafuse.export import OnnxModel, _with_metadata, export_onnx
 from contrafuse.fusion import FuseOptions, finish_pair, fuse_luma_batch, prepare_pair
 from contrafuse.io import read_image
 from contrafuse.models import create_model
-from contrafuse.quantization import INT8_RECIPES, calibration_pairs, quantize_int8
+from contrafuse.quantization import calibration_pairs, quantize_int8, recipe_for
 from contrafuse.runtime import ModelRunner
 from deploy import resized, source_pair  # benchmarks/deploy.py, next to this file
 
@@ -58,7 +58,7 @@ VARIANTS: dict[str, tuple[dict, int]] = {
 
 
 def keep(model: str, extra: tuple[str, ...]) -> dict:
-    return {"keep_float": INT8_RECIPES[model].keep_float + extra}
+    return {"keep_float": recipe_for(model).keep_float + extra}
 
 
 # node-name fragments kept float32 in addition to the recipe's, per model (tried as variants "keep-...")
@@ -96,7 +96,7 @@ def quantised(model: str, fp32_bytes: bytes, size_multiple: int, name: str, cach
             part_changes, part_count = VARIANTS[part] if part in VARIANTS else (keep(model, EXTRA_KEEP[model][part]), 16)
             changes = {**changes, **part_changes}
             count = part_count if part_count != 16 else count
-    recipe = dataclasses.replace(INT8_RECIPES[model], **changes)
+    recipe = dataclasses.replace(recipe_for(model), **changes)
     pairs = calibration_pairs("roadscene:train", count)
     start = time.perf_counter()
     data = quantize_int8(fp32_bytes, recipe, pairs, size_multiple)

@@ -25,7 +25,7 @@ from scipy.signal import convolve2d
 from contrafuse import metrics
 from contrafuse.metrics._common import FusionImages
 from contrafuse.metrics._gray import load_triplet
-from contrafuse.metrics.registry import REGISTRY
+from contrafuse.metrics import METRICS
 
 
 def straightforward_vif(ref: np.ndarray, dist: np.ndarray) -> float:
@@ -138,7 +138,7 @@ def main() -> int:
     for stem, f, a, b in image_set(args.shared, args.extra):
         per_metric = []
         for name in names:
-            t, _ = best_time(lambda: REGISTRY[name].func(FusionImages(fused=f, ir=a, vis=b), "cddfuse"), args.repeat)
+            t, _ = best_time(lambda: METRICS.get(name).func(FusionImages(fused=f, ir=a, vis=b), "cddfuse"), args.repeat)
             per_metric.append(t)
         suite, _ = best_time(lambda: metrics.compute(f, ir=a, vis=b), args.repeat)
         suite_cpu, _ = best_time(lambda: metrics.compute(f, ir=a, vis=b), args.repeat, clock=time.process_time)

@@ -3,7 +3,8 @@
 The exported graph is the model's plain ``forward(*, ir, vis)``: inputs ``ir`` and ``vis`` are
 float32 ``(N, 1, H, W)`` luma in [0, 1]; the output ``fused`` is ``(N, 1, H, W)`` on the same
 scale, not clamped. Batch, height and width are dynamic. A model that pads its input to a
-size multiple (CoCoNet) exports its unpadded core instead (``onnx_core()``); the metadata's
+size multiple (CoCoNet) exports its unpadded core instead (its registry entry's
+``capabilities.onnx_core`` and ``size_multiple``); the metadata's
 ``size_multiple`` says so and :class:`OnnxModel` pads and crops around the graph. (Models' memory-bounded ``fuse``
 methods are not exported: they loop over bands in Python.) The file's metadata names the
 model, the input convention, the opset and the precision (``contrafuse_precision``).
@@ -34,6 +35,8 @@ from torch import nn
 from .atomic import write_bytes
 from .errors import ContrafuseError
 from .models.padding import crop, pad_to_multiple
+from .models.capabilities import AtValueScale
+from .models.registry import capabilities_of
 from .runtime import check_output
 
 ONNX_OPSET = 17
@@ -284,22 +287,26 @@ def export_onnx(
     if out.exists() and not overwrite:
         raise ContrafuseError(f"{out}: already exists (pass --overwrite to replace it)")
     if isinstance(model, nn.Module):
-        name, network, weights_note = type(model).__name__, model.cpu().eval(), "given module"
+        network, weights_note = model.cpu().eval(), "given module"
+        info = getattr(network, "model_info", None)
+        name = info.name if info is not None else type(model).__name__
     else:
         name, network = model, create_model(model, weights=weights, device="cpu")
         weights_note = "shipped" if weights == "default" else (Path(weights).name if weights else "random")
     if precision == "int8":
         from .quantization import recipe_for
 
-        recipe = recipe_for(name.lower())  # before the export: fail fast for models without a recipe
+        recipe = recipe_for(name)  # before the export: fail fast for models without a recipe
     # a model whose padding depends on the size exports its core; OnnxModel pads around it
-    traced, size_multiple = network.onnx_core() if hasattr(network, "onnx_core") else (network, 1)
+    capabilities = capabilities_of(network)
+    traced, size_multiple = capabilities.traced_module(network), capabilities.size_multiple
     try:
         data = _trace_to_bytes(traced.eval(), opset)
     except Exception as exc:  # the exporter raises many unrelated types
         raise ExportError(f"model {name!r} cannot be exported to ONNX: {exc}") from None
     if verify:
-        _verify(name, network, data, tolerance, size_multiple)
+        reference = network if capabilities.value_scale == 1.0 else AtValueScale(network, capabilities.value_scale)
+        _verify(name, reference, data, tolerance, size_multiple)
     metadata = {
         "contrafuse_model": name,
         "contrafuse_weights": weights_note,

@@ -7,7 +7,8 @@ calibration pairs through it to find each tensor's range (min/max), and writes a
 * weights: int8, symmetric, one scale per output channel;
 * activations: uint8, one scale and zero point per tensor (ONNX Runtime's fast u8s8 kernels
   on x86, VNNI where the CPU has it);
-* some nodes stay float32, per model (:data:`INT8_RECIPES`), with the reason;
+* some nodes stay float32, per model (the :class:`~contrafuse.models.capabilities.Int8Recipe` its
+  registry entry declares), with the reason;
 * the calibration (dataset, split, pair names, method) and the nodes kept in float32 are
   recorded in the file's metadata.
 
@@ -25,7 +26,6 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,74 +34,28 @@ import torch
 from .color import luma01
 from .errors import ContrafuseError
 from .io import PairFiles, read_image
+from .models.capabilities import Int8Recipe
 from .models.padding import pad_to_multiple
 
 DEFAULT_CALIBRATION = "roadscene:train"
 DEFAULT_CALIBRATION_PAIRS = 16
-CALIBRATION_METHOD = "MinMax"
 
 
 class QuantizationError(ContrafuseError):
     """A model cannot be quantised (no recipe, no calibration data, quantiser failure)."""
 
 
-@dataclass(frozen=True)
-class Int8Recipe:
-    """How one model is quantised: which operator types, and which nodes stay float32 (and why).
-
-    ``op_types``: operator types to quantise (None: every type the quantiser supports);
-    ``keep_float``: fragments of node names kept in float32. The remaining fields are the
-    quantiser's settings: ``method`` (calibration: ``MinMax``, ``Percentile``, ``Entropy``,
-    ``Distribution``; ``percentile`` for ``Percentile``), ``per_channel`` weight scales,
-    ``reduce_range`` (7-bit weights), ``activation_symmetric`` (activations centred on zero),
-    ``quant_format`` (``QDQ`` or ``QOperator``).
-    """
-
-    op_types: tuple[str, ...] | None
-    keep_float: tuple[str, ...]
-    why: str
-    method: str = CALIBRATION_METHOD
-    percentile: float = 99.999
-    per_channel: bool = True
-    reduce_range: bool = False
-    activation_symmetric: bool = False
-    quant_format: str = "QDQ"
-
-    def describe(self) -> str:
-        """The settings, for the file's metadata."""
-        method = f"{self.method} ({self.percentile} %)" if self.method == "Percentile" else self.method
-        weights = "per output channel" if self.per_channel else "per tensor"
-        activations = "int8 symmetric" if self.activation_symmetric else "uint8"
-        return (f"{self.quant_format} format, {method} calibration; weights int8 symmetric {weights}"
-                f"{' (reduced range)' if self.reduce_range else ''}, activations {activations} per tensor")
-
-
-INT8_RECIPES = {
-    "cs2fusion": Int8Recipe(
-        op_types=None,
-        keep_float=("/gate/", "decoder.3/", "/model/Div"),
-        why="the three DDM gates (global channel max/mean, a conv on 1x1 statistics, sigmoid: per-image "
-            "scalars, negligible arithmetic) and the output conv and scaling, whose 8-bit output would "
-            "add a grey level of rounding",
-        method="Percentile",  # 99.999 %: on tno42 a little closer to fp32 than MinMax, as fast
-    ),
-    "coconet": Int8Recipe(
-        op_types=("Conv",),
-        keep_float=("/head/",),
-        why="only the convolutions are quantised (the 1x1 head excepted): the channel attention (Q K^T "
-            "summed over all pixels, softmax, the A V products), BatchNorm, resizes, poolings and tanh "
-            "stay float32; quantising them as well doubles the error for 14 % more speed",
-    ),
-}
-INT8_RECIPES["coconet-medical"] = INT8_RECIPES["coconet"]
-
-
 def recipe_for(model_name: str) -> Int8Recipe:
-    """The int8 recipe of a registered model; a :class:`QuantizationError` for others."""
-    if model_name not in INT8_RECIPES:
+    """The int8 recipe a registered model declares (``capabilities.int8``); a
+    :class:`QuantizationError` for models without one."""
+    from .models import list_models, model_info
+
+    recipe = model_info(model_name).capabilities.int8 if model_name in list_models() else None
+    if recipe is None:
+        supported = [name for name in list_models() if model_info(name).capabilities.int8 is not None]
         raise QuantizationError(f"model {model_name!r} has no int8 recipe (int8 export supports "
-                                f"{', '.join(sorted(INT8_RECIPES))}); export it at fp32")
-    return INT8_RECIPES[model_name]
+                                f"{', '.join(supported)}); export it at fp32")
+    return recipe
 
 
 def calibration_pairs(spec: str = DEFAULT_CALIBRATION, count: int = DEFAULT_CALIBRATION_PAIRS,

@@ -14,13 +14,15 @@ Precisions (:class:`Precision`), one setting for every entry point (``FuseOption
 
 Parallel workers: on a CPU, the folder and video pipelines can run the model on several images
 at once, each worker with a share of the intra-op threads. A model whose ``fuse`` gives the same
-bits whatever the thread count declares it (``thread_invariant_fuse = True``: CS2Fusion) and
-gets two workers by default; others (CoCoNet: oneDNN splits the sums of some of its wide
-convolutions by thread count) get one unless asked, because more would change low bits.
+bits whatever the thread count declares it on its registry entry
+(``Capabilities(thread_invariant=True)``: CS2Fusion) and gets two workers by default; others
+(CoCoNet: oneDNN splits the sums of some of its wide convolutions by thread count) get one unless
+asked, because more would change low bits.
 """
 from __future__ import annotations
 
 import contextlib
+import sys
 import weakref
 from collections.abc import Callable, Iterator
 from enum import Enum
@@ -29,6 +31,8 @@ import torch
 from torch import Tensor, nn
 
 from .errors import ContrafuseError
+from .models.capabilities import AtValueScale
+from .models.registry import capabilities_of
 
 AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -57,9 +61,15 @@ def as_precision(value: Precision | str | None) -> Precision | None:
         raise PrecisionError(f"precision must be one of {choices}, got {value!r}") from None
 
 
+def is_exported(network: nn.Module) -> bool:
+    """True for an exported ONNX file being run (:class:`contrafuse.export.OnnxModel`)."""
+    export = sys.modules.get("contrafuse.export")  # an OnnxModel exists only once that module is loaded
+    return export is not None and isinstance(network, export.OnnxModel)
+
+
 def stored_precision(network: nn.Module) -> Precision:
     """The precision a model holds: an exported file's (its metadata), else fp32."""
-    return as_precision(getattr(network, "precision", None)) or Precision.FP32
+    return (as_precision(network.precision) if is_exported(network) else None) or Precision.FP32
 
 
 def effective_precision(network: nn.Module, requested: Precision | str | None) -> Precision:
@@ -71,7 +81,7 @@ def effective_precision(network: nn.Module, requested: Precision | str | None) -
     """
     requested = as_precision(requested)
     stored = stored_precision(network)
-    if not hasattr(network, "precision"):  # a PyTorch module
+    if not is_exported(network):  # a PyTorch module
         if requested is Precision.INT8:
             raise PrecisionError(
                 "int8 runs an exported, quantised ONNX file: `contrafuse export --model NAME --precision int8 --out "
@@ -129,7 +139,7 @@ class ModelRunner:
                  compile: bool = False) -> None:
         self.network, self.device = network, torch.device(device)
         self.precision = effective_precision(network, precision)
-        self.is_onnx = hasattr(network, "precision")
+        self.is_onnx = is_exported(network)
         if compile and self.is_onnx:
             raise PrecisionError("compile applies to the torch backend; an ONNX model is optimised by ONNX Runtime")
         self.compiled = compile
@@ -137,6 +147,9 @@ class ModelRunner:
             self._run = compiled_forward(network)
         else:
             self._run = getattr(network, "fuse", None) or network
+        scale = capabilities_of(network).value_scale
+        if scale != 1.0:
+            self._run = AtValueScale(self._run, scale)
 
     def __call__(self, *, ir: Tensor, vis: Tensor) -> Tensor:
         with torch.inference_mode(), autocast(Precision.FP32 if self.is_onnx else self.precision, self.device):
@@ -174,8 +187,8 @@ def check_output(fused: Tensor, expected: torch.Size, model: str) -> None:
 def parallel_layout(runner: ModelRunner, workers: int | None = None) -> tuple[int, int]:
     """``(workers, intra-op threads per worker)`` for running ``runner`` on several images at once.
 
-    ``workers`` None: two on a CPU with two or more threads for models that declare
-    ``thread_invariant_fuse``; one otherwise, on CUDA, for ONNX Runtime (its own thread pool)
+    ``workers`` None: two on a CPU with two or more threads for models whose capabilities
+    declare ``thread_invariant``; one otherwise, on CUDA, for ONNX Runtime (its own thread pool)
     and for compiled runs. An explicit count is honoured on a
     CPU (and capped at the thread count); on CUDA it stays one (one stream).
     """
@@ -183,7 +196,7 @@ def parallel_layout(runner: ModelRunner, workers: int | None = None) -> tuple[in
     if runner.device.type == "cuda" or runner.is_onnx:
         return 1, threads
     if workers is None:
-        invariant = getattr(runner.network, "thread_invariant_fuse", False)
+        invariant = capabilities_of(runner.network).thread_invariant
         workers = 2 if threads >= 2 and invariant and not runner.compiled else 1
     workers = max(1, min(int(workers), threads))
     return workers, max(1, threads // workers)

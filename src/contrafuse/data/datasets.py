@@ -20,6 +20,7 @@ from typing import Callable
 
 from ..errors import ContrafuseError, PairError
 from ..io import PairFiles, pair_folders
+from ..registry import Registry
 
 DATA_ENV = "CONTRAFUSE_DATA"
 
@@ -249,30 +250,27 @@ class NamedDataset:
     modalities: tuple[str, str] = ("IR", "VIS")
 
 
-_DATASETS: dict[str, NamedDataset] = {
-    entry.name: entry
-    for entry in [
-        NamedDataset("roadscene", ("train", "test50", "test40", "all"), _roadscene),
-        NamedDataset("tno42", ("test", "cddfuse25", "all"), _tno("tno42")),
-        NamedDataset("tno25_cddfuse", ("test", "all"), _tno("tno25_cddfuse")),
-        *(NamedDataset(name, tuple(layout.splits), _published(name)) for name, layout in PUBLISHED_LAYOUTS.items()),
-        *(NamedDataset(key, ("train", "test", "all"), _harvard_set(key), (functional.upper(), "MRI"))
-          for key, (_, functional) in _HARVARD.items()),
-        NamedDataset("harvard", ("train", "test", "all"), _harvard_all, ("CT/PET/SPECT", "MRI")),
-    ]
-}
+DATASETS: Registry[NamedDataset] = Registry("dataset", DatasetError)
+for _entry in [
+    NamedDataset("roadscene", ("train", "test50", "test40", "all"), _roadscene),
+    NamedDataset("tno42", ("test", "cddfuse25", "all"), _tno("tno42")),
+    NamedDataset("tno25_cddfuse", ("test", "all"), _tno("tno25_cddfuse")),
+    *(NamedDataset(name, tuple(layout.splits), _published(name)) for name, layout in PUBLISHED_LAYOUTS.items()),
+    *(NamedDataset(key, ("train", "test", "all"), _harvard_set(key), (functional.upper(), "MRI"))
+      for key, (_, functional) in _HARVARD.items()),
+    NamedDataset("harvard", ("train", "test", "all"), _harvard_all, ("CT/PET/SPECT", "MRI")),
+]:
+    DATASETS.add(_entry.name, _entry)
 
 
 def list_datasets() -> dict[str, tuple[str, ...]]:
     """Named datasets and their splits."""
-    return {name: entry.splits for name, entry in _DATASETS.items()}
+    return {name: entry.splits for name, entry in DATASETS.items()}
 
 
 def dataset_info(name: str) -> NamedDataset:
     """The registry entry of a named dataset (splits, modality labels)."""
-    if name not in _DATASETS:
-        raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(_DATASETS)}")
-    return _DATASETS[name]
+    return DATASETS.get(name)
 
 
 def dataset_pairs(name: str, split: str, root: str | os.PathLike | None = None) -> list[PairFiles]:

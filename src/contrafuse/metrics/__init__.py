@@ -20,7 +20,7 @@ import numpy as np
 
 from ._common import CONVENTIONS, FusionImages, MetricWarning, check_convention
 from ._gray import load_gray, load_triplet, to_gray
-from .registry import ALL_NAMES, DEFAULT_NAMES, REGISTRY, MetricInfo
+from .registry import ALL_NAMES, DEFAULT_NAMES, METRICS, MetricError, MetricInfo
 
 DEFAULT_CONVENTION = "cddfuse"
 
@@ -34,7 +34,7 @@ def resolve_names(names: Iterable[str] | str | None) -> list[str]:
         return [*DEFAULT_NAMES]
     if isinstance(names, str):
         names = [n for n in names.replace(",", " ").split() if n]
-    lookup = {key.lower().replace("-", "_"): key for key in REGISTRY}
+    lookup = {key.lower().replace("-", "_"): key for key in METRICS}
     resolved: list[str] = []
     for name in names:
         key = str(name).lower().replace("-", "_")
@@ -45,7 +45,7 @@ def resolve_names(names: Iterable[str] | str | None) -> list[str]:
             resolved.extend(n for n in DEFAULT_NAMES if n not in resolved)
             continue
         if key not in lookup:
-            raise ValueError(f"unknown metric {name!r}; known: {', '.join(ALL_NAMES)}")
+            raise MetricError(f"unknown metric {name!r}; known: {', '.join(ALL_NAMES)}")
         if lookup[key] not in resolved:
             resolved.append(lookup[key])
     return resolved
@@ -82,7 +82,7 @@ def compute(
     selected = resolve_names(names)
     fused_gray, ir_gray, vis_gray = load_triplet(fused, ir=ir, vis=vis)
     images = FusionImages(fused=fused_gray, ir=ir_gray, vis=vis_gray)
-    return {name: float(REGISTRY[name].func(images, convention)) for name in selected}
+    return {name: float(METRICS.get(name).func(images, convention)) for name in selected}
 
 
 def names() -> builtins.list[str]:
@@ -97,12 +97,12 @@ def list() -> builtins.list[MetricInfo]:
 
     ``[m.as_dict() for m in metrics.list()]`` is the same as plain data (for JSON).
     """
-    return [REGISTRY[name] for name in ALL_NAMES]
+    return [METRICS.get(name) for name in ALL_NAMES]
 
 
 def metric_info(name: str) -> MetricInfo:
     """Description, direction, domain, reduction and per-convention notes of one metric."""
-    return REGISTRY[resolve_names([name])[0]]
+    return METRICS.get(resolve_names([name])[0])
 
 
 __all__ = [
@@ -111,6 +111,8 @@ __all__ = [
     "DEFAULT_CONVENTION",
     "DEFAULT_NAMES",
     "FusionImages",
+    "METRICS",
+    "MetricError",
     "MetricInfo",
     "MetricWarning",
     "compute",

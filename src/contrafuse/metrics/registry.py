@@ -4,8 +4,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..errors import ContrafuseError
+from ..registry import Registry
 from . import basic, fmi, gradient, information, regions, structural, vif
 from ._common import FusionImages
+
+class MetricError(ContrafuseError, ValueError):
+    """An unknown metric name."""
+
 
 HIGHER = "higher"
 LOWER = "lower"
@@ -98,6 +104,8 @@ _METRICS = [
                {"cddfuse": _SAME + " (ours)", "matlab": _SAME + " (ours)"}, default=False),
 ]
 
-REGISTRY: dict[str, MetricInfo] = {m.name: m for m in _METRICS}
+METRICS: Registry[MetricInfo] = Registry("metric", MetricError)
+for _metric in _METRICS:
+    METRICS.add(_metric.name, _metric)
 DEFAULT_NAMES: tuple[str, ...] = tuple(m.name for m in _METRICS if m.default)
-ALL_NAMES: tuple[str, ...] = tuple(REGISTRY)
+ALL_NAMES: tuple[str, ...] = tuple(METRICS.names())

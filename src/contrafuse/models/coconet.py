@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .padding import crop, pad_to_multiple
+from .capabilities import Capabilities, Int8Recipe
 from .registry import register_model
 from .vgg import DEFAULT_VGG_SEED, VGGTrunk
 
@@ -234,15 +235,6 @@ class CoCoNet(nn.Module):
         ir, vis, box = to_network_input(ir=ir, vis=vis)
         return from_network_output(self.backbone(ir=ir, vis=vis), box)
 
-    def onnx_core(self) -> tuple[nn.Module, int]:
-        """What ONNX export traces, and the size multiple its inputs must be padded to.
-
-        The padding depends on the image size through Python integers, which tracing would
-        freeze, so the exported graph takes inputs already padded (``contrafuse.export.OnnxModel``
-        pads and crops around it).
-        """
-        return PaddedInputCoCoNet(self.backbone), SIZE_MULTIPLE
-
     @torch.inference_mode()
     def fuse(self, *, ir: Tensor, vis: Tensor, tile: int = 512, halo: int = TILE_HALO) -> Tensor:
         """Like :meth:`forward` (up to float rounding), faster; tiled (exact) for large images."""
@@ -269,10 +261,28 @@ def parameter_counts(model: nn.Module) -> dict[str, int]:
     return {"total": total, "trainable": trainable, "frozen": total - trainable}
 
 
+def onnx_core(model: CoCoNet) -> nn.Module:
+    """What ONNX export traces: the padding depends on the image size through Python integers,
+    which tracing would freeze, so the exported graph takes inputs already padded to
+    :data:`SIZE_MULTIPLE` (``contrafuse.export.OnnxModel`` pads and crops around it)."""
+    return PaddedInputCoCoNet(model.backbone)
+
+
+INT8 = Int8Recipe(
+    op_types=("Conv",),
+    keep_float=("/head/",),
+    why="only the convolutions are quantised (the 1x1 head excepted): the channel attention (Q K^T "
+        "summed over all pixels, softmax, the A V products), BatchNorm, resizes, poolings and tanh "
+        "stay float32; quantising them as well doubles the error for 14 % more speed",
+)
+CAPABILITIES = Capabilities(size_multiple=SIZE_MULTIPLE, onnx_core=onnx_core, int8=INT8, recipe="coconet")
+
+
 @register_model(
     "coconet",
     description="CoCoNet (Liu et al., IJCV 2024), infrared-visible; our weights (random-feature VGG unless noted)",
     default_weights="coconet.safetensors",
+    capabilities=CAPABILITIES,
 )
 def coconet(*, vgg_weights: str | os.PathLike | None = None, vgg_seed: int = DEFAULT_VGG_SEED) -> nn.Module:
     return CoCoNet(vgg_weights, vgg_seed)
@@ -283,6 +293,7 @@ def coconet(*, vgg_weights: str | os.PathLike | None = None, vgg_seed: int = DEF
     description="CoCoNet retrained for medical pairs (--ir CT/PET/SPECT, --vis MRI); our weights",
     default_weights="coconet-medical.safetensors",
     task="medical",
+    capabilities=CAPABILITIES,
 )
 def coconet_medical(*, vgg_weights: str | os.PathLike | None = None, vgg_seed: int = DEFAULT_VGG_SEED) -> nn.Module:
     return CoCoNet(vgg_weights, vgg_seed)

@@ -10,11 +10,14 @@ The contract every registered model keeps (the one protocol the fusing pipeline 
   faster or in bounded memory, for inference only. The pipeline calls ``fuse`` when present.
 
 A builder is registered with :func:`register_model`; it takes keyword options only (passed
-through :func:`create_model`) and returns a freshly initialised module.
+through :func:`create_model`) and returns a freshly initialised module. The entry also carries
+what the model can do (:class:`~contrafuse.models.capabilities.Capabilities`: value scale, size
+multiple, ONNX core, thread invariance, int8 recipe, training recipe); :func:`create_model` puts
+the entry on the module it builds (``module.model_info``), as timm puts ``pretrained_cfg`` on its
+models, so that the runtime and export can read it.
 """
 from __future__ import annotations
 
-import fnmatch
 import inspect
 import os
 from dataclasses import dataclass
@@ -27,6 +30,8 @@ from torch import Tensor, nn
 
 from ..devices import resolve_device
 from ..errors import ContrafuseError, WeightsError
+from ..registry import Registry
+from .capabilities import Capabilities
 
 StateFilter = Callable[[dict[str, Tensor]], dict[str, Tensor]]
 
@@ -50,13 +55,15 @@ class ModelInfo:
     task: str = "ivif"  # "ivif", "medical" or "any"
     # maps the state dict of a foreign weights file (an author's pickle) onto this model's keys
     foreign_state_filter: StateFilter | None = None
+    capabilities: Capabilities = Capabilities()
 
     def options(self) -> list[str]:
         """The keyword options the builder accepts."""
         return [p.name for p in inspect.signature(self.builder).parameters.values() if p.kind is p.KEYWORD_ONLY]
 
 
-_REGISTRY: dict[str, ModelInfo] = {}
+MODELS: Registry[ModelInfo] = Registry("model", UnknownModelError, builtins=tuple(
+    f"{__package__}.{module}" for module in ("classical", "coconet", "cs2fusion")))
 
 
 def register_model(
@@ -67,35 +74,32 @@ def register_model(
     needs_weights: bool = True,
     task: str = "ivif",
     foreign_state_filter: StateFilter | None = None,
+    capabilities: Capabilities = Capabilities(),
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator registering a builder (keyword-only options) under ``name``."""
+    """Decorator registering a builder (keyword-only options) under ``name``, with what it can do."""
 
     def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is registered twice")
-        _REGISTRY[name] = ModelInfo(name, description, builder, default_weights, needs_weights, task, foreign_state_filter)
+        MODELS.add(name, ModelInfo(name, description, builder, default_weights, needs_weights, task, foreign_state_filter,
+                                   capabilities))
         return builder
 
     return decorate
 
 
-def _ensure_builtin_models() -> None:
-    from . import classical, coconet, cs2fusion  # noqa: F401  (registration side effect)
-
-
 def list_models(pattern: str | None = None) -> list[str]:
     """Names of the registered models, sorted; ``pattern`` is a shell wildcard."""
-    _ensure_builtin_models()
-    names = sorted(_REGISTRY)
-    return [n for n in names if pattern is None or fnmatch.fnmatch(n, pattern)]
+    return sorted(MODELS.names(pattern))
 
 
 def model_info(name: str) -> ModelInfo:
     """The :class:`ModelInfo` of a registered model."""
-    _ensure_builtin_models()
-    if name not in _REGISTRY:
-        raise UnknownModelError(f"unknown model {name!r}; registered: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name]
+    return MODELS.get(name)
+
+
+def capabilities_of(network: nn.Module) -> Capabilities:
+    """The capabilities of a module built by :func:`create_model` (defaults for any other module)."""
+    info = getattr(network, "model_info", None)
+    return info.capabilities if isinstance(info, ModelInfo) else Capabilities()
 
 
 def default_weights_path(name: str) -> Path | None:
@@ -114,7 +118,9 @@ def build_model(name: str, **options: Any) -> nn.Module:
     if unknown:
         accepted = ", ".join(info.options()) or "none"
         raise ContrafuseError(f"model {name!r} has no option(s) {', '.join(unknown)}; options: {accepted}")
-    return info.builder(**options)
+    model = info.builder(**options)
+    model.model_info = info  # what it can do travels with it (see the module doc)
+    return model
 
 
 def create_model(

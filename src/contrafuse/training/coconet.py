@@ -35,9 +35,8 @@ from ..losses.coconet import (
 from ..models import create_model
 from ..models.vgg import DEFAULT_VGG_SEED, VGGLossFeatures, vgg_source_description
 from .config import ConfigError, DataConfig, LoopConfig, TrainConfig, check_betas, check_rate, finite, require
-from .recipe import Losses, Recipe, Stage, register_recipe, registered_weights, training_pairs, unwrap
+from .recipe import Losses, Recipe, Stage, models_trained_by, register_recipe, registered_weights, training_pairs, unwrap
 
-MODEL_NAMES = ("coconet", "coconet-medical")
 
 
 @dataclass
@@ -117,8 +116,9 @@ def check_config(cfg: CoCoNetConfig) -> None:
             f"stages.base_steps ({s.base_steps}) + stages.contrastive_steps ({s.contrastive_steps}) "
             f"must equal train.steps ({cfg.train.steps}), both non-negative"
         )
-    if cfg.model_name not in MODEL_NAMES:
-        raise ConfigError(f"model_name must be one of {MODEL_NAMES}, got {cfg.model_name!r}")
+    trained = models_trained_by(CoCoNetRecipe.name)
+    if cfg.model_name not in trained:
+        raise ConfigError(f"model_name must be one of {', '.join(trained)}, got {cfg.model_name!r}")
     if cfg.data.patch_size % 8:
         raise ConfigError(f"data.patch_size must be a multiple of 8 (three poolings), got {cfg.data.patch_size}")
 

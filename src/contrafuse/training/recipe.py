@@ -49,7 +49,9 @@ from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import Dataset
 
 from ..data import DatasetError, PairFiles, custom_pairs, dataset_pairs
-from ..models import create_model, default_weights_path
+from ..errors import ContrafuseError
+from ..models import create_model, default_weights_path, list_models, model_info
+from ..registry import Registry
 from .config import ConfigError, DataConfig, TrainConfig
 
 Losses = Mapping[str, "float | Tensor"]
@@ -149,46 +151,38 @@ class Recipe:
         """Restore what :meth:`state_dict` returned."""
 
 
-_RECIPES: dict[str, type[Recipe]] = {}
-_BUILTIN_RECIPE_MODULES = ("cs2fusion", "coconet")
+class UnknownRecipeError(ContrafuseError):
+    """A training method that is not registered."""
+
+
+RECIPES: Registry[type[Recipe]] = Registry("training method", UnknownRecipeError, builtins=tuple(
+    f"{__package__}.{module}" for module in ("cs2fusion", "coconet")))
 
 
 def register_recipe(cls: type[Recipe]) -> type[Recipe]:
     """Class decorator: make ``cls`` available as ``contrafuse train <cls.name>``."""
     if not cls.name:
         raise ValueError(f"{cls.__name__}: a recipe needs a non-empty `name`")
-    existing = _RECIPES.get(cls.name)
+    existing = RECIPES.get(cls.name) if cls.name in RECIPES else None
     if existing is not None and existing.__qualname__ != cls.__qualname__:
         raise ValueError(f"recipe {cls.name!r} is registered twice ({existing.__qualname__}, {cls.__qualname__})")
-    _RECIPES[cls.name] = cls
+    RECIPES.add(cls.name, cls, replace=True)
     return cls
-
-
-def _import_builtin_recipes() -> None:
-    import importlib
-
-    for module in _BUILTIN_RECIPE_MODULES:
-        try:
-            importlib.import_module(f"{__package__}.{module}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__package__}.{module}":  # a missing dependency, not a missing recipe
-                raise
 
 
 def list_recipes() -> list[str]:
     """Names of the registered training recipes, sorted."""
-    _import_builtin_recipes()
-    return sorted(_RECIPES)
+    return sorted(RECIPES.names())
 
 
 def get_recipe(name: str) -> Recipe:
     """A fresh instance of the recipe registered as ``name``."""
-    _import_builtin_recipes()
-    if name not in _RECIPES:
-        from ..errors import ContrafuseError
+    return RECIPES.get(name)()
 
-        raise ContrafuseError(f"unknown training method {name!r}; available: {', '.join(sorted(_RECIPES)) or 'none'}")
-    return _RECIPES[name]()
+
+def models_trained_by(recipe: str) -> list[str]:
+    """The registered models whose capabilities name ``recipe`` as their training recipe."""
+    return [name for name in list_models() if model_info(name).capabilities.recipe == recipe]
 
 
 def configured_pairs(data: DataConfig, split: str) -> list[PairFiles]:
