@@ -35,7 +35,7 @@ from torch import nn
 from .atomic import write_bytes
 from .errors import ContrafuseError
 from .models.padding import crop, pad_to_multiple
-from .models.capabilities import AtValueScale
+from .models.value_scale import AtValueScale
 from .models.registry import capabilities_of
 from .runtime import check_output
 

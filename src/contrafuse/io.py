@@ -21,6 +21,13 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .atomic import write_with
 from .errors import ContrafuseError, ContrafuseWarning, ImageReadError, ImageWriteError, PairError, WriteError
 
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm")
+
+
+def is_video(path: str | os.PathLike) -> bool:
+    """True when ``path`` has a video suffix (see :data:`VIDEO_SUFFIXES`): fused frame by frame."""
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 

@@ -15,7 +15,6 @@ from typing import Any
 from .alignment import AlignOptionError, as_registration, check_mode, resolve_direction
 from .errors import ContrafuseError
 from .registration import Registration
-from .runtime import Precision, as_precision
 from .thermal import IrRange, parse_ir_range
 
 
@@ -25,6 +24,30 @@ class FuseOptionError(ContrafuseError, ValueError):
 
 class UnknownOptionError(FuseOptionError, TypeError):
     """A fuse option name that does not exist (a ``TypeError``, as for an unknown keyword)."""
+
+
+class Precision(str, Enum):
+    """Arithmetic a model runs in."""
+
+    FP32 = "fp32"
+    FP16 = "fp16"
+    BF16 = "bf16"
+    INT8 = "int8"
+
+
+class PrecisionError(ContrafuseError):
+    """A precision was asked for that this model, backend or device cannot run."""
+
+
+def as_precision(value: Precision | str | None) -> Precision | None:
+    """``value`` as a :class:`Precision` (None stays None: full precision, or a file's own)."""
+    if value is None or isinstance(value, Precision):
+        return value
+    try:
+        return Precision(str(value).lower())
+    except ValueError:
+        choices = ", ".join(p.value for p in Precision)
+        raise PrecisionError(f"precision must be one of {choices}, got {value!r}") from None
 
 
 class Color(str, Enum):

@@ -25,40 +25,16 @@ import contextlib
 import sys
 import weakref
 from collections.abc import Callable, Iterator
-from enum import Enum
 
 import torch
 from torch import Tensor, nn
 
 from .errors import ContrafuseError
-from .models.capabilities import AtValueScale
+from .models.value_scale import AtValueScale
+from .options import Precision, PrecisionError, as_precision
 from .models.registry import capabilities_of
 
 AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-class Precision(str, Enum):
-    """Arithmetic a model runs in."""
-
-    FP32 = "fp32"
-    FP16 = "fp16"
-    BF16 = "bf16"
-    INT8 = "int8"
-
-
-class PrecisionError(ContrafuseError):
-    """A precision was asked for that this model, backend or device cannot run."""
-
-
-def as_precision(value: Precision | str | None) -> Precision | None:
-    """``value`` as a :class:`Precision` (None stays None: full precision, or a file's own)."""
-    if value is None or isinstance(value, Precision):
-        return value
-    try:
-        return Precision(str(value).lower())
-    except ValueError:
-        choices = ", ".join(p.value for p in Precision)
-        raise PrecisionError(f"precision must be one of {choices}, got {value!r}") from None
 
 
 def is_exported(network: nn.Module) -> bool:

@@ -37,6 +37,7 @@ from .pipeline import Outcome, run_batched
 from .preparation import ImageLike, PreparedPair, as_array, finish_pair, prepare_pair
 from .registration import Registration
 from .runtime import ModelRunner, intra_op_threads, parallel_layout
+from .shards import current_shard
 
 ModelLike = Union[str, os.PathLike, nn.Module]
 
@@ -120,6 +121,18 @@ class FolderJob:
     target: Path
 
 
+def merged_report(reports: list[BatchReport]) -> BatchReport:
+    """One report for a run whose pairs were shared among processes (:mod:`contrafuse.shards`)."""
+    merged = BatchReport(seconds=max(r.seconds for r in reports),
+                         setup=f"{reports[0].setup}, {len(reports)} processes")
+    for report in reports:
+        for name in ("written", "failed", "unmatched", "skipped", "cleaned"):
+            getattr(merged, name).extend(getattr(report, name))
+    merged.written.sort()
+    merged.failed.sort()
+    return merged
+
+
 def folder_input_guard(pairs: list[PairFiles], unmatched: list[Path], *, ir_folder: Path) -> InputGuard:
     """An :class:`~contrafuse.atomic.InputGuard` over every file of a folder run, partnered or not."""
     roles = [("infrared input", p.ir) for p in pairs] + [("visible input", p.vis) for p in pairs]
@@ -149,7 +162,8 @@ class Fuser:
         **option_values: Any,
     ) -> None:
         self.options = resolve_options(options, option_values)
-        self.device = resolve_device(device)
+        self.shard = current_shard()
+        self.device = resolve_device(device, local_rank=self.shard.local_rank)
         self.network = load_model(model, weights=weights, device=self.device)
         self.runner = ModelRunner(self.network, device=self.device, precision=self.options.precision,
                                   compile=self.options.compile)
@@ -263,7 +277,13 @@ class Fuser:
                                   "outputs, --skip-existing keeps them); choose one")
         pairs, unmatched = pair_folders(ir=ir, vis=vis)
         out = Path(out)
-        report = BatchReport(unmatched=unmatched, cleaned=remove_stale_partials(out) if skip_existing else [])
+        shard = self.shard
+        # one process cleans before any writes, or it could remove another's file in progress
+        cleaned = remove_stale_partials(out) if skip_existing and shard.is_main else []
+        shard.barrier()
+        report = BatchReport(unmatched=unmatched if shard.is_main else [], cleaned=cleaned)
+        guard = folder_input_guard(pairs, unmatched, ir_folder=Path(ir))
+        pairs = shard.take(pairs)
         jobs = []
         for pair in pairs:
             target = out / f"{pair.name}{suffix}"
@@ -271,7 +291,6 @@ class Fuser:
                 report.skipped.append(target)
             else:
                 jobs.append(FolderJob(pair, target))
-        guard = folder_input_guard(pairs, unmatched, ir_folder=Path(ir))
 
         def load(job: FolderJob) -> PreparedPair:
             guard.check(job.target)
@@ -290,7 +309,7 @@ class Fuser:
             else:
                 report.failed.append((outcome.item.pair.name, str(outcome.error)))
         report.seconds = time.perf_counter() - start
-        return report
+        return merged_report(shard.gather(report)) if shard.distributed else report
 
     def video(self, *, ir: str | os.PathLike, vis: str | os.PathLike, out: str | os.PathLike, overwrite: bool = False,
               codec: str | None = None, progress: bool = True) -> Any:

@@ -38,7 +38,6 @@ from .registration import Registration
 from .session import Fuser, ModelLike
 from .thermal import IrRangeError, resolve
 
-VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm")
 # Encoder per container when none is named: H.264 where the container takes it.
 DEFAULT_CODECS = {".mp4": "libx264", ".m4v": "libx264", ".mov": "libx264", ".mkv": "libx264", ".avi": "mpeg4", ".webm": "libvpx-vp9"}
 
@@ -58,11 +57,6 @@ class VideoInfo:
     rate: Fraction
     width: int
     height: int
-
-
-def is_video(path: str | os.PathLike) -> bool:
-    """True when ``path`` has a video suffix (see :data:`VIDEO_SUFFIXES`)."""
-    return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
 def _av():

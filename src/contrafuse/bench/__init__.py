@@ -5,13 +5,20 @@ and write metrics.csv/json, report.md, report.html and figures.
     >>> bench = run_bench([resolve_dataset("tno42")], parse_models(["average,laplacian"]), "out/")
     >>> write_report(bench, "out/")
 """
-from .grid import InsetChoice, parse_insets
-from .report import ReportFiles, software_versions, write_report
-from .runner import BenchResult, MethodResult, Timing, run_bench
-from .specs import BenchDataset, BenchError, Method, check_unique, parse_models, parse_results, parse_weights, resolve_dataset
-from .summary import DatasetSummary, summarise
+import importlib
+from typing import Any
 
-__all__ = [
+# Imported on first use, so that `contrafuse bench --help` does not load torch.
+_LAZY = {
+    "InsetChoice": "grid", "parse_insets": "grid",
+    "ReportFiles": "report", "software_versions": "report", "write_report": "report",
+    "BenchResult": "runner", "MethodResult": "runner", "Timing": "runner", "run_bench": "runner",
+    "BenchDataset": "specs", "BenchError": "specs", "Method": "specs", "check_unique": "specs", "parse_models": "specs",
+    "parse_results": "specs", "parse_weights": "specs", "resolve_dataset": "specs",
+    "DatasetSummary": "summary", "summarise": "summary",
+}
+
+__all__ = [  # noqa: F822 (the names are served by __getattr__)
     "BenchDataset",
     "BenchError",
     "BenchResult",
@@ -32,3 +39,9 @@ __all__ = [
     "summarise",
     "write_report",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)

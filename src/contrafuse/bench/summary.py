@@ -13,12 +13,15 @@ import math
 from dataclasses import dataclass, field
 from itertools import combinations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from scipy.stats import rankdata, wilcoxon
 
 from .. import metrics
 from ..evaluation import mean_and_std
-from .runner import BenchResult
+
+if TYPE_CHECKING:
+    from .runner import BenchResult
 
 BASES = ("common", "own")
 SIGNIFICANCE_LEVEL = 0.05
@@ -69,6 +72,8 @@ def metric_ranks(values: dict[str, float], better: str) -> dict[str, float]:
     labels = list(values)
     sign = -1.0 if better == "higher" else 1.0
     keys = [sign * values[m] if math.isfinite(values[m]) else math.inf for m in labels]
+    from scipy.stats import rankdata  # scipy.stats is slow to import
+
     return dict(zip(labels, rankdata(keys, method="average").tolist()))
 
 
@@ -95,6 +100,8 @@ def paired_p_value(a: list[float], b: list[float]) -> float:
         return math.nan
     if not np.any(differences):
         return 1.0
+    from scipy.stats import wilcoxon
+
     return float(wilcoxon(differences, alternative="two-sided").pvalue)
 
 

@@ -31,7 +31,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``align`` subcommand (sets ``func=run``)."""
     parser = subparsers.add_parser(
         "align",
-        help="register a misaligned IR/VIS (or functional/MRI) pair, or two folders of pairs",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -11,12 +11,9 @@ import sys
 from pathlib import Path
 
 from .. import metrics
-from ..bench import check_unique, parse_models, parse_results, parse_weights, resolve_dataset, run_bench, write_report
-from ..bench import plots
-from ..bench.grid import parse_insets
 from ..bench.summary import BASES
 from ..errors import ContrafuseError
-from ..fusion import FuseOptions
+from ..options import FuseOptions
 from .fuse import COLOR_CHOICES, ROUNDING_CHOICES, add_ir_range_argument, add_speed_arguments, speed_options
 
 
@@ -24,7 +21,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``bench`` subcommand (sets ``func=run``)."""
     parser = subparsers.add_parser(
         "bench",
-        help="benchmark models and published results on datasets; write metrics and reports",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -73,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
         raise ContrafuseError(f"--workers must be >= 1, got {args.workers}")
     if args.limit is not None and args.limit < 1:
         raise ContrafuseError(f"--limit must be >= 1, got {args.limit}")
+    from ..bench import check_unique, parse_insets, parse_models, parse_results, parse_weights, plots, resolve_dataset
+    from ..bench import run_bench, write_report
+
     try:
         names = metrics.resolve_names(args.metrics)
     except ValueError as exc:

@@ -6,14 +6,12 @@ from pathlib import Path
 
 from ..atomic import check_writable
 from ..errors import ContrafuseError
-from ..models import create_model
-from ..models.weights import save_weights
 
 INPUT_CONVENTION = "forward(*, ir, vis): (B,1,H,W) luma in [0,1] -> fused luma in [0,1]"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("convert", help="convert weights (e.g. the authors' .pth pickles) to safetensors")
+    parser = subparsers.add_parser("convert")
     parser.add_argument("source", type=Path, help="input weights: an author's whole-module .pth, or .safetensors")
     parser.add_argument("target", type=Path, help="output .safetensors file")
     parser.add_argument("--model", default="cs2fusion", help="registered model the weights belong to")
@@ -26,6 +24,9 @@ def convert(source: Path, target: Path, model_name: str = "cs2fusion", overwrite
     if target.suffix != ".safetensors":
         raise ContrafuseError(f"{target}: the output must end in .safetensors")
     check_writable(target, overwrite=overwrite)
+    from ..models import create_model
+    from ..models.weights import save_weights
+
     model = create_model(model_name, weights=source)
     metadata = {"model": model_name, "input_convention": INPUT_CONVENTION, "source": source.name}
     return save_weights(model, target, metadata, overwrite=overwrite)

@@ -30,7 +30,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``eval`` subcommand (sets ``func=run``)."""
     parser = subparsers.add_parser(
         "eval",
-        help="compute fusion metrics (EN, MI, VIF, Qabf, SSIM, ...) for a folder of fused images",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

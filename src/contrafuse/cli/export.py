@@ -9,18 +9,16 @@ from ..models import list_models
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``export`` subcommand (sets ``func=run``)."""
-    from ..export import ONNX_OPSET
-
     parser = subparsers.add_parser(
         "export",
-        help="export a model to ONNX (run it with `contrafuse fuse --backend onnxruntime`)",
         description="Export a registered model's forward(ir, vis) to ONNX: inputs ir, vis float32 (N,1,H,W) "
         "luma in [0,1], output fused; N, H and W dynamic. The result is checked against PyTorch on odd sizes.",
     )
     parser.add_argument("--model", required=True, help=f"registered model ({', '.join(list_models())})")
     parser.add_argument("--weights", help="weights file instead of the shipped ones; 'none' = random weights")
     parser.add_argument("--format", choices=("onnx",), default="onnx", help="export format (default onnx)")
-    parser.add_argument("--opset", type=int, default=ONNX_OPSET, help=f"ONNX opset (default {ONNX_OPSET})")
+    parser.add_argument("--opset", type=int, help="ONNX opset (default: the one contrafuse exports and tests, "
+                        "contrafuse.export.ONNX_OPSET)")
     parser.add_argument("--out", required=True, type=Path, help="output .onnx file")
     parser.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime vs PyTorch check")
     parser.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
@@ -42,7 +40,9 @@ def _weights(value: str | None) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..export import export_onnx
+    from ..export import ONNX_OPSET, export_onnx
+
+    args.opset = args.opset or ONNX_OPSET
 
     path = export_onnx(args.model, args.out, _weights(args.weights), args.opset, verify=not args.no_verify,
                        overwrite=args.overwrite, precision=args.precision, calibration=args.calibration,

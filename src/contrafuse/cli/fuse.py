@@ -8,12 +8,10 @@ from pathlib import Path
 from ..alignment import ALIGN_MODES
 from ..atomic import InputGuard, check_writable
 from ..errors import ContrafuseError, RegistrationError
-from ..fusion import fuse, fuse_folders
-from ..options import Color, FuseOptions, Gamut, Rounding
-from ..io import write_image
+from ..io import is_video, write_image
 from ..models import DEFAULT_MODEL
-from ..runtime import Precision
-from ..video import is_video
+from ..options import Color, FuseOptions, Gamut, Precision, Rounding
+from ..shards import current_shard
 
 COLOR_CHOICES = [c.value for c in Color]
 ROUNDING_CHOICES = [r.value for r in Rounding]
@@ -76,7 +74,6 @@ def speed_options(args: argparse.Namespace) -> dict:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "fuse",
-        help="fuse an infrared/visible (or functional/MRI) pair, or two folders of pairs",
         description="Fuse IR with VIS. Files give one output file; folders are paired by file stem; "
         "two videos (.mp4, .mkv, ...) are fused frame by frame.",
     )
@@ -162,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
     out = args.out / f"{args.vis.stem}.png" if args.out.is_dir() else args.out
     InputGuard([("infrared input", args.ir), ("visible input", args.vis)]).check(out)
     check_writable(out, overwrite=args.overwrite)  # before the work, not after it
+    from ..fusion import fuse  # torch: imported by the commands that fuse, not by --help
+
     try:
         fused = fuse(ir=args.ir, vis=args.vis, **_model_arguments(args))
     except RegistrationError as exc:  # the pair's failure (exit 1, as `contrafuse align`), not a usage error
@@ -173,8 +172,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_folders(args: argparse.Namespace) -> int:
+    from ..fusion import fuse_folders
+
     report = fuse_folders(ir=args.ir, vis=args.vis, out=args.out, overwrite=args.overwrite, suffix=args.suffix,
                           skip_existing=args.skip_existing, **_model_arguments(args))
+    status = 0 if report.ok else 1
+    if not current_shard().is_main:  # under torchrun, rank 0 reports the whole run
+        return status
     for path in report.cleaned:
         print(f"removed a stale temporary file of an earlier run: {path}", file=sys.stderr)
     for path in report.unmatched:
@@ -184,7 +188,7 @@ def _run_folders(args: argparse.Namespace) -> int:
     print(f"fused {len(report.written)} pair(s) into {args.out}; {len(report.failed)} failed, {len(report.skipped)} "
           f"skipped (output exists), {len(report.unmatched)} unmatched; {report.seconds:.1f} s, "
           f"{report.pairs_per_second:.2f} pairs/s ({report.setup})")
-    return 0 if report.ok else 1
+    return status
 
 
 def _run_video(args: argparse.Namespace) -> int:

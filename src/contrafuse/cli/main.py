@@ -9,19 +9,50 @@ import warnings
 
 from ..errors import ContrafuseError, ContrafuseWarning
 
-# Each module defines add_parser(subparsers), which registers its subcommand with func=run.
-SUBCOMMANDS = ("fuse", "align", "models", "convert", "eval", "train", "bench", "export")
+# Each module defines add_parser(subparsers), which adds its subcommand (with func=run). Only
+# the command being run is imported, so `--help` and light commands start without torch.
+SUBCOMMANDS = {
+    "fuse": "fuse an infrared/visible (or functional/MRI) pair, or two folders of pairs",
+    "align": "register a misaligned IR/VIS (or functional/MRI) pair, or two folders of pairs",
+    "models": "list the registered models",
+    "convert": "convert weights (e.g. the authors' .pth pickles) to safetensors",
+    "eval": "compute fusion metrics (EN, MI, VIF, Qabf, SSIM, ...) for a folder of fused images",
+    "train": "train a fusion method (CS2Fusion, CoCoNet) from a config file",
+    "bench": "benchmark models and published results on datasets; write metrics and reports",
+    "export": "export a model to ONNX (run it with `contrafuse fuse --backend onnxruntime`)",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _Subparsers:
+    """The subparsers action, with each command's one-line help added from SUBCOMMANDS."""
+
+    def __init__(self, action: argparse._SubParsersAction) -> None:
+        self._action = action
+
+    def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:  # noqa: ANN003
+        return self._action.add_parser(name, help=SUBCOMMANDS[name], **kwargs)
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of every subcommand; with ``argv``, only the one it names (if any) is built in full."""
     from .. import __version__
 
     parser = argparse.ArgumentParser(prog="contrafuse", description="Multi-modality image fusion.")
     parser.add_argument("--version", action="version", version=f"contrafuse {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in SUBCOMMANDS:
-        importlib.import_module(f"{__package__}.{name}").add_parser(subparsers)
+    chosen = _command_in(argv)
+    for name, help_line in SUBCOMMANDS.items():
+        if argv is None or name == chosen:
+            importlib.import_module(f"{__package__}.{name}").add_parser(_Subparsers(subparsers))
+        else:
+            subparsers.add_parser(name, help=help_line)
     return parser
+
+
+def _command_in(argv: list[str] | None) -> str | None:
+    """The subcommand ``argv`` runs, when its first word names one."""
+    first = next((word for word in argv or () if not word.startswith("-")), None)
+    return first if first in SUBCOMMANDS else None
 
 
 DEBUG_ENV = "CONTRAFUSE_DEBUG"
@@ -40,7 +71,7 @@ _python_show_warning = warnings.showwarning
 
 def main(argv: list[str] | None = None) -> int:
     """Run a subcommand; exit status 0 (done), 1 (some items failed), 2 (error), 130 (interrupted)."""
-    args = build_parser().parse_args(argv)
+    args = build_parser(sys.argv[1:] if argv is None else argv).parse_args(argv)
     warnings.showwarning = _show_warning
     try:
         return int(args.func(args) or 0)

@@ -7,14 +7,14 @@ from ..models import DEFAULT_MODEL, default_weights_path, list_models, model_inf
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("models", help="list the registered models")
+    parser = subparsers.add_parser("models")
     parser.add_argument("pattern", nargs="?", help="shell wildcard, e.g. 'coco*'")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     for name in list_models(args.pattern):
-        info = model_info(name)
+        info = model_info(name, load=False)
         if not info.needs_weights:
             weights = "no weights needed"
         elif default_weights_path(name):

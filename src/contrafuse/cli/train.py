@@ -8,6 +8,6 @@ from ..training.command import DESCRIPTION, add_arguments
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "train", help="train a fusion method (CS2Fusion, CoCoNet) from a config file", description=DESCRIPTION
+        "train", description=DESCRIPTION
     )
     add_arguments(parser)

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from torch import Tensor, nn
+if TYPE_CHECKING:
+    from torch import nn
 
 CALIBRATION_METHOD = "MinMax"
 
@@ -68,16 +70,7 @@ class Capabilities:
 
     def traced_module(self, network: nn.Module) -> nn.Module:
         """What ONNX export traces for ``network``: its core, taking and returning luma in [0, 1]."""
+        from .value_scale import AtValueScale
+
         core = self.onnx_core(network) if self.onnx_core is not None else network
         return core if self.value_scale == 1.0 else AtValueScale(core, self.value_scale)
-
-
-class AtValueScale(nn.Module):
-    """``forward(*, ir, vis)`` on [0, 1] luma around a module that works at ``scale`` (e.g. 255)."""
-
-    def __init__(self, network: nn.Module, scale: float) -> None:
-        super().__init__()
-        self.network, self.scale = network, float(scale)
-
-    def forward(self, *, ir: Tensor, vis: Tensor) -> Tensor:
-        return self.network(ir=ir * self.scale, vis=vis * self.scale) / self.scale

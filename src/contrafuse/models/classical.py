@@ -61,16 +61,11 @@ class LaplacianPyramid(nn.Module):
         return collapse_pyramid(fused + [0.5 * (pyramid_ir[-1] + pyramid_vis[-1])])
 
 
-@register_model("average", description="pixel-wise mean of the two sources", needs_weights=False, task="any")
+@register_model("average")
 def average() -> nn.Module:
     return WeightedAverage(0.5)
 
 
-@register_model(
-    "laplacian",
-    description="Laplacian pyramid, max-abs detail, averaged base (5 levels)",
-    needs_weights=False,
-    task="any",
-)
+@register_model("laplacian")
 def laplacian() -> nn.Module:
     return LaplacianPyramid()

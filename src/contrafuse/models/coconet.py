@@ -278,22 +278,11 @@ INT8 = Int8Recipe(
 CAPABILITIES = Capabilities(size_multiple=SIZE_MULTIPLE, onnx_core=onnx_core, int8=INT8, recipe="coconet")
 
 
-@register_model(
-    "coconet",
-    description="CoCoNet (Liu et al., IJCV 2024), infrared-visible; our weights (random-feature VGG unless noted)",
-    default_weights="coconet.safetensors",
-    capabilities=CAPABILITIES,
-)
+@register_model("coconet", capabilities=CAPABILITIES)
 def coconet(*, vgg_weights: str | os.PathLike | None = None, vgg_seed: int = DEFAULT_VGG_SEED) -> nn.Module:
     return CoCoNet(vgg_weights, vgg_seed)
 
 
-@register_model(
-    "coconet-medical",
-    description="CoCoNet retrained for medical pairs (--ir CT/PET/SPECT, --vis MRI); our weights",
-    default_weights="coconet-medical.safetensors",
-    task="medical",
-    capabilities=CAPABILITIES,
-)
+@register_model("coconet-medical", capabilities=CAPABILITIES)
 def coconet_medical(*, vgg_weights: str | os.PathLike | None = None, vgg_seed: int = DEFAULT_VGG_SEED) -> nn.Module:
     return CoCoNet(vgg_weights, vgg_seed)

@@ -260,8 +260,6 @@ INT8 = Int8Recipe(
 
 @register_model(
     "cs2fusion",
-    description="CS2Fusion backbone (Wang et al. 2024), our weights trained on the RoadScene training split",
-    default_weights="cs2fusion.safetensors",
     foreign_state_filter=authors_state_to_ours,
     capabilities=Capabilities(thread_invariant=True, int8=INT8, recipe="cs2fusion"),
 )

@@ -15,25 +15,31 @@ what the model can do (:class:`~contrafuse.models.capabilities.Capabilities`: va
 multiple, ONNX core, thread invariance, int8 recipe, training recipe); :func:`create_model` puts
 the entry on the module it builds (``module.model_info``), as timm puts ``pretrained_cfg`` on its
 models, so that the runtime and export can read it.
+
+The built-in models are *declared* in :mod:`contrafuse.models.catalog` (name, task, description,
+weights file, and the module that registers the builder), so that listing and describing them
+imports no network code and no torch; their modules register only the builder and capabilities.
 """
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import inspect
 import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import torch
-from torch import Tensor, nn
-
-from ..devices import resolve_device
 from ..errors import ContrafuseError, WeightsError
 from ..registry import Registry
 from .capabilities import Capabilities
 
-StateFilter = Callable[[dict[str, Tensor]], dict[str, Tensor]]
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor, nn
+
+StateFilter = Callable[["dict[str, Tensor]"], "dict[str, Tensor]"]
 
 
 class UnknownModelError(ContrafuseError, KeyError):
@@ -49,36 +55,53 @@ class ModelInfo:
 
     name: str
     description: str
-    builder: Callable[..., nn.Module]
+    builder: Callable[..., nn.Module] | None  # None: declared, its module not imported yet
     default_weights: str | None = None  # file name in contrafuse/weights, shipped with the package
     needs_weights: bool = True
     task: str = "ivif"  # "ivif", "medical" or "any"
     # maps the state dict of a foreign weights file (an author's pickle) onto this model's keys
     foreign_state_filter: StateFilter | None = None
     capabilities: Capabilities = Capabilities()
+    module: str | None = None  # the module whose import registers the builder (declared entries)
 
     def options(self) -> list[str]:
         """The keyword options the builder accepts."""
         return [p.name for p in inspect.signature(self.builder).parameters.values() if p.kind is p.KEYWORD_ONLY]
 
 
-MODELS: Registry[ModelInfo] = Registry("model", UnknownModelError, builtins=tuple(
-    f"{__package__}.{module}" for module in ("classical", "coconet", "cs2fusion")))
+MODELS: Registry[ModelInfo] = Registry("model", UnknownModelError, builtins=(f"{__package__}.catalog",))
+
+
+def declare_model(name: str, *, module: str, description: str, default_weights: str | None = None,
+                  needs_weights: bool = True, task: str = "ivif") -> None:
+    """Declare a model whose builder ``module`` registers on first use (see the module doc)."""
+    MODELS.add(name, ModelInfo(name, description, None, default_weights, needs_weights, task, module=module))
 
 
 def register_model(
     name: str,
     *,
-    description: str,
+    description: str | None = None,
     default_weights: str | None = None,
     needs_weights: bool = True,
     task: str = "ivif",
     foreign_state_filter: StateFilter | None = None,
     capabilities: Capabilities = Capabilities(),
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Decorator registering a builder (keyword-only options) under ``name``, with what it can do."""
+    """Decorator registering a builder (keyword-only options) under ``name``, with what it can do.
+
+    A model declared with :func:`declare_model` keeps its declared description, weights and task;
+    any other needs ``description``.
+    """
 
     def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        declared = _declared_entry(name)
+        if declared is not None:
+            MODELS.add(name, dataclasses.replace(declared, builder=builder, foreign_state_filter=foreign_state_filter,
+                                                 capabilities=capabilities), replace=True)
+            return builder
+        if description is None:
+            raise ValueError(f"model {name!r} needs a description")
         MODELS.add(name, ModelInfo(name, description, builder, default_weights, needs_weights, task, foreign_state_filter,
                                    capabilities))
         return builder
@@ -86,14 +109,32 @@ def register_model(
     return decorate
 
 
+def _declared_entry(name: str) -> ModelInfo | None:
+    """The entry of ``name`` while it is declared and its builder not yet registered."""
+    if name not in MODELS:
+        return None
+    info = MODELS.get(name)
+    return info if info.builder is None else None
+
+
 def list_models(pattern: str | None = None) -> list[str]:
     """Names of the registered models, sorted; ``pattern`` is a shell wildcard."""
     return sorted(MODELS.names(pattern))
 
 
-def model_info(name: str) -> ModelInfo:
-    """The :class:`ModelInfo` of a registered model."""
-    return MODELS.get(name)
+def model_info(name: str, *, load: bool = True) -> ModelInfo:
+    """The :class:`ModelInfo` of a registered model.
+
+    ``load=False`` returns a declared entry as declared (name, description, task, weights; no
+    builder or capabilities) without importing its module: what listing a model needs.
+    """
+    info = MODELS.get(name)
+    if load and info.builder is None:
+        importlib.import_module(info.module)
+        info = MODELS.get(name)
+        if info.builder is None:
+            raise ContrafuseError(f"model {name!r}: {info.module} declares it but registers no builder")
+    return info
 
 
 def capabilities_of(network: nn.Module) -> Capabilities:
@@ -104,7 +145,7 @@ def capabilities_of(network: nn.Module) -> Capabilities:
 
 def default_weights_path(name: str) -> Path | None:
     """Path of the weights shipped for ``name``, or None when none are shipped."""
-    info = model_info(name)
+    info = model_info(name, load=False)
     if info.default_weights is None:
         return None
     path = Path(str(resources.files("contrafuse") / "weights" / info.default_weights))
@@ -139,6 +180,8 @@ def create_model(
         device: ``"cpu"``, ``"cuda"``, ``"auto"``, ...
         options: keyword options of the model's builder (e.g. ``vgg_seed`` for CoCoNet).
     """
+    from ..devices import resolve_device
+
     info = model_info(name)
     model = build_model(name, **options)
     if weights == "default":
