@@ -169,3 +169,41 @@ def test_mask_source_user_cache_and_computed(tmp_path) -> None:
     assert np.array_equal(MaskSource(user_dir, tmp_path / "cache").mask_for(ir_path, luma), user.astype(bool))
     with pytest.raises(ValueError, match="40x40"):
         MaskSource(user_dir).mask_for(ir_path, luma[:30])
+
+
+# -- the local information measure (ours; docs/coconet.md) ---------------------------------------
+
+def _half_textured(side: str, size: int = 32) -> torch.Tensor:
+    """A patch on [-1, 1]: a flat grey half and a half of 4-px stripes, on the ``side`` given."""
+    x = torch.zeros(1, 1, size, size)
+    stripes = (torch.arange(size // 2) // 2 % 2).float() * 1.6 - 0.8
+    columns = slice(0, size // 2) if side == "left" else slice(size // 2, size)
+    x[..., columns] = stripes.view(1, -1).expand(size, -1)
+    return x
+
+
+def test_local_information_is_brightness_on_flat_patches_and_grows_with_edges() -> None:
+    from contrafuse.losses.coconet import local_information
+
+    flat = torch.full((1, 1, 16, 16), 0.2)  # 0.6 on [0, 1]
+    assert torch.allclose(local_information(flat, brightness=1.0), torch.full_like(flat, 0.6), atol=1e-5)
+    assert torch.allclose(local_information(flat, brightness=0.0), torch.zeros_like(flat), atol=1e-6)
+    textured = local_information(_half_textured("left"), brightness=0.0)
+    assert textured[..., 8:24, 4].mean() > 10 * textured[..., 8:24, 28].mean()
+
+
+def test_local_measure_gives_each_source_the_pixels_where_it_holds_the_structure() -> None:
+    ir, vis = _half_textured("right"), _half_textured("left")
+    local = source_weights(ir=ir, vis=vis, gradient_temperature=0.25, entropy_temperature=0.25, measure="local",
+                           brightness=0.0)
+    assert local.gradient_vis.shape == (1, 1, 32, 32)  # per-pixel maps, not one weight per patch
+    assert torch.allclose(local.gradient_vis + local.gradient_ir, torch.ones(1, 1, 32, 32))
+    assert local.gradient_vis[..., 4].mean() > 0.95 and local.gradient_vis[..., 28].mean() < 0.05
+    official = source_weights(ir=ir, vis=vis, measure="official")
+    assert official.gradient_vis.shape == (1,)  # the released measure: one weight per patch
+    assert official.gradient_vis.item() == pytest.approx(0.5, abs=1e-3)  # mirrored halves carry equal totals
+
+
+def test_an_unknown_measure_is_refused() -> None:
+    with pytest.raises(ValueError, match="measure must be one of"):
+        source_weights(ir=torch.zeros(1, 1, 8, 8), vis=torch.zeros(1, 1, 8, 8), measure="vgg")
