@@ -38,6 +38,7 @@ Rules a recipe follows so that resume and DDP stay exact:
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +51,7 @@ from torch.utils.data import Dataset
 
 from ..data import DatasetError, PairFiles, custom_pairs, dataset_pairs
 from ..errors import ContrafuseError
-from ..models import create_model, default_weights_path, list_models, model_info
+from ..models import MODELS, create_model, default_weights_path, list_models, model_info
 from ..registry import Registry
 from .config import ConfigError, DataConfig, TrainConfig
 
@@ -155,8 +156,14 @@ class UnknownRecipeError(ContrafuseError):
     """A training method that is not registered."""
 
 
-RECIPES: Registry[type[Recipe]] = Registry("training method", UnknownRecipeError, builtins=tuple(
-    f"{__package__}.{module}" for module in ("cs2fusion", "coconet")))
+def builtin_recipe_modules() -> tuple[str, ...]:
+    """``training/<method>.py`` of each built-in method that has one: the models' built-in modules
+    (``models/<method>.py``) name the methods, so a built-in method is registered in one place."""
+    methods = (module.rpartition(".")[2] for module in MODELS.builtins)
+    return tuple(f"{__package__}.{m}" for m in methods if importlib.util.find_spec(f"{__package__}.{m}") is not None)
+
+
+RECIPES: Registry[type[Recipe]] = Registry("training method", UnknownRecipeError, builtins=builtin_recipe_modules())
 
 
 def register_recipe(cls: type[Recipe]) -> type[Recipe]:
