@@ -18,13 +18,13 @@ from ..errors import ContrafuseError, ImageWriteError, RegistrationError
 from ..registration import (
     DEFAULT_MIN_CONFIDENCE,
     DEFAULT_WORKING_SIZE,
+    MODES,
     align_folders,
     align_pair,
     output_stem,
     write_alignment,
 )
-
-MODES = ("translation", "affine", "homography", "none")
+from ..registration.result import DIRECTION_SPELLINGS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -40,7 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output folder (created)")
     parser.add_argument("--mode", choices=MODES, default="affine",
                         help="motion model (default affine); none only resamples to the fixed image's size")
-    parser.add_argument("--direction", choices=("ir-to-vis", "vis-to-ir"), default="ir-to-vis",
+    parser.add_argument("--direction", choices=DIRECTION_SPELLINGS, default="ir-to-vis",
                         help="which image is warped into the other's frame (default ir-to-vis)")
     parser.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE,
                         help=f"refuse pairs whose confidence is lower (default {DEFAULT_MIN_CONFIDENCE})")
