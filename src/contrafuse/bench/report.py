@@ -25,9 +25,11 @@ from PIL import Image
 from ..atomic import write_bytes, write_text
 from ..errors import ContrafuseError
 from ..evaluation import finite_or_none
+from ..data.selection import choose_pairs
 from ..io import read_image
+from ..panels import downscale
 from ..thermal import for_display
-from .grid import InsetChoice, choose_pairs, downscale, with_inset
+from .grid import InsetChoice, with_inset
 from .runner import BenchResult
 from .summary import SIGNIFICANCE_LEVEL, DatasetSummary, direction, smallest_p, summarise
 
@@ -511,7 +513,7 @@ def _png_bytes(panel: np.ndarray) -> bytes:
 
 
 def grid_names(bench: BenchResult, dataset_label: str, count: int, wanted: list[str] | None) -> list[str]:
-    """Pairs to show: those every method has a result for, chosen by :func:`.grid.choose_pairs`."""
+    """Pairs to show: those every method has a result for, chosen by :func:`~contrafuse.data.selection.choose_pairs`."""
     dataset = next(d for d in bench.datasets if d.label == dataset_label)
     complete = [p.name for p in dataset.pairs if all(p.name in r.outputs for r in bench.results[dataset_label].values())]
     return choose_pairs(complete, count, wanted)

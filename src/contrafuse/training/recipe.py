@@ -49,7 +49,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import Dataset
 
-from ..data import DatasetError, PairFiles, custom_pairs, dataset_pairs
+from ..data import DatasetError, PairFiles, choose_pairs, custom_pairs, dataset_pairs
 from ..errors import ContrafuseError
 from ..models import MODELS, create_model, default_weights_path, list_models, model_info
 from ..registry import Registry
@@ -212,8 +212,6 @@ def training_pairs(cfg: TrainConfig, split: str) -> list[PairFiles]:
 
 def validation_pairs(cfg: TrainConfig) -> list[PairFiles]:
     """The held-out pairs validated on (see :class:`~.config.ValidationConfig`), never training pairs."""
-    from ..bench.grid import choose_pairs
-
     v = cfg.validation
     if v.datasets:
         pairs = [pair for spec in v.datasets for pair in named_validation_pairs(spec, cfg.data.root)]
