@@ -56,6 +56,9 @@ from ..registry import Registry
 from .config import ConfigError, DataConfig, TrainConfig
 
 Losses = Mapping[str, "float | Tensor"]
+Models = dict[str, nn.Module]  # by the names build_models gives them
+Optimizers = dict[str, Optimizer]
+Batch = dict[str, Any]  # a collated training item, on the device
 
 
 @dataclass(frozen=True)
@@ -116,14 +119,7 @@ class Recipe:
     ) -> None:
         """Hook run right before the first step of each stage (also after a resume that lands there)."""
 
-    def training_step(
-        self,
-        models: dict[str, nn.Module],
-        optimizers: dict[str, Optimizer],
-        batch: dict[str, Any],
-        step: int,
-        stage: Stage,
-    ) -> Losses:
+    def training_step(self, models: Models, optimizers: Optimizers, batch: Batch, step: int, stage: Stage) -> Losses:
         """One optimisation step: forward, losses, backward and optimiser steps in the method's order.
 
         ``models`` may be DDP-wrapped; ``batch`` is on the training device. Returns the scalar
@@ -270,7 +266,10 @@ def unwrap(module: nn.Module) -> nn.Module:
 
 
 __all__ = [
+    "Batch",
     "Losses",
+    "Models",
+    "Optimizers",
     "Recipe",
     "Stage",
     "check_held_out",
