@@ -25,16 +25,13 @@ from ..registration import (
     write_alignment,
 )
 from ..registration.result import DIRECTION_SPELLINGS
+from .parsers import documented_parser
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``align`` subcommand (sets ``func=run``)."""
-    parser = subparsers.add_parser(
-        "align",
-        help="register a misaligned IR/VIS (or functional/MRI) pair, or two folders of pairs",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = documented_parser(subparsers, "align", doc=__doc__,
+                               help="register a misaligned IR/VIS (or functional/MRI) pair, or two folders of pairs")
     parser.add_argument("--ir", required=True, type=Path, help="infrared image or folder (medical: CT/PET/SPECT)")
     parser.add_argument("--vis", required=True, type=Path, help="visible image or folder (medical: MRI)")
     parser.add_argument("--out", required=True, type=Path, help="output folder (created)")
