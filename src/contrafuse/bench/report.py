@@ -27,9 +27,9 @@ from ..data.selection import choose_pairs
 from ..io import read_image
 from ..panels import downscale
 from ..thermal import for_display
-from .document import (TEST_NAME, Figures, convention_note, pairs_note, render_html, render_markdown,
-                       report_document)
+from .document import Figures, render_html, render_markdown, report_document
 from .grid import InsetChoice, with_inset
+from .notes import TEST_NAME, convention_note, pairs_note
 from .runner import BenchResult
 from .summary import SIGNIFICANCE_LEVEL, DatasetSummary, direction, summarise
 
