@@ -20,8 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ContrafuseError, PairError
-from .registration import DIRECTIONS, MODES, Registration
+from .registration import DIRECTIONS, Registration
 from .registration.result import normalize_direction
+
+ALIGN_MODES = ("none", "translation", "affine", "homography")
+"""``none``: the pair is fused as it is (sizes must match, or ``resize``)."""
 
 
 class AlignOptionError(ContrafuseError, ValueError):
@@ -29,11 +32,10 @@ class AlignOptionError(ContrafuseError, ValueError):
 
 
 def check_mode(mode: str) -> str:
-    """``mode`` if it is one of the registration :data:`~contrafuse.registration.MODES` (``none``: the
-    pair is fused as it is; sizes must match, or ``resize``)."""
+    """``mode`` if it is one of :data:`ALIGN_MODES`."""
     value = str(mode).lower()
-    if value not in MODES:
-        raise AlignOptionError(f"align must be one of {', '.join(MODES)}, got {mode!r}")
+    if value not in ALIGN_MODES:
+        raise AlignOptionError(f"align must be one of {', '.join(ALIGN_MODES)}, got {mode!r}")
     return value
 
 
@@ -82,5 +84,5 @@ def warp_float(registration: Registration, values: np.ndarray) -> np.ndarray:
     return registration.warp(np.ascontiguousarray(values, dtype=np.float32)).astype(np.float64)
 
 
-__all__ = ["AlignOptionError", "as_registration", "check_fits", "check_mode", "resolve_direction",
+__all__ = ["ALIGN_MODES", "AlignOptionError", "as_registration", "check_fits", "check_mode", "resolve_direction",
            "warp_float"]

@@ -18,26 +18,29 @@ from ..errors import ContrafuseError, ImageWriteError, RegistrationError
 from ..registration import (
     DEFAULT_MIN_CONFIDENCE,
     DEFAULT_WORKING_SIZE,
-    MODES,
     align_folders,
     align_pair,
     output_stem,
     write_alignment,
 )
-from ..registration.result import DIRECTION_SPELLINGS
-from .parsers import documented_parser
+
+MODES = ("translation", "affine", "homography", "none")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``align`` subcommand (sets ``func=run``)."""
-    parser = documented_parser(subparsers, "align", doc=__doc__,
-                               help="register a misaligned IR/VIS (or functional/MRI) pair, or two folders of pairs")
+    parser = subparsers.add_parser(
+        "align",
+        help="register a misaligned IR/VIS (or functional/MRI) pair, or two folders of pairs",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--ir", required=True, type=Path, help="infrared image or folder (medical: CT/PET/SPECT)")
     parser.add_argument("--vis", required=True, type=Path, help="visible image or folder (medical: MRI)")
     parser.add_argument("--out", required=True, type=Path, help="output folder (created)")
     parser.add_argument("--mode", choices=MODES, default="affine",
                         help="motion model (default affine); none only resamples to the fixed image's size")
-    parser.add_argument("--direction", choices=DIRECTION_SPELLINGS, default="ir-to-vis",
+    parser.add_argument("--direction", choices=("ir-to-vis", "vis-to-ir"), default="ir-to-vis",
                         help="which image is warped into the other's frame (default ir-to-vis)")
     parser.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE,
                         help=f"refuse pairs whose confidence is lower (default {DEFAULT_MIN_CONFIDENCE})")

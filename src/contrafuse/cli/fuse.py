@@ -5,12 +5,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..alignment import ALIGN_MODES
 from ..atomic import InputGuard, check_writable
 from ..errors import ContrafuseError, RegistrationError
 from ..fusion import fuse, fuse_folders
 from ..options import Color, FuseOptions, Gamut, Rounding
-from ..registration import MODES
-from ..registration.result import DIRECTION_SPELLINGS
 from ..io import write_image
 from ..models import DEFAULT_MODEL
 from ..runtime import Precision
@@ -51,13 +50,13 @@ def add_ir_range_argument(parser: argparse.ArgumentParser) -> None:
 
 def add_align_arguments(parser: argparse.ArgumentParser) -> None:
     """``--align``, ``--transform``, ``--direction``, ``--align-every``: register pairs before fusing."""
-    parser.add_argument("--align", choices=MODES, default="none",
+    parser.add_argument("--align", choices=ALIGN_MODES, default="none",
                         help="register each pair first (folders: per pair; videos: on the first frame, see "
                         "--align-every); none (default) fuses the pair as it is. A pair that cannot be registered "
                         "fails, naming the pair")
     parser.add_argument("--transform", type=Path, metavar="FILE",
                         help="apply a saved transform (the .json `contrafuse align` writes) to every pair or frame")
-    parser.add_argument("--direction", choices=DIRECTION_SPELLINGS,
+    parser.add_argument("--direction", choices=("ir-to-vis", "vis-to-ir"),
                         help="which image is warped into the other's frame (default ir-to-vis, or the --transform's)")
     parser.add_argument("--align-every", type=int, default=0, metavar="N",
                         help="videos with --align: re-estimate every N frames, each from the last (default 0: once, "

@@ -20,7 +20,6 @@ from ..atomic import write_text
 
 MODES = ("none", "translation", "affine", "homography")
 DIRECTIONS = ("ir_to_vis", "vis_to_ir")
-DIRECTION_SPELLINGS = tuple(d.replace("_", "-") for d in DIRECTIONS)  # on the command line
 FORMAT = "contrafuse.registration"
 FORMAT_VERSION = 1
 
