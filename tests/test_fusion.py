@@ -12,7 +12,7 @@ from contrafuse.color import rgb_to_ycbcr
 from contrafuse.fusion import Rounding, quantise
 from contrafuse.errors import ImageReadError, ImageWriteError, PairError
 from contrafuse.io import read_image
-from contrafuse.models import create_model
+from contrafuse.models import create_model, list_models
 
 RNG = np.random.default_rng(7)
 
@@ -78,9 +78,10 @@ def test_rounding_modes():
 
 
 @pytest.mark.parametrize("size", [(1, 1), (7, 13), (123, 77)])
-@pytest.mark.parametrize("model", ["average", "laplacian", "cs2fusion"])
-def test_any_size(size, model, cs2fusion):
-    network = cs2fusion if model == "cs2fusion" else model
+@pytest.mark.parametrize("model", list_models())
+def test_any_size(size, model):
+    torch.manual_seed(0)
+    network = create_model(model, weights=None)
     out = contrafuse.fuse(ir=_gray(*size), vis=_rgb(*size), model=network)
     assert out.shape == (*size, 3)
 

@@ -92,3 +92,16 @@ def test_coconet_target_follows_the_ir_argument():
 def test_inputs_are_not_positional():
     with pytest.raises(TypeError):
         create_model("average")(torch.rand(1, 1, 4, 4), torch.rand(1, 1, 4, 4))
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("size", [(7, 13), (123, 77)])
+def test_fast_path_equals_the_plain_forward(name, size):
+    """A model's ``fuse`` (what the pipeline calls when it exists) gives its forward's result."""
+    torch.manual_seed(0)
+    model = create_model(name, weights=None)
+    if not hasattr(model, "fuse"):  # the pipeline runs the forward itself
+        return
+    ir, vis = torch.rand(2, 1, *size), torch.rand(2, 1, *size)
+    with torch.inference_mode():
+        torch.testing.assert_close(model.fuse(ir=ir, vis=vis), model(ir=ir, vis=vis), atol=2e-5, rtol=1e-5)

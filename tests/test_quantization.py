@@ -19,7 +19,8 @@ from contrafuse.cli.main import main  # noqa: E402
 from contrafuse.data import dataset_pairs  # noqa: E402
 from contrafuse.errors import ContrafuseError  # noqa: E402
 from contrafuse.export import ExportError, OnnxModel, export_onnx, providers_for  # noqa: E402
-from contrafuse.io import read_image  # noqa: E402
+from contrafuse.io import read_image, write_image  # noqa: E402
+from contrafuse.models import list_models, model_info  # noqa: E402
 from contrafuse.quantization import QuantizationError  # noqa: E402
 from contrafuse.runtime import ModelRunner, PrecisionError  # noqa: E402
 
@@ -36,6 +37,28 @@ def int8_file(shared_dir, tmp_path_factory) -> Path:
                    "--calibration-pairs", "5", "--data-root", str(shared_dir / "data"), "--out", str(out)])
     assert status == 0
     return out
+
+
+def calibration_folders(root: Path, count: int = 2) -> str:
+    """``IR_DIR,VIS_DIR`` of ``count`` small random pairs (a calibration spelling of ``--calibration``)."""
+    rng = np.random.default_rng(5)
+    for index in range(count):
+        for role in ("ir", "vis"):
+            write_image(root / role / f"c{index}.png", rng.integers(0, 256, (40, 56), dtype=np.uint8))
+    return f"{root / 'ir'},{root / 'vis'}"
+
+
+@pytest.mark.parametrize("name", [n for n in list_models() if model_info(n).capabilities.int8 is not None])
+def test_every_model_declaring_int8_exports_with_its_recipe(name, tmp_path):
+    recipe = model_info(name).capabilities.int8
+    out = export_onnx(name, tmp_path / f"{name}_int8.onnx", weights=None, precision="int8",
+                      calibration=calibration_folders(tmp_path / "calibration"), calibration_pairs=2)
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert meta["contrafuse_model"] == name and meta["contrafuse_precision"] == "int8"
+    assert meta["int8_method"].endswith(recipe.describe()) and meta["int8_float_nodes"].endswith(recipe.why)
+    model = OnnxModel(out)
+    ir, vis = torch.rand(1, 1, 21, 35), torch.rand(1, 1, 21, 35)
+    assert model.precision == "int8" and model(ir=ir, vis=vis).shape == (1, 1, 21, 35)
 
 
 def test_metadata_records_precision_calibration_and_float_nodes(int8_file, shared_dir):

@@ -21,7 +21,8 @@ from contrafuse.models.weights import load_weights
 from contrafuse.training import ConfigError, Stage
 from contrafuse.training.checkpoint import load_checkpoint
 from contrafuse.training.cs2fusion import Cs2FusionRecipe
-from contrafuse.training.engine import load_config, seed_everything, train
+from contrafuse.training.distributed import seed_everything
+from contrafuse.training.engine import load_config, train
 from contrafuse.training.sampling import SampleStream
 from contrafuse.losses.cs2fusion import backbone_loss
 

@@ -119,10 +119,10 @@ class RecordingWriter:
 
 
 def test_finetune_from_shipped_weights_validates_on_held_out_pairs(tmp_path, monkeypatch, capsys):
-    import contrafuse.training.engine as engine
+    import contrafuse.training.runlog as runlog
 
     writer = RecordingWriter()
-    monkeypatch.setattr(engine, "tensorboard_writer", lambda folder: writer)
+    monkeypatch.setattr(runlog, "tensorboard_writer", lambda folder: writer)
     data = user_folder(tmp_path / "mine")
     run = tmp_path / "run"
     code = cli("--config", "cs2fusion_smoke", "--init", "default", "--out", str(run),

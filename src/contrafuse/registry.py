@@ -8,7 +8,7 @@ so a new method is its own file plus one registration::
 
     MODELS = Registry("model", UnknownModelError, builtins=("contrafuse.models.classical", ...))
     MODELS.add("average", ModelInfo(...))
-    MODELS.get("average"), MODELS.names("coco*")
+    MODELS.get("average"), MODELS.names("coco*"), MODELS.remove("average")
 """
 from __future__ import annotations
 
@@ -45,6 +45,13 @@ class Registry(Generic[Entry]):
             raise ValueError(f"{self.kind} {name!r} is registered twice")
         self._entries[name] = entry
         return entry
+
+    def remove(self, name: str) -> Entry:
+        """Take ``name`` out of the registry (e.g. a method a test registered); returns its entry."""
+        self._load_builtins()
+        if name not in self._entries:
+            raise self.error(f"unknown {self.kind} {name!r}; nothing to remove")
+        return self._entries.pop(name)
 
     def _load_builtins(self) -> None:
         if self._loaded:

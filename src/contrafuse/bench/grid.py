@@ -1,4 +1,4 @@
-"""Image grids for the reports: which pairs to show, where to zoom, and the zoom inset itself.
+"""Image grids for the reports: where to zoom, and the zoom inset itself.
 
 Every panel of one pair (IR, VIS and each method's result) gets the same zoom box, so the
 insets compare like with like. The box is placed by the user (:class:`InsetChoice`, from
@@ -18,6 +18,7 @@ from scipy.ndimage import gaussian_filter
 
 from ..color import rgb_to_luma
 from ..errors import ContrafuseError
+from ..panels import to_display
 
 INSET_COLOR = (255, 48, 48)
 AUTO_MODES = ("target", "detail")
@@ -124,27 +125,6 @@ def parse_insets(entries: list[str] | None) -> InsetChoice:
         else:
             choice.box = parse_box(entry)
     return choice
-
-
-def choose_pairs(names: list[str], count: int, wanted: list[str] | None = None) -> list[str]:
-    """``wanted`` names (those present) if given, else ``count`` names spread evenly over ``names``."""
-    if wanted:
-        return [n for n in wanted if n in names]
-    if count <= 0 or not names:
-        return []
-    if count >= len(names):
-        return list(names)
-    picks = np.linspace(0, len(names) - 1, count).round().astype(int)
-    return [names[i] for i in dict.fromkeys(picks.tolist())]
-
-
-def to_display(image: np.ndarray) -> np.ndarray:
-    """``uint8``/``uint16`` gray or RGB pixels -> ``uint8`` RGB ``(H, W, 3)``."""
-    if image.dtype == np.uint16:
-        image = np.round(image / 257.0).astype(np.uint8)
-    if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=2)
-    return np.ascontiguousarray(image.astype(np.uint8))
 
 
 def _luma(image: np.ndarray) -> np.ndarray:
@@ -263,48 +243,3 @@ def with_inset(image: np.ndarray, box: ZoomBox, scale: float = INSET_SCALE) -> n
     panel[top : top + size[0], left : left + size[1]] = zoomed
     _outline(panel, top, left, size[0], size[1], thickness)
     return panel
-
-
-def downscale(image: np.ndarray, max_width: int) -> np.ndarray:
-    """Shrink to at most ``max_width`` pixels wide (aspect kept); smaller images are unchanged."""
-    height, width = image.shape[:2]
-    if width <= max_width:
-        return image
-    size = (max_width, max(1, round(height * max_width / width)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
-
-
-def contact_sheet(rows: list[list[np.ndarray]], titles: list[str], cell_width: int = 256, gap: int = 4) -> np.ndarray:
-    """Panels side by side, one row per list, each cell ``cell_width`` wide, with column titles.
-
-    Args:
-        rows: per row, one gray or RGB panel per column (``uint8``/``uint16``); rows may differ in shape.
-        titles: one title per column, written above the first row.
-
-    Returns:
-        ``uint8`` RGB ``(H, W, 3)`` on a white background.
-    """
-    from PIL import ImageDraw
-
-    columns = len(titles)
-    scaled = [[_fit_width(to_display(panel), cell_width) for panel in row] for row in rows]
-    heights = [max(p.shape[0] for p in row) for row in scaled]
-    header = 14
-    sheet = np.full((header + sum(heights) + gap * len(rows), columns * (cell_width + gap) - gap, 3), 255, np.uint8)
-    top = header
-    for row, height in zip(scaled, heights):
-        for c, panel in enumerate(row):
-            left = c * (cell_width + gap)
-            sheet[top : top + panel.shape[0], left : left + panel.shape[1]] = panel
-        top += height + gap
-    canvas = Image.fromarray(sheet)
-    draw = ImageDraw.Draw(canvas)
-    for c, title in enumerate(titles):
-        draw.text((c * (cell_width + gap) + 2, 1), title, fill=(0, 0, 0))
-    return np.asarray(canvas)
-
-
-def _fit_width(image: np.ndarray, width: int) -> np.ndarray:
-    """``image`` resized to ``width`` pixels wide, aspect kept (up or down)."""
-    height = max(1, round(image.shape[0] * width / image.shape[1]))
-    return np.asarray(Image.fromarray(image).resize((width, height), Image.Resampling.LANCZOS))

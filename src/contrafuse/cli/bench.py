@@ -15,15 +15,12 @@ from ..bench.summary import BASES
 from ..errors import ContrafuseError
 from ..options import FuseOptions
 from .fuse import COLOR_CHOICES, ROUNDING_CHOICES, add_ir_range_argument, add_speed_arguments, speed_options
+from .parsers import documented_parser
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``bench`` subcommand (sets ``func=run``)."""
-    parser = subparsers.add_parser(
-        "bench",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = documented_parser(subparsers, "bench", doc=__doc__)
     parser.add_argument("--data", action="append", required=True, metavar="NAME[:SPLIT] | [LABEL=]IR_DIR,VIS_DIR",
                         help="a named dataset (tno42, roadscene:test50, harvard_mri_ct, ...) or two folders paired "
                         "by file stem; repeat for several datasets (one table each)")

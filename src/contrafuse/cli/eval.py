@@ -22,17 +22,14 @@ from ..evaluation import MeanStd, Score, finite_or_none, mean_and_std, score_man
 from ..io import list_images
 from ..thermal import IrRange, parse_ir_range
 from .fuse import add_ir_range_argument
+from .parsers import documented_parser
 
 FORMATS = ("table", "csv", "json", "markdown")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``eval`` subcommand (sets ``func=run``)."""
-    parser = subparsers.add_parser(
-        "eval",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = documented_parser(subparsers, "eval", doc=__doc__)
     parser.add_argument("--fused", type=Path, required=True, help="folder of fused images")
     parser.add_argument("--ir", type=Path, required=True, help="folder of infrared sources")
     parser.add_argument("--vis", type=Path, required=True, help="folder of visible sources")

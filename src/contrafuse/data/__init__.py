@@ -22,6 +22,7 @@ from .datasets import (
 )
 from .occlusion import OcclusionPolicy, occlude
 from .patches import PatchPairs, load_pair, load_pairs
+from .selection import choose_pairs
 
 __all__ = [
     "DATA_ENV",
@@ -33,6 +34,7 @@ __all__ = [
     "OcclusionPolicy",
     "PairFiles",
     "PatchPairs",
+    "choose_pairs",
     "custom_pairs",
     "dataset_info",
     "dataset_pairs",

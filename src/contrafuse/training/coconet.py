@@ -35,7 +35,8 @@ from ..losses.coconet import (
 from ..models import create_model
 from ..models.vgg import DEFAULT_VGG_SEED, VGGLossFeatures, vgg_source_description
 from .config import ConfigError, DataConfig, LoopConfig, TrainConfig, check_betas, check_rate, finite, require
-from .recipe import Losses, Recipe, Stage, models_trained_by, register_recipe, registered_weights, training_pairs, unwrap
+from .recipe import (Batch, Losses, Models, Optimizers, Recipe, Stage, models_trained_by, register_recipe,
+                     registered_weights, training_pairs, unwrap)
 
 
 
@@ -194,14 +195,7 @@ class CoCoNetRecipe(Recipe):
             self._loss_features = VGGLossFeatures(self.cfg.vgg.weights, self.cfg.vgg.seed).to(device)
         return self._loss_features
 
-    def training_step(
-        self,
-        models: dict[str, nn.Module],
-        optimizers: dict[str, Optimizer],
-        batch: dict[str, Any],
-        step: int,
-        stage: Stage,
-    ) -> Losses:
+    def training_step(self, models: Models, optimizers: Optimizers, batch: Batch, step: int, stage: Stage) -> Losses:
         cfg: CoCoNetConfig = self.cfg
         vis, ir = batch["vis"] * 2 - 1, batch["ir"] * 2 - 1
         fused = models["net"](ir=ir, vis=vis)

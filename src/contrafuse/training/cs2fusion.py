@@ -38,7 +38,8 @@ from ..losses.cs2fusion import AUGMENTED_POSITIVES, backbone_loss, compensation_
 from ..models import create_model
 from ..models.cs2fusion import CompensationPerceptionNet, sso_features, stack_levels
 from .config import ConfigError, DataConfig, TrainConfig, check_betas, check_rate, finite, planned_steps, require
-from .recipe import Losses, Recipe, Stage, register_recipe, registered_weights, training_pairs, unwrap
+from .recipe import (Batch, Losses, Models, Optimizers, Recipe, Stage, register_recipe, registered_weights, training_pairs,
+                     unwrap)
 from .schedules import WarmupMultiStep, fraction_milestones
 
 
@@ -179,14 +180,7 @@ class Cs2FusionRecipe(Recipe):
         models["backbone"].load_state_dict(model.backbone.state_dict())
         return path
 
-    def training_step(
-        self,
-        models: dict[str, nn.Module],
-        optimizers: dict[str, Optimizer],
-        batch: dict[str, Any],
-        step: int,
-        stage: Stage,
-    ) -> Losses:
+    def training_step(self, models: Models, optimizers: Optimizers, batch: Batch, step: int, stage: Stage) -> Losses:
         cfg: Cs2FusionConfig = self.cfg
         ir, vis, occluded = (batch[k] * 255.0 for k in ("ir", "vis", "vis_occluded"))
         views = forward_views(

@@ -38,6 +38,7 @@ Rules a recipe follows so that resume and DDP stay exact:
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,13 +49,16 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import Dataset
 
-from ..data import DatasetError, PairFiles, custom_pairs, dataset_pairs
+from ..data import DatasetError, PairFiles, choose_pairs, custom_pairs, dataset_pairs
 from ..errors import ContrafuseError
 from ..models import create_model, default_weights_path, list_models, model_info
 from ..registry import Registry
 from .config import ConfigError, DataConfig, TrainConfig
 
 Losses = Mapping[str, "float | Tensor"]
+Models = dict[str, nn.Module]  # by the names build_models gives them
+Optimizers = dict[str, Optimizer]
+Batch = dict[str, Any]  # a collated training item, on the device
 
 
 @dataclass(frozen=True)
@@ -115,14 +119,7 @@ class Recipe:
     ) -> None:
         """Hook run right before the first step of each stage (also after a resume that lands there)."""
 
-    def training_step(
-        self,
-        models: dict[str, nn.Module],
-        optimizers: dict[str, Optimizer],
-        batch: dict[str, Any],
-        step: int,
-        stage: Stage,
-    ) -> Losses:
+    def training_step(self, models: Models, optimizers: Optimizers, batch: Batch, step: int, stage: Stage) -> Losses:
         """One optimisation step: forward, losses, backward and optimiser steps in the method's order.
 
         ``models`` may be DDP-wrapped; ``batch`` is on the training device. Returns the scalar
@@ -155,8 +152,16 @@ class UnknownRecipeError(ContrafuseError):
     """A training method that is not registered."""
 
 
-RECIPES: Registry[type[Recipe]] = Registry("training method", UnknownRecipeError, builtins=tuple(
-    f"{__package__}.{module}" for module in ("cs2fusion", "coconet")))
+def builtin_recipe_modules() -> tuple[str, ...]:
+    """``training/<method>.py`` of each built-in method that has one: the modules of the models'
+    catalogue entries (``models/<method>.py``) name the methods, so a built-in method is declared
+    in one place."""
+    modules = dict.fromkeys(model_info(name, load=False).module for name in list_models())
+    methods = (module.rpartition(".")[2] for module in modules if module)
+    return tuple(f"{__package__}.{m}" for m in methods if importlib.util.find_spec(f"{__package__}.{m}") is not None)
+
+
+RECIPES: Registry[type[Recipe]] = Registry("training method", UnknownRecipeError, builtins=builtin_recipe_modules())
 
 
 def register_recipe(cls: type[Recipe]) -> type[Recipe]:
@@ -205,8 +210,6 @@ def training_pairs(cfg: TrainConfig, split: str) -> list[PairFiles]:
 
 def validation_pairs(cfg: TrainConfig) -> list[PairFiles]:
     """The held-out pairs validated on (see :class:`~.config.ValidationConfig`), never training pairs."""
-    from ..bench.grid import choose_pairs
-
     v = cfg.validation
     if v.datasets:
         pairs = [pair for spec in v.datasets for pair in named_validation_pairs(spec, cfg.data.root)]
@@ -265,7 +268,10 @@ def unwrap(module: nn.Module) -> nn.Module:
 
 
 __all__ = [
+    "Batch",
     "Losses",
+    "Models",
+    "Optimizers",
     "Recipe",
     "Stage",
     "check_held_out",

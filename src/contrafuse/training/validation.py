@@ -35,13 +35,13 @@ from torch import nn
 
 from .. import metrics
 from ..atomic import write_bytes, write_text
-from ..bench.grid import contact_sheet
 from ..bench.summary import best_and_ranks
 from ..data import dataset_info, folder_modalities
 from ..evaluation import finite_or_none, mean_and_std, score_many
 from ..options import FuseOptions
 from ..session import Fuser
 from ..io import PairFiles, read_image, write_image
+from ..panels import contact_sheet
 from .checkpoint import capture_rng_state, restore_rng_state
 from .config import TrainConfig
 
