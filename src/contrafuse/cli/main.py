@@ -10,7 +10,7 @@ import warnings
 from ..errors import ContrafuseError, ContrafuseWarning
 
 # Each module defines add_parser(subparsers), which registers its subcommand with func=run.
-SUBCOMMANDS = ("fuse", "align", "models", "convert", "eval", "train", "bench", "export")
+SUBCOMMANDS = ("fuse", "align", "models", "convert", "eval", "train", "bench", "export", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

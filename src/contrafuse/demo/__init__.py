@@ -5,3 +5,7 @@ one or several models, compare, score and download.
 :mod:`.app` builds the Gradio page around it and serves it offline. Gradio is imported only by
 :mod:`.app`, so ``import contrafuse.demo`` works without the extra.
 """
+
+DEFAULT_HOST = "127.0.0.1"  # this machine only
+DEFAULT_PORT = 7860
+DEFAULT_MAX_UPLOAD_MB = 50  # per uploaded file

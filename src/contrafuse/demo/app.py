@@ -1,0 +1,215 @@
+"""The demo page: a Gradio app around :func:`contrafuse.demo.runner.run_request`, served offline.
+
+Offline means: Gradio's analytics and update check are off, no share link is made, the theme's
+fonts are the ones Gradio ships, and nothing on the page is fetched from outside the server.
+Each browser session keeps its results in its own folder (held in its ``gr.State`` and removed
+when the session ends or fuses again); the whole temporary tree, Gradio's upload cache
+included, lives under one folder removed when the server stops. Nothing about a result is
+kept at module level.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..alignment import ALIGN_MODES
+from ..errors import ContrafuseError
+from ..models import DEFAULT_MODEL, list_models
+from ..options import Color, Gamut
+from . import DEFAULT_HOST, DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT
+from .runner import DemoResult, Example, Request, find_examples, run_request
+
+DEMO_EXTRA = "pip install 'contrafuse[demo]'"
+NO_EXAMPLE = "(none: use the uploaded files)"
+TITLE = "contrafuse demo"
+
+# Set before Gradio is imported: it reads some of them at import time.
+OFFLINE_ENVIRONMENT = {
+    "GRADIO_ANALYTICS_ENABLED": "False",
+    "GRADIO_SHARE": "False",
+    "HF_HUB_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "DO_NOT_TRACK": "1",
+}
+
+
+class DemoUnavailableError(ContrafuseError):
+    """Gradio (the ``demo`` extra) is not installed."""
+
+
+def import_gradio(temp_root: Path) -> Any:
+    """Gradio, imported with the offline settings and its cache under ``temp_root``."""
+    os.environ.update(OFFLINE_ENVIRONMENT)
+    os.environ["GRADIO_TEMP_DIR"] = str(temp_root / "gradio")
+    try:
+        import gradio
+    except ImportError as exc:
+        raise DemoUnavailableError(f"the demo page needs Gradio ({exc}); install the extra: {DEMO_EXTRA}") from None
+    return gradio
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """What the page offers: the models to choose from, the example pairs, the temporary root."""
+
+    temp_root: Path
+    models: tuple[str, ...]
+    examples: tuple[Example, ...]
+
+
+def message_of(exc: BaseException) -> str:
+    """One line for the page, as the CLI prints it (never a traceback)."""
+    if isinstance(exc, ContrafuseError):
+        return f"contrafuse: error: {exc}"
+    if isinstance(exc, MemoryError):
+        return "contrafuse: error: out of memory (try a smaller input)"
+    return f"contrafuse: internal error: {type(exc).__name__}: {exc} (please report it)"
+
+
+def new_session_folder(config: DemoConfig, previous: str | None) -> Path:
+    """A fresh results folder for this browser session; the one of its previous run is removed."""
+    remove_folder(previous)
+    return Path(tempfile.mkdtemp(prefix="session-", dir=config.temp_root))
+
+
+def remove_folder(folder: str | None) -> None:
+    """Remove a session's results folder (the ``gr.State`` delete callback); None does nothing."""
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def pick_pair(config: DemoConfig, ir_file: str | None, vis_file: str | None,
+              example: str | None) -> tuple[Path, Path, str, str, str | None]:
+    """The pair to fuse: a chosen example, else the two uploads. Returns the paths, their names
+    for messages and the pair's task when known."""
+    if example and example != NO_EXAMPLE:
+        chosen = next((e for e in config.examples if e.label == example), None)
+        if chosen is None:
+            raise ContrafuseError(f"unknown example {example!r}")
+        return chosen.ir, chosen.vis, chosen.ir.name, chosen.vis.name, chosen.task
+    if not ir_file or not vis_file:
+        raise ContrafuseError("upload an infrared (or CT/PET/SPECT) image and a visible (or MRI) image, or pick an example")
+    return Path(ir_file), Path(vis_file), Path(ir_file).name, Path(vis_file).name, None
+
+
+def chosen_models(models: list[str] | None, onnx_files: list[str] | None) -> tuple[str, ...]:
+    """Registered names, then uploaded ``.onnx`` files (anything else uploaded there is refused)."""
+    files = [str(f) for f in onnx_files or []]
+    for path in files:
+        if not path.lower().endswith(".onnx"):
+            raise ContrafuseError(f"{Path(path).name}: not an .onnx file (export one with `contrafuse export`)")
+    return (*(models or []), *files)
+
+
+def summary(result: DemoResult) -> str:
+    """The line above the results: what was fused, and the registration's confidence."""
+    text = f"fused with {', '.join(r.model for r in result.results)}"
+    if result.registration is not None:
+        reg = result.registration
+        text += f"; registered ({reg.mode}, confidence {reg.confidence:.3f}, overlap {reg.overlap():.0%})"
+    return text
+
+
+def slider_pairs(result: DemoResult) -> dict[str, list[str]]:
+    """For each model: its preview, the visible and the infrared preview (what the sliders show)."""
+    return {r.model: [str(r.preview), str(result.vis_preview), str(result.ir_preview)] for r in result.results}
+
+
+def build_app(config: DemoConfig) -> Any:
+    """The page, as a ``gr.Blocks`` (not launched)."""
+    gr = import_gradio(config.temp_root)
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(600, 3600)) as app:
+        session_folder = gr.State(None, delete_callback=remove_folder)
+        previews = gr.State({})
+        gr.Markdown(f"# {TITLE}\nInfrared + visible and medical image fusion, on this machine: upload a pair (or "
+                    "pick an example), choose models and options as `contrafuse fuse` takes them, compare and score.")
+        with gr.Row():
+            with gr.Column(scale=1):
+                ir_file = gr.File(label="infrared (or CT / PET / SPECT)", type="filepath", elem_id="ir-file")
+                vis_file = gr.File(label="visible (or MRI)", type="filepath", elem_id="vis-file")
+                example = gr.Dropdown([NO_EXAMPLE, *(e.label for e in config.examples)], value=NO_EXAMPLE,
+                                      label="or an example pair", elem_id="example")
+            with gr.Column(scale=1):
+                models = gr.CheckboxGroup(list(config.models), value=[DEFAULT_MODEL], label="--model (one or several)",
+                                          elem_id="models")
+                onnx_files = gr.File(label="--model FILE.onnx (from contrafuse export; extra onnx)", file_count="multiple",
+                                     type="filepath", elem_id="onnx-files")
+            with gr.Column(scale=1):
+                color = gr.Radio([c.value for c in Color], value="auto", label="--color", elem_id="color")
+                gamut = gr.Radio([g.value for g in Gamut], value="auto", label="--gamut", elem_id="gamut")
+                ir_range = gr.Textbox("auto", label="--ir-range (auto, full, LOW:HIGH, pLOW:pHIGH)", elem_id="ir-range")
+                align = gr.Radio(list(ALIGN_MODES), value="none", label="--align", elem_id="align")
+        run = gr.Button("Fuse", variant="primary", elem_id="fuse")
+        message = gr.Markdown("", elem_id="message")
+        shown = gr.Radio([], label="model shown in the sliders", elem_id="shown")
+        with gr.Row():
+            against_vis = gr.ImageSlider(label="fused | visible", type="filepath", elem_id="slider-vis")
+            against_ir = gr.ImageSlider(label="fused | infrared", type="filepath", elem_id="slider-ir")
+        grid = gr.Gallery(label="all models", columns=4, height=300, object_fit="contain", elem_id="grid")
+        table = gr.Dataframe(label="metrics (contrafuse.metrics, cddfuse convention)", interactive=False, elem_id="metrics")
+        checker = gr.Image(label="aligned pair: warped infrared over visible", type="filepath", visible=False,
+                           elem_id="checkerboard")
+        downloads = gr.File(label="fused files, as contrafuse fuse writes them", file_count="multiple",
+                            interactive=False, elem_id="downloads")
+
+        def fuse(ir_path, vis_path, example_label, model_names, onnx_paths, color_value, gamut_value, range_value,
+                 align_value, folder):
+            try:
+                ir, vis, ir_name, vis_name, task = pick_pair(config, ir_path, vis_path, example_label)
+                request = Request(ir, vis, chosen_models(model_names, onnx_paths), color=color_value, gamut=gamut_value,
+                                  ir_range=(range_value or "auto").strip(), align=align_value, ir_name=ir_name,
+                                  vis_name=vis_name, task=task)
+                folder = str(new_session_folder(config, folder))
+                result = run_request(request, Path(folder))
+            except Exception as exc:  # noqa: BLE001  (the page shows one line and keeps serving)
+                return (message_of(exc), gr.update(choices=[], value=None), None, None, [], None,
+                        gr.update(value=None, visible=False), None, folder, {})
+            pairs = slider_pairs(result)
+            first = result.results[0].model
+            headers, rows = result.table()
+            return (summary(result), gr.update(choices=list(pairs), value=first), tuple(pairs[first][:2]),
+                    (pairs[first][0], pairs[first][2]), [(str(r.preview), r.model) for r in result.results],
+                    gr.update(value=rows, headers=headers),
+                    gr.update(value=str(result.checkerboard) if result.checkerboard else None,
+                              visible=result.checkerboard is not None),
+                    [str(r.fused) for r in result.results], folder, pairs)
+
+        def show(model, pairs):
+            if not model or model not in pairs:
+                return gr.update(), gr.update()
+            fused, vis, ir = pairs[model]
+            return (fused, vis), (fused, ir)
+
+        run.click(fuse, [ir_file, vis_file, example, models, onnx_files, color, gamut, ir_range, align, session_folder],
+                  [message, shown, against_vis, against_ir, grid, table, checker, downloads, session_folder, previews],
+                  concurrency_limit=2)
+        shown.change(show, [shown, previews], [against_vis, against_ir])
+    return app
+
+
+def make_config(data_root: str | os.PathLike | None = None) -> DemoConfig:
+    """A temporary root (removed at exit), every registered model and the examples found."""
+    temp_root = Path(tempfile.mkdtemp(prefix="contrafuse-demo-"))
+    atexit.register(shutil.rmtree, temp_root, True)
+    return DemoConfig(temp_root, tuple(list_models()), tuple(find_examples(data_root)))
+
+
+def serve(*, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, data_root: str | os.PathLike | None = None,
+          max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB) -> None:
+    """Build the page and serve it at ``http://host:port`` until interrupted (no share link)."""
+    config = make_config(data_root)
+    try:
+        app = build_app(config)
+        app.queue(default_concurrency_limit=2)
+        app.launch(server_name=host, server_port=port, share=False, inbrowser=False, show_error=False, quiet=True,
+                   max_file_size=f"{max_upload_mb}mb", footer_links=[], ssr_mode=False, pwa=False, mcp_server=False,
+                   prevent_thread_lock=True)
+        print(f"contrafuse demo: serving http://{host}:{port}/ (Ctrl+C stops it)", flush=True)
+        app.block_thread()
+    finally:
+        shutil.rmtree(config.temp_root, ignore_errors=True)
