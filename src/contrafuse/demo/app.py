@@ -10,9 +10,12 @@ kept at module level.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
+import signal
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -199,6 +202,20 @@ def make_config(data_root: str | os.PathLike | None = None) -> DemoConfig:
     return DemoConfig(temp_root, tuple(list_models()), tuple(find_examples(data_root)))
 
 
+@contextlib.contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """Treat SIGTERM as Ctrl+C while serving, so the server closes and its temporary files go
+    (Python's default SIGTERM ends the process without running cleanup)."""
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def serve(*, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, data_root: str | os.PathLike | None = None,
           max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB) -> None:
     """Build the page and serve it at ``http://host:port`` until interrupted (no share link)."""
@@ -210,6 +227,7 @@ def serve(*, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, data_root: str 
                    max_file_size=f"{max_upload_mb}mb", footer_links=[], ssr_mode=False, pwa=False, mcp_server=False,
                    prevent_thread_lock=True)
         print(f"contrafuse demo: serving http://{host}:{port}/ (Ctrl+C stops it)", flush=True)
-        app.block_thread()
+        with stop_on_sigterm():
+            app.block_thread()
     finally:
         shutil.rmtree(config.temp_root, ignore_errors=True)
