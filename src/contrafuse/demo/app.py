@@ -153,7 +153,7 @@ def build_app(config: DemoConfig) -> Any:
         with gr.Row():
             against_vis = gr.ImageSlider(label="fused | visible", type="filepath", elem_id="slider-vis")
             against_ir = gr.ImageSlider(label="fused | infrared", type="filepath", elem_id="slider-ir")
-        grid = gr.Gallery(label="all models", columns=4, height=300, object_fit="contain", elem_id="grid")
+        grid = gr.Gallery(label="all models", columns=4, height="auto", object_fit="contain", elem_id="grid")
         table = gr.Dataframe(label="metrics (contrafuse.metrics, cddfuse convention)", interactive=False, elem_id="metrics")
         checker = gr.Image(label="aligned pair: warped infrared over visible", type="filepath", visible=False,
                            elem_id="checkerboard")
@@ -226,7 +226,8 @@ def serve(*, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, data_root: str 
         app.launch(server_name=host, server_port=port, share=False, inbrowser=False, show_error=False, quiet=True,
                    max_file_size=f"{max_upload_mb}mb", footer_links=[], ssr_mode=False, pwa=False, mcp_server=False,
                    prevent_thread_lock=True)
-        print(f"contrafuse demo: serving http://{host}:{port}/ (Ctrl+C stops it)", flush=True)
+        print(f"contrafuse demo: serving http://{host}:{port}/ (Ctrl+C stops it); temporary files under "
+              f"{config.temp_root}, removed when it stops", flush=True)
         with stop_on_sigterm():
             app.block_thread()
     finally:
