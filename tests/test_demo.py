@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, require_module
 from contrafuse.cli.main import main
 from contrafuse.demo.runner import (
     REGION_WATCHES,
@@ -28,7 +28,7 @@ EXAMPLES = REPO_ROOT / "examples"
 
 def cli_fuse(tmp_path: Path, *, ir: Path, vis: Path, model: str, extra: tuple[str, ...] = ()) -> bytes:
     """The bytes ``contrafuse fuse`` writes for the pair."""
-    out = tmp_path / f"cli-{model}-{ir.stem}-{vis.stem}.png"
+    out = tmp_path / f"cli-{Path(model).stem}-{ir.stem}-{vis.stem}.png"
     assert main(["fuse", "--ir", str(ir), "--vis", str(vis), "--out", str(out), "--model", model, *extra]) == 0
     return out.read_bytes()
 
@@ -141,3 +141,16 @@ def test_demo_options_are_checked_before_anything_starts(capsys):
     with pytest.raises(SystemExit):
         main(["demo", "--help"])
     assert "--max-upload-mb" in capsys.readouterr().out
+
+
+def test_an_exported_onnx_file_is_a_model_like_the_others(tmp_path: Path, capsys):
+    require_module("onnxruntime", "onnx")
+    exported = tmp_path / "upload" / "average.onnx"
+    exported.parent.mkdir()
+    assert main(["export", "--model", "average", "--format", "onnx", "--out", str(exported)]) == 0
+    request = Request(EXAMPLES / "ir.png", EXAMPLES / "vis.png", ("laplacian", str(exported)))
+    result = run_request(request, tmp_path / "run")
+    assert [r.model for r in result.results] == ["laplacian", "average"]
+    assert result.results[1].fused.name == "vis-average.png"
+    assert result.results[1].fused.read_bytes() == cli_fuse(
+        tmp_path, ir=request.ir, vis=request.vis, model=str(exported), extra=("--backend", "onnxruntime"))

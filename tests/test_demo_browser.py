@@ -247,3 +247,39 @@ def test_two_sessions_at_once_keep_their_own_results(server, new_session, tmp_pa
                                                         model="average")
     assert second_files["ir-laplacian.png"] == cli_output(tmp_path, ir=EXAMPLES / "vis.png", vis=EXAMPLES / "ir.png",
                                                           model="laplacian")
+
+
+def choose(page, element: str, option: str) -> None:
+    page.locator(f"{element} input").click()
+    page.get_by_role("option", name=option, exact=True).click()
+    sync_api.expect(page.locator(f"{element} input")).to_have_value(option)
+
+
+def test_an_example_pair_aligned_shows_its_confidence_and_checkerboard(server, new_session, shared_dir: Path):
+    page = new_session(server)
+    choose(page, "#example", "examples: ir.png + vis.png")
+    choose_models(page, ["average", "laplacian"])
+    page.locator("#align label", has_text="affine").click()
+    message = fuse(page)
+    assert re.fullmatch(r"fused with average, laplacian; registered \(affine, confidence 0\.\d{3}, overlap \d+%\)", message)
+    sync_api.expect(page.locator("#checkerboard img")).to_be_visible()
+    assert page.locator("#grid img").count() == 2
+
+    choose(page, "#example", "harvard_mri_pet: 11")  # a medical pair (the shared data) with IVIF models
+    choose_models(page, ["cs2fusion"])
+    page.locator("#align label", has_text="none").click()
+    assert fuse(page) == ("contrafuse: error: 11.png + 11.png: model cs2fusion fuses infrared-visible pairs, this is "
+                          "a medical pair; choose a model for medical pairs")
+
+
+def test_an_upload_over_the_limit_is_refused(server, new_session, tmp_path: Path):
+    page = new_session(server)
+    big = tmp_path / "big.png"
+    big.write_bytes(os.urandom((MAX_UPLOAD_MB + 1) * 1024 * 1024))
+    page.locator("#ir-file input[type=file]").set_input_files(str(big))
+    sync_api.expect(page.get_by_text(f'exceed the maximum allowed size of {MAX_UPLOAD_MB}.0 Mb: "big.png"')).to_be_visible()
+    assert page.locator("#ir-file a").count() == 0
+    # the server refuses it too, whatever the page does
+    response = page.request.post(f"{server}gradio_api/upload", multipart={
+        "files": {"name": "big.png", "mimeType": "image/png", "buffer": big.read_bytes()}})
+    assert response.status == 413

@@ -2,8 +2,8 @@
 
 Offline means: Gradio's analytics and update check are off, no share link is made, the theme's
 fonts are the ones Gradio ships, and nothing on the page is fetched from outside the server.
-Each browser session keeps its results in its own folder (held in its ``gr.State`` and removed
-when the session ends or fuses again); the whole temporary tree, Gradio's upload cache
+Each browser session keeps its results in its own folder (held in its ``gr.State``; replaced
+when it fuses again, removed an hour after its last run); the whole temporary tree, Gradio's upload cache
 included, lives under one folder removed when the server stops. Nothing about a result is
 kept at module level.
 """
@@ -29,6 +29,7 @@ from .runner import DemoResult, Example, Request, find_examples, run_request
 
 DEMO_EXTRA = "pip install 'contrafuse[demo]'"
 NO_EXAMPLE = "(none: use the uploaded files)"
+SESSION_TTL_S = 3600  # a session's results folder goes this long after its last run (Gradio's clock)
 TITLE = "contrafuse demo"
 
 # Set before Gradio is imported: it reads some of them at import time.
@@ -127,8 +128,8 @@ def build_app(config: DemoConfig) -> Any:
     """The page, as a ``gr.Blocks`` (not launched)."""
     gr = import_gradio(config.temp_root)
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(600, 3600)) as app:
-        session_folder = gr.State(None, delete_callback=remove_folder)
-        previews = gr.State({})
+        session_folder = gr.State(None, time_to_live=SESSION_TTL_S, delete_callback=remove_folder)
+        previews = gr.State({}, time_to_live=SESSION_TTL_S)
         gr.Markdown(f"# {TITLE}\nInfrared + visible and medical image fusion, on this machine: upload a pair (or "
                     "pick an example), choose models and options as `contrafuse fuse` takes them, compare and score.")
         with gr.Row():
@@ -192,6 +193,8 @@ def build_app(config: DemoConfig) -> Any:
                   [message, shown, against_vis, against_ir, grid, table, checker, downloads, session_folder, previews],
                   concurrency_limit=2)
         shown.change(show, [shown, previews], [against_vis, against_ir])
+        for upload in (ir_file, vis_file):  # an upload means the uploads are wanted, not the example
+            upload.upload(lambda: NO_EXAMPLE, None, example, queue=False)
     return app
 
 
