@@ -154,3 +154,11 @@ def test_an_exported_onnx_file_is_a_model_like_the_others(tmp_path: Path, capsys
     assert result.results[1].fused.name == "vis-average.png"
     assert result.results[1].fused.read_bytes() == cli_fuse(
         tmp_path, ir=request.ir, vis=request.vis, model=str(exported), extra=("--backend", "onnxruntime"))
+
+
+def test_the_command_line_starts_without_importing_gradio():
+    import subprocess
+
+    code = "import sys; from contrafuse.cli.main import build_parser; build_parser(); print('gradio' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "False", done.stderr[-2000:]

@@ -283,3 +283,16 @@ def test_an_upload_over_the_limit_is_refused(server, new_session, tmp_path: Path
     response = page.request.post(f"{server}gradio_api/upload", multipart={
         "files": {"name": "big.png", "mimeType": "image/png", "buffer": big.read_bytes()}})
     assert response.status == 413
+
+
+def test_a_busy_port_is_one_line_naming_it(monkeypatch, capsys):
+    from contrafuse.demo.app import OFFLINE_ENVIRONMENT
+
+    for name in (*OFFLINE_ENVIRONMENT, "GRADIO_TEMP_DIR"):  # restored after the test
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["demo", "--port", str(port)]) == 2
+    assert f"contrafuse: error: cannot serve on 127.0.0.1:{port}" in capsys.readouterr().err

@@ -226,9 +226,13 @@ def serve(*, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, data_root: str 
     try:
         app = build_app(config)
         app.queue(default_concurrency_limit=2)
-        app.launch(server_name=host, server_port=port, share=False, inbrowser=False, show_error=False, quiet=True,
-                   max_file_size=f"{max_upload_mb}mb", footer_links=[], ssr_mode=False, pwa=False, mcp_server=False,
-                   prevent_thread_lock=True)
+        try:
+            app.launch(server_name=host, server_port=port, share=False, inbrowser=False, show_error=False, quiet=True,
+                       max_file_size=f"{max_upload_mb}mb", footer_links=[], ssr_mode=False, pwa=False,
+                       mcp_server=False, prevent_thread_lock=True)
+        except OSError as exc:
+            raise ContrafuseError(f"cannot serve on {host}:{port} (in use, or not an address of this machine?): "
+                                  "choose another --port or --host") from exc
         print(f"contrafuse demo: serving http://{host}:{port}/ (Ctrl+C stops it); temporary files under "
               f"{config.temp_root}, removed when it stops", flush=True)
         with stop_on_sigterm():
