@@ -107,6 +107,8 @@ def test_bad_inputs_get_the_cli_messages_naming_the_uploaded_files(tmp_path: Pat
     assert "no-such-model" in _message(Request(EXAMPLES / "ir.png", EXAMPLES / "vis.png", ("no-such-model",)), tmp_path)
     message = _message(Request(EXAMPLES / "ir.png", EXAMPLES / "vis.png", ("average",), ir_range="x"), tmp_path)
     assert message.startswith("infrared range 'x': use auto, full")
+    twice = _message(Request(EXAMPLES / "ir.png", EXAMPLES / "vis.png", ("average", str(upload / "average.onnx"))), tmp_path)
+    assert twice.startswith("two models are named average")
     assert "at least one model" in _message(Request(EXAMPLES / "ir.png", EXAMPLES / "vis.png", ()), tmp_path)
 
 

@@ -24,6 +24,8 @@ from contrafuse.cli.main import main
 
 require_module("gradio", "demo")
 sync_api = require_module("playwright.sync_api", "test")
+# the machine may be busy (a training run beside the tests): wait for the page generously
+sync_api.expect.set_options(timeout=60_000)
 
 EXAMPLES = REPO_ROOT / "examples"
 SCREENSHOT_ENV = "CONTRAFUSE_DEMO_SCREENSHOT"

@@ -15,7 +15,8 @@ import os
 import shutil
 import signal
 import tempfile
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,75 +128,103 @@ def slider_pairs(result: DemoResult) -> dict[str, list[str]]:
 def build_app(config: DemoConfig) -> Any:
     """The page, as a ``gr.Blocks`` (not launched)."""
     gr = import_gradio(config.temp_root)
-    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(600, 3600)) as app:
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(600, SESSION_TTL_S)) as app:
         session_folder = gr.State(None, time_to_live=SESSION_TTL_S, delete_callback=remove_folder)
         previews = gr.State({}, time_to_live=SESSION_TTL_S)
         gr.Markdown(f"# {TITLE}\nInfrared + visible and medical image fusion, on this machine: upload a pair (or "
                     "pick an example), choose models and options as `contrafuse fuse` takes them, compare and score.")
-        with gr.Row():
-            with gr.Column(scale=1):
-                ir_file = gr.File(label="infrared (or CT / PET / SPECT)", type="filepath", elem_id="ir-file")
-                vis_file = gr.File(label="visible (or MRI)", type="filepath", elem_id="vis-file")
-                example = gr.Dropdown([NO_EXAMPLE, *(e.label for e in config.examples)], value=NO_EXAMPLE,
-                                      label="or an example pair", elem_id="example")
-            with gr.Column(scale=1):
-                models = gr.CheckboxGroup(list(config.models), value=[DEFAULT_MODEL], label="--model (one or several)",
-                                          elem_id="models")
-                onnx_files = gr.File(label="--model FILE.onnx (from contrafuse export; extra onnx)", file_count="multiple",
-                                     type="filepath", elem_id="onnx-files")
-            with gr.Column(scale=1):
-                color = gr.Radio([c.value for c in Color], value="auto", label="--color", elem_id="color")
-                gamut = gr.Radio([g.value for g in Gamut], value="auto", label="--gamut", elem_id="gamut")
-                ir_range = gr.Textbox("auto", label="--ir-range (auto, full, LOW:HIGH, pLOW:pHIGH)", elem_id="ir-range")
-                align = gr.Radio(list(ALIGN_MODES), value="none", label="--align", elem_id="align")
+        inputs = input_fields(gr, config)
         run = gr.Button("Fuse", variant="primary", elem_id="fuse")
-        message = gr.Markdown("", elem_id="message")
-        shown = gr.Radio([], label="model shown in the sliders", elem_id="shown")
-        with gr.Row():
-            against_vis = gr.ImageSlider(label="fused | visible", type="filepath", elem_id="slider-vis")
-            against_ir = gr.ImageSlider(label="fused | infrared", type="filepath", elem_id="slider-ir")
-        grid = gr.Gallery(label="all models", columns=4, height="auto", object_fit="contain", elem_id="grid")
-        table = gr.Dataframe(label="metrics (contrafuse.metrics, cddfuse convention)", interactive=False, elem_id="metrics")
-        checker = gr.Image(label="aligned pair: warped infrared over visible", type="filepath", visible=False,
-                           elem_id="checkerboard")
-        downloads = gr.File(label="fused files, as contrafuse fuse writes them", file_count="multiple",
-                            interactive=False, elem_id="downloads")
-
-        def fuse(ir_path, vis_path, example_label, model_names, onnx_paths, color_value, gamut_value, range_value,
-                 align_value, folder):
-            try:
-                ir, vis, ir_name, vis_name, task = pick_pair(config, ir_path, vis_path, example_label)
-                request = Request(ir, vis, chosen_models(model_names, onnx_paths), color=color_value, gamut=gamut_value,
-                                  ir_range=(range_value or "auto").strip(), align=align_value, ir_name=ir_name,
-                                  vis_name=vis_name, task=task)
-                folder = str(new_session_folder(config, folder))
-                result = run_request(request, Path(folder))
-            except Exception as exc:  # noqa: BLE001  (the page shows one line and keeps serving)
-                return (message_of(exc), gr.update(choices=[], value=None), None, None, [], None,
-                        gr.update(value=None, visible=False), None, folder, {})
-            pairs = slider_pairs(result)
-            first = result.results[0].model
-            headers, rows = result.table()
-            return (summary(result), gr.update(choices=list(pairs), value=first), tuple(pairs[first][:2]),
-                    (pairs[first][0], pairs[first][2]), [(str(r.preview), r.model) for r in result.results],
-                    gr.update(value=rows, headers=headers),
-                    gr.update(value=str(result.checkerboard) if result.checkerboard else None,
-                              visible=result.checkerboard is not None),
-                    [str(r.fused) for r in result.results], folder, pairs)
-
-        def show(model, pairs):
-            if not model or model not in pairs:
-                return gr.update(), gr.update()
-            fused, vis, ir = pairs[model]
-            return (fused, vis), (fused, ir)
-
-        run.click(fuse, [ir_file, vis_file, example, models, onnx_files, color, gamut, ir_range, align, session_folder],
-                  [message, shown, against_vis, against_ir, grid, table, checker, downloads, session_folder, previews],
+        outputs = output_fields(gr)
+        run.click(fuse_handler(gr, config), [*inputs.values(), session_folder], [*outputs.values(), session_folder, previews],
                   concurrency_limit=2)
-        shown.change(show, [shown, previews], [against_vis, against_ir])
-        for upload in (ir_file, vis_file):  # an upload means the uploads are wanted, not the example
-            upload.upload(lambda: NO_EXAMPLE, None, example, queue=False)
+        outputs["shown"].change(show_handler(gr), [outputs["shown"], previews],
+                                [outputs["against_vis"], outputs["against_ir"]])
+        for upload in (inputs["ir"], inputs["vis"]):  # an upload means the uploads are wanted, not the example
+            upload.upload(lambda: NO_EXAMPLE, None, inputs["example"], queue=False)
     return app
+
+
+def input_fields(gr: Any, config: DemoConfig) -> dict[str, Any]:
+    """The pair, the models and the options, in the order :func:`fuse_handler` takes them."""
+    fields = {}
+    with gr.Row():
+        with gr.Column(scale=1):
+            fields["ir"] = gr.File(label="infrared (or CT / PET / SPECT)", type="filepath", elem_id="ir-file")
+            fields["vis"] = gr.File(label="visible (or MRI)", type="filepath", elem_id="vis-file")
+            fields["example"] = gr.Dropdown([NO_EXAMPLE, *(e.label for e in config.examples)], value=NO_EXAMPLE,
+                                            label="or an example pair", elem_id="example")
+        with gr.Column(scale=1):
+            fields["models"] = gr.CheckboxGroup(list(config.models), value=[DEFAULT_MODEL],
+                                                label="--model (one or several)", elem_id="models")
+            fields["onnx"] = gr.File(label="--model FILE.onnx (from contrafuse export; extra onnx)",
+                                     file_count="multiple", type="filepath", elem_id="onnx-files")
+        with gr.Column(scale=1):
+            fields["color"] = gr.Radio([c.value for c in Color], value="auto", label="--color", elem_id="color")
+            fields["gamut"] = gr.Radio([g.value for g in Gamut], value="auto", label="--gamut", elem_id="gamut")
+            fields["ir_range"] = gr.Textbox("auto", label="--ir-range (auto, full, LOW:HIGH, pLOW:pHIGH)",
+                                            elem_id="ir-range")
+            fields["align"] = gr.Radio(list(ALIGN_MODES), value="none", label="--align", elem_id="align")
+    return fields
+
+
+def output_fields(gr: Any) -> dict[str, Any]:
+    """What a run shows, in the order :func:`fuse_handler` returns it."""
+    fields = {"message": gr.Markdown("", elem_id="message"),
+              "shown": gr.Radio([], label="model shown in the sliders", elem_id="shown")}
+    with gr.Row():
+        fields["against_vis"] = gr.ImageSlider(label="fused | visible", type="filepath", elem_id="slider-vis")
+        fields["against_ir"] = gr.ImageSlider(label="fused | infrared", type="filepath", elem_id="slider-ir")
+    fields["grid"] = gr.Gallery(label="all models", columns=4, height="auto", object_fit="contain", elem_id="grid")
+    fields["table"] = gr.Dataframe(label="metrics (contrafuse.metrics, cddfuse convention)", interactive=False,
+                                   elem_id="metrics")
+    fields["checker"] = gr.Image(label="aligned pair: warped infrared over visible", type="filepath", visible=False,
+                                 elem_id="checkerboard")
+    fields["downloads"] = gr.File(label="fused files, as contrafuse fuse writes them", file_count="multiple",
+                                  interactive=False, elem_id="downloads")
+    return fields
+
+
+def fuse_handler(gr: Any, config: DemoConfig) -> Callable[..., tuple]:
+    """The Fuse button: the request from the fields, run in this session's fresh folder."""
+    def fuse(ir_path, vis_path, example, models, onnx_paths, color, gamut, ir_range, align, folder):  # noqa: ANN001
+        try:
+            ir, vis, ir_name, vis_name, task = pick_pair(config, ir_path, vis_path, example)
+            request = Request(ir, vis, chosen_models(models, onnx_paths), color=color, gamut=gamut,
+                              ir_range=(ir_range or "auto").strip(), align=align, ir_name=ir_name, vis_name=vis_name,
+                              task=task)
+            folder = str(new_session_folder(config, folder))
+            result = run_request(request, Path(folder))
+        except Exception as exc:  # noqa: BLE001  (the page shows one line and keeps serving)
+            if not isinstance(exc, ContrafuseError):
+                traceback.print_exc()  # for whoever runs the server; the page gets one line
+            return (message_of(exc), gr.update(choices=[], value=None), None, None, [], None,
+                    gr.update(value=None, visible=False), None, folder, {})
+        return (*result_values(gr, result), folder, slider_pairs(result))
+
+    return fuse
+
+
+def result_values(gr: Any, result: DemoResult) -> tuple:
+    """The output fields' values for a finished run (in :func:`output_fields` order)."""
+    pairs = slider_pairs(result)
+    fused, vis, ir = pairs[result.results[0].model]
+    headers, rows = result.table()
+    checker = str(result.checkerboard) if result.checkerboard else None
+    return (summary(result), gr.update(choices=list(pairs), value=result.results[0].model), (fused, vis), (fused, ir),
+            [(str(r.preview), r.model) for r in result.results], gr.update(value=rows, headers=headers),
+            gr.update(value=checker, visible=checker is not None), [str(r.fused) for r in result.results])
+
+
+def show_handler(gr: Any) -> Callable[[str, dict], tuple]:
+    """The model choice above the sliders: show that model's result in both."""
+    def show(model: str, pairs: dict[str, list[str]]) -> tuple:
+        if not model or model not in pairs:
+            return gr.update(), gr.update()
+        fused, vis, ir = pairs[model]
+        return (fused, vis), (fused, ir)
+
+    return show
 
 
 def make_config(data_root: str | os.PathLike | None = None) -> DemoConfig:

@@ -136,6 +136,11 @@ def run_request(request: Request, workdir: Path) -> DemoResult:
     """
     if not request.models:
         raise ContrafuseError("choose at least one model")
+    labels = [model_label(model) for model in request.models]
+    twice = sorted({label for label in labels if labels.count(label) > 1})
+    if twice:
+        raise ContrafuseError(f"two models are named {', '.join(twice)} (a registered model and an .onnx file?): "
+                              "rename the .onnx file")
     names = (request.ir_name or request.ir.name, request.vis_name or request.vis.name)
     try:
         return _run(request, workdir, names)
