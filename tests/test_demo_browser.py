@@ -90,6 +90,8 @@ def new_session(playwright, tmp_path: Path):
             str(profile), executable_path=chromium, args=list(CHROMIUM_FLAGS), headless=True, accept_downloads=True,
             viewport={"width": 1280, "height": 900})
         contexts.append(context)
+        context.set_default_timeout(60_000)
+        context.set_default_navigation_timeout(120_000)
         context.on("request", lambda request: requested.append(request.url))
         page = context.pages[0] if context.pages else context.new_page()
         page.goto(url)
