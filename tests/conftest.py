@@ -47,3 +47,23 @@ def require_module(module: str, extra: str):
 def shared_dir() -> Path:
     """The shared data folder (see module docstring)."""
     return require_path(locate_shared_dir(), "shared data folder")
+
+
+CHROMIUM_INSTALL = "apt-get update && apt-get install -y chromium"
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync")
+
+
+def require_chromium() -> str:
+    """Path of the system's headless-capable Chromium (never a downloaded one): FAIL under CI
+    when missing, skip elsewhere."""
+    import shutil
+
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    message = f"chromium not found; install it with: {CHROMIUM_INSTALL}"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import CHROMIUM_FLAGS, require_chromium
 from contrafuse.bench import BenchError, parse_models, resolve_dataset
 from contrafuse.cli.main import main
 from contrafuse.metrics import metric_info
@@ -269,30 +270,15 @@ def test_box_plot_files_are_images(bench_run: Path):
 
 # -- report.html in a real browser -------------------------------------------------------------
 
-CHROMIUM_INSTALL = "apt-get update && apt-get install -y chromium"
-
-
 def _chromium() -> str:
     """Path of a headless-capable Chromium; FAIL under CI when missing, skip elsewhere."""
-    import os
-    import shutil
-
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    message = f"chromium not found; install it with: {CHROMIUM_INSTALL}"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    return require_chromium()
 
 
 def _run_chromium(profile: Path, *args: str) -> str:
     import subprocess
 
-    command = [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--hide-scrollbars", f"--user-data-dir={profile}", *args]
+    command = [_chromium(), *CHROMIUM_FLAGS, "--hide-scrollbars", f"--user-data-dir={profile}", *args]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout

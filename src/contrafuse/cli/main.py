@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "train": "train a fusion method (CS2Fusion, CoCoNet) from a config file",
     "bench": "benchmark models and published results on datasets; write metrics and reports",
     "export": "export a model to ONNX (run it with `contrafuse fuse --backend onnxruntime`)",
+    "demo": "serve a local web page to fuse, compare and score pairs (extra demo: pip install 'contrafuse[demo]')",
 }
 
 
