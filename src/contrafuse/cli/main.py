@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 import warnings
 
@@ -26,6 +27,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 DEBUG_ENV = "CONTRAFUSE_DEBUG"
 
+# Options whose value may start with a minus sign (a window of -5:40 degrees). argparse takes
+# "-5:40" for an option (only plain negative numbers pass as values), so it is attached with "=".
+NEGATIVE_VALUE_OPTIONS = ("--ir-range",)
+_NEGATIVE_VALUE = re.compile(r"^-[0-9.]")
+
+
+def attach_negative_values(argv: list[str]) -> list[str]:
+    """``["--ir-range", "-5:40"]`` as ``["--ir-range=-5:40"]``; every other token unchanged."""
+    joined: list[str] = []
+    for token in argv:
+        if joined and joined[-1] in NEGATIVE_VALUE_OPTIONS and _NEGATIVE_VALUE.match(token):
+            joined[-1] = f"{joined[-1]}={token}"
+        else:
+            joined.append(token)
+    return joined
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (``sys.argv[1:]`` by default) parsed, negative ``--ir-range`` windows included."""
+    return build_parser().parse_args(attach_negative_values(sys.argv[1:] if argv is None else list(argv)))
+
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
     """Our warnings as one line (``contrafuse: warning: ...``); others as Python prints them."""
@@ -40,7 +62,7 @@ _python_show_warning = warnings.showwarning
 
 def main(argv: list[str] | None = None) -> int:
     """Run a subcommand; exit status 0 (done), 1 (some items failed), 2 (error), 130 (interrupted)."""
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     warnings.showwarning = _show_warning
     try:
         return int(args.func(args) or 0)
