@@ -73,6 +73,29 @@ def test_rerun_without_flags_fails_fast_on_existing_outputs(tmp_path, capsys):
     assert capsys.readouterr().err.count("already exists") == 3 and _checksums(out) == kept
 
 
+def test_a_folder_run_that_fuses_nothing_exits_2_with_the_reason(tmp_path, capsys):
+    empty_ir, empty_vis = tmp_path / "empty_ir", tmp_path / "empty_vis"
+    empty_ir.mkdir()
+    empty_vis.mkdir()
+    assert main(_fuse("--ir", str(empty_ir), "--vis", str(empty_vis), "--out", str(tmp_path / "o1"))) == 2
+    captured = capsys.readouterr()
+    assert "hold no images" in captured.err and "fused 0" not in captured.out and not (tmp_path / "o1").exists()
+    ir, vis = _folders(tmp_path, names=("a", "b"))
+    (vis / "a.png").rename(vis / "x.png")
+    (vis / "b.png").rename(vis / "y.png")
+    assert main(_fuse("--ir", str(ir), "--vis", str(vis), "--out", str(tmp_path / "o2"))) == 2
+    err = capsys.readouterr().err
+    assert "no image of --ir" in err and "4 unmatched" in err and err.count("unmatched (no partner") == 4
+
+
+def test_a_resumed_run_with_every_output_done_still_exits_0(tmp_path, capsys):
+    ir, vis = _folders(tmp_path)
+    out = tmp_path / "out"
+    assert main(_fuse("--ir", str(ir), "--vis", str(vis), "--out", str(out))) == 0
+    assert main(_fuse("--ir", str(ir), "--vis", str(vis), "--out", str(out), "--skip-existing")) == 0
+    assert "3 skipped" in capsys.readouterr().out
+
+
 def test_skip_existing_and_overwrite_contradict(tmp_path, capsys):
     ir, vis = _folders(tmp_path)
     assert main(_fuse("--ir", str(ir), "--vis", str(vis), "--out", str(tmp_path / "o"), "--skip-existing",

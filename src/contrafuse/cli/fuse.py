@@ -10,7 +10,7 @@ from ..atomic import InputGuard, check_writable
 from ..errors import ContrafuseError, RegistrationError
 from ..fusion import fuse, fuse_folders
 from ..options import Color, FuseOptions, Gamut, Rounding
-from ..io import write_image
+from ..io import pair_folders, write_image
 from ..models import DEFAULT_MODEL
 from ..runtime import Precision
 from ..video import is_video
@@ -172,7 +172,22 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_something_pairs(args: argparse.Namespace) -> None:
+    """Refuse a folder run with no pair to fuse (empty folders, or no stem in common), before the model loads."""
+    pairs, unmatched = pair_folders(ir=args.ir, vis=args.vis)
+    if pairs:
+        return
+    if not unmatched:
+        raise ContrafuseError(f"--ir {args.ir} and --vis {args.vis} hold no images (PNG, JPEG, BMP, TIFF): "
+                              "nothing to fuse")
+    for path in unmatched:
+        print(f"unmatched (no partner with the same stem): {path}", file=sys.stderr)
+    raise ContrafuseError(f"no image of --ir {args.ir} has a partner with the same file stem in --vis {args.vis} "
+                          f"({len(unmatched)} unmatched, listed above): nothing to fuse")
+
+
 def _run_folders(args: argparse.Namespace) -> int:
+    _check_something_pairs(args)
     report = fuse_folders(ir=args.ir, vis=args.vis, out=args.out, overwrite=args.overwrite, suffix=args.suffix,
                           skip_existing=args.skip_existing, **_model_arguments(args))
     for path in report.cleaned:
