@@ -44,6 +44,18 @@ def test_cs2fusion_onnx_equals_pytorch_on_odd_sizes(cs2fusion, size):
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
 
 
+def test_model_options_reach_the_export_and_its_metadata(tmp_path: Path):
+    torch.manual_seed(0)
+    path = export_onnx("cs2fusion", tmp_path / "zeros.onnx", weights=None, model_options={"border": "zeros"})
+    assert OnnxModel(path).metadata["contrafuse_model_options"] == "border=zeros"
+    torch.manual_seed(0)  # the random weights export_onnx built
+    zeros = create_model("cs2fusion", weights=None, border="zeros")
+    ir, vis = (torch.rand(1, 1, 21, 30, generator=torch.Generator().manual_seed(seed)) for seed in (1, 2))
+    with torch.no_grad():
+        expected = zeros(ir=ir, vis=vis).numpy()
+    np.testing.assert_allclose(OnnxModel(path)(ir=ir, vis=vis).numpy(), expected, atol=1e-4, rtol=0)
+
+
 def test_gate_statistics_stay_dynamic(cs2fusion):
     """The DDM gates pool over the whole image: a constant image of another size must not reuse traced shapes."""
     network, path = cs2fusion

@@ -25,6 +25,7 @@ import io
 import os
 import tempfile
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -253,6 +254,7 @@ def export_onnx(
     calibration: str | None = None,
     calibration_pairs: int | None = None,
     data_root: str | os.PathLike | None = None,
+    model_options: Mapping[str, Any] | None = None,
 ) -> Path:
     """Export a registered model's ``forward(*, ir, vis)`` to an ONNX file.
 
@@ -270,6 +272,8 @@ def export_onnx(
             16) of the dataset split ``calibration`` (default ``roadscene:train``), found under
             ``data_root`` (default: as for the named datasets). fp16/bf16 are run-time choices
             (``fuse --precision``), not file formats.
+        model_options: keyword options of the registered model's builder (e.g.
+            ``{"border": "zeros"}``), recorded in the file's metadata.
 
     Returns:
         The written path.
@@ -286,12 +290,14 @@ def export_onnx(
     out = Path(out)
     if out.exists() and not overwrite:
         raise ContrafuseError(f"{out}: already exists (pass --overwrite to replace it)")
+    if isinstance(model, nn.Module) and model_options:
+        raise ExportError(f"model options ({', '.join(model_options)}) apply to a registered model name, not a module")
     if isinstance(model, nn.Module):
         network, weights_note = model.cpu().eval(), "given module"
         info = getattr(network, "model_info", None)
         name = info.name if info is not None else type(model).__name__
     else:
-        name, network = model, create_model(model, weights=weights, device="cpu")
+        name, network = model, create_model(model, weights=weights, device="cpu", **dict(model_options or {}))
         weights_note = "shipped" if weights == "default" else (Path(weights).name if weights else "random")
     if precision == "int8":
         from .quantization import recipe_for
@@ -316,6 +322,8 @@ def export_onnx(
         "opset": str(opset),
         "size_multiple": str(size_multiple),
     }
+    if model_options:
+        metadata["contrafuse_model_options"] = ",".join(f"{k}={v}" for k, v in model_options.items())
     if precision == "int8":
         data, int8_entries = _quantize(data, recipe, size_multiple, calibration, calibration_pairs, data_root)
         metadata.update(int8_entries)

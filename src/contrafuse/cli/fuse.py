@@ -9,7 +9,7 @@ from ..alignment import ALIGN_MODES
 from ..atomic import InputGuard, check_writable
 from ..errors import ContrafuseError, RegistrationError
 from ..fusion import fuse, fuse_folders
-from ..options import Color, FuseOptions, Gamut, Rounding
+from ..options import Color, FuseOptions, Gamut, Rounding, parse_model_options
 from ..io import pair_folders, write_image
 from ..models import DEFAULT_MODEL
 from ..runtime import Precision
@@ -63,6 +63,13 @@ def add_align_arguments(parser: argparse.ArgumentParser) -> None:
                         "on the first frame)")
 
 
+def add_model_option_argument(parser: argparse.ArgumentParser) -> None:
+    """``--model-option KEY=VALUE`` (repeatable): keyword options of the registered model's builder."""
+    parser.add_argument("--model-option", dest="model_options", action="append", metavar="KEY=VALUE",
+                        help="an option of the registered model, repeatable (cs2fusion: border=replicate, the default, "
+                        "or border=zeros, the authors' zero-padded borders); see `contrafuse models`")
+
+
 def speed_options(args: argparse.Namespace) -> dict:
     """The FuseOptions fields of :func:`add_speed_arguments`."""
     if args.batch_size < 1:
@@ -99,6 +106,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--backend", choices=BACKENDS, default="torch",
                         help="torch (default); onnxruntime (--model is then a .onnx file from `contrafuse export`; "
                         "CPU, or CUDA with --device cuda); tensorrt (ONNX Runtime's TensorRT provider, CUDA)")
+    add_model_option_argument(parser)
     add_ir_range_argument(parser)
     add_align_arguments(parser)
     add_speed_arguments(parser)
@@ -134,7 +142,8 @@ def _model(args: argparse.Namespace):
 
 
 def _model_arguments(args: argparse.Namespace) -> dict:
-    return {"model": _model(args), "weights": _weights(args), "device": args.device, "options": options_of(args)}
+    return {"model": _model(args), "weights": _weights(args), "device": args.device, "options": options_of(args),
+            "model_options": parse_model_options(args.model_options)}
 
 
 def _check_backend(args: argparse.Namespace) -> None:
