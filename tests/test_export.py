@@ -115,6 +115,10 @@ def test_export_cli_then_fuse_with_onnxruntime_backend(tmp_path: Path, capsys):
                  "--backend", "onnxruntime", "--model", str(onnx_file)]) == 0
     expected = fuse(ir=tmp_path / "ir.png", vis=tmp_path / "vis.png", model="average", device="cpu")
     np.testing.assert_array_equal(np.asarray(Image.open(out)), expected)
+    implied = tmp_path / "implied.png"  # no --backend: the .onnx suffix says onnxruntime
+    assert main(["fuse", "--ir", str(tmp_path / "ir.png"), "--vis", str(tmp_path / "vis.png"), "--out", str(implied),
+                 "--model", str(onnx_file)]) == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(implied)), expected)
 
 
 def test_fuse_pipeline_accepts_an_onnx_file(cs2fusion, tmp_path: Path):
@@ -130,7 +134,8 @@ def test_fuse_pipeline_accepts_an_onnx_file(cs2fusion, tmp_path: Path):
     "args, message",
     [
         (["--backend", "onnxruntime", "--model", "average"], "--backend onnxruntime needs --model FILE.onnx"),
-        (["--model", "x.onnx"], "an ONNX file needs --backend onnxruntime"),
+        (["--backend", "torch", "--model", "x.onnx"], "an ONNX file needs --backend onnxruntime"),
+        (["--model", "missing.onnx"], "missing.onnx: ONNX model file not found"),  # the suffix implies onnxruntime
         (["--backend", "onnxruntime", "--model", "missing.onnx"], "missing.onnx: ONNX model file not found"),
     ],
 )

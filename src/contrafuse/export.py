@@ -303,6 +303,7 @@ def export_onnx(
         from .quantization import recipe_for
 
         recipe = recipe_for(name)  # before the export: fail fast for models without a recipe
+        calibration_set = _calibration_set(calibration, calibration_pairs, data_root)  # and without the data
     # a model whose padding depends on the size exports its core; OnnxModel pads around it
     capabilities = capabilities_of(network)
     traced, size_multiple = capabilities.traced_module(network), capabilities.size_multiple
@@ -325,17 +326,23 @@ def export_onnx(
     if model_options:
         metadata["contrafuse_model_options"] = ",".join(f"{k}={v}" for k, v in model_options.items())
     if precision == "int8":
-        data, int8_entries = _quantize(data, recipe, size_multiple, calibration, calibration_pairs, data_root)
+        data, int8_entries = _quantize(data, recipe, size_multiple, calibration_set)
         metadata.update(int8_entries)
     return write_bytes(out, _with_metadata(data, metadata), overwrite=overwrite)
 
 
-def _quantize(data: bytes, recipe: Any, size_multiple: int, calibration: str | None, count: int | None,
-              data_root: str | os.PathLike | None) -> tuple[bytes, dict[str, str]]:
-    from .quantization import (DEFAULT_CALIBRATION, DEFAULT_CALIBRATION_PAIRS, calibration_pairs, float_nodes,
-                               int8_metadata, quantize_int8)
+def _calibration_set(calibration: str | None, count: int | None,
+                     data_root: str | os.PathLike | None) -> tuple[str, list[Any]]:
+    """The calibration spec and its pairs (:func:`contrafuse.quantization.calibration_pairs`)."""
+    from .quantization import DEFAULT_CALIBRATION, DEFAULT_CALIBRATION_PAIRS, calibration_pairs
 
     spec = calibration or DEFAULT_CALIBRATION
-    pairs = calibration_pairs(spec, count or DEFAULT_CALIBRATION_PAIRS, data_root)
+    return spec, calibration_pairs(spec, count or DEFAULT_CALIBRATION_PAIRS, data_root)
+
+
+def _quantize(data: bytes, recipe: Any, size_multiple: int, calibration_set: tuple[str, list[Any]]) -> tuple[bytes, dict[str, str]]:
+    from .quantization import float_nodes, int8_metadata, quantize_int8
+
+    spec, pairs = calibration_set
     kept = float_nodes(data, recipe)
     return quantize_int8(data, recipe, pairs, size_multiple), int8_metadata(pairs, spec, recipe, kept)

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data import DatasetError, custom_pairs, dataset_info, dataset_pairs, folder_modalities, list_datasets
+from ..data import DataRootError, DatasetError, custom_pairs, dataset_info, dataset_pairs, folder_modalities, list_datasets
 from ..errors import ContrafuseError
 from ..io import IMAGE_SUFFIXES, PairFiles
 from ..models import default_weights_path, list_models, model_info
@@ -110,6 +110,8 @@ def resolve_dataset(spec: str, root: str | os.PathLike | None = None, limit: int
         split = split or default_split(name)
         try:
             files = dataset_pairs(name, split, root)
+        except DataRootError:
+            raise  # its message names the data root flag, which the command line fills in
         except DatasetError as exc:
             raise BenchError(f"--data {spec}: {exc}") from None
         label = name if split in ("test", "all") else f"{name}_{split}"

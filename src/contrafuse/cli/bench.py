@@ -64,7 +64,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_ir_range_argument(parser)
     add_speed_arguments(parser, workers_flag="--fuse-workers")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, data_root_flag="--data-root")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -35,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data-root", type=Path, help="root of the named datasets (default: $CONTRAFUSE_DATA or shared/data)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     add_model_option_argument(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, data_root_flag="--data-root")
 
 
 def _weights(value: str | None) -> str | None:

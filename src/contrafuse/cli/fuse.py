@@ -103,9 +103,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="folder mode: resume an interrupted run (pairs whose output exists are skipped, stale "
                         "temporary files removed)")
     parser.add_argument("--suffix", default=".png", help="output suffix in folder mode (default .png)")
-    parser.add_argument("--backend", choices=BACKENDS, default="torch",
-                        help="torch (default); onnxruntime (--model is then a .onnx file from `contrafuse export`; "
-                        "CPU, or CUDA with --device cuda); tensorrt (ONNX Runtime's TensorRT provider, CUDA)")
+    parser.add_argument("--backend", choices=BACKENDS,
+                        help="torch (default for a registered model); onnxruntime (--model is then a .onnx file from "
+                        "`contrafuse export`; the default for a .onnx --model; CPU, or CUDA with --device cuda); "
+                        "tensorrt (ONNX Runtime's TensorRT provider, CUDA)")
     add_model_option_argument(parser)
     add_ir_range_argument(parser)
     add_align_arguments(parser)
@@ -147,7 +148,10 @@ def _model_arguments(args: argparse.Namespace) -> dict:
 
 
 def _check_backend(args: argparse.Namespace) -> None:
-    is_onnx = args.model.endswith(".onnx")
+    """Check the backend against --model; without --backend, a .onnx file says it is one for onnxruntime."""
+    is_onnx = args.model.lower().endswith(".onnx")
+    if args.backend is None:
+        args.backend = "onnxruntime" if is_onnx else "torch"
     if args.backend != "torch" and not is_onnx:
         raise ContrafuseError(f"--backend {args.backend} needs --model FILE.onnx (see `contrafuse export`), got {args.model!r}")
     if args.backend != "torch" and args.weights is not None:

@@ -60,6 +60,15 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 _python_show_warning = warnings.showwarning
 
 
+def _for_command(error: ContrafuseError, args: argparse.Namespace) -> ContrafuseError:
+    """``error`` in this command's words: a missing data root names the command's own flag
+    (each subcommand with one sets ``data_root_flag``)."""
+    from ..data import DataRootError
+
+    flag = getattr(args, "data_root_flag", None)
+    return error.for_flag(flag) if isinstance(error, DataRootError) and flag else error
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a subcommand; exit status 0 (done), 1 (some items failed), 2 (error), 130 (interrupted)."""
     args = parse_args(argv)
@@ -67,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ContrafuseError as exc:
-        print(f"contrafuse: error: {exc}", file=sys.stderr)
+        print(f"contrafuse: error: {_for_command(exc, args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

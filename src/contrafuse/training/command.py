@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--vgg-weights", type=Path, metavar="FILE",
         help="CoCoNet: a torchvision vgg19 state dict file for the VGG trunk and loss (= --set vgg.weights=FILE)",
     )
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, data_root_flag="--data")
 
 
 def overrides_of(args: argparse.Namespace) -> list[str]:
