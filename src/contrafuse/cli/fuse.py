@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -111,7 +112,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_ir_range_argument(parser)
     add_align_arguments(parser)
     add_speed_arguments(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, on_interrupt=interrupted)
 
 
 def _weights(args: argparse.Namespace) -> str | Path:
@@ -213,6 +214,19 @@ def _run_folders(args: argparse.Namespace) -> int:
           f"skipped (output exists), {len(report.unmatched)} unmatched; {report.seconds:.1f} s, "
           f"{report.pairs_per_second:.2f} pairs/s ({report.setup})")
     return 0 if report.ok else 1
+
+
+def interrupted(args: argparse.Namespace) -> str:
+    """What an interrupted ``fuse`` finished, and (folders) the command that continues it."""
+    if not (args.ir.is_dir() and args.vis.is_dir()):
+        return f"nothing was written to {args.out} (an output appears only once it is complete)"
+    pairs, _ = pair_folders(ir=args.ir, vis=args.vis)
+    done = sum((args.out / f"{pair.name}{args.suffix}").is_file() for pair in pairs)
+    tokens = [t for t in args.command_line if t != "--overwrite"]
+    if "--skip-existing" not in tokens:
+        tokens.append("--skip-existing")
+    return (f"{done} of {len(pairs)} output(s) in {args.out} are complete; continue with: "
+            f"contrafuse {shlex.join(tokens)}")
 
 
 def _run_video(args: argparse.Namespace) -> int:

@@ -45,8 +45,23 @@ def attach_negative_values(argv: list[str]) -> list[str]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The command line (``sys.argv[1:]`` by default) parsed, negative ``--ir-range`` windows included."""
-    return build_parser().parse_args(attach_negative_values(sys.argv[1:] if argv is None else list(argv)))
+    """The command line (``sys.argv[1:]`` by default) parsed, negative ``--ir-range`` windows included;
+    ``command_line`` keeps the tokens (an interrupted command prints how to continue it)."""
+    tokens = attach_negative_values(sys.argv[1:] if argv is None else [str(a) for a in argv])
+    args = build_parser().parse_args(tokens)
+    args.command_line = tokens
+    return args
+
+
+def interrupted_message(args: argparse.Namespace) -> str:
+    """``contrafuse: interrupted``, with what the command had finished and how to continue it
+    when the subcommand says (its ``on_interrupt(args)``, set with ``set_defaults``)."""
+    note = getattr(args, "on_interrupt", None)
+    try:
+        detail = note(args) if note is not None else ""
+    except Exception:  # noqa: BLE001  (the interrupt is reported whatever the note's problem)
+        detail = ""
+    return "contrafuse: interrupted" + (f": {detail}" if detail else "")
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
@@ -79,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"contrafuse: error: {_for_command(exc, args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        print(interrupted_message(args), file=sys.stderr)
         return 130
     except MemoryError:
         print("contrafuse: error: out of memory (try a smaller input, --device cpu, or fewer workers)", file=sys.stderr)
