@@ -31,6 +31,7 @@ from torch import nn
 from .atomic import InputGuard, check_writable, remove_stale_partials
 from .devices import resolve_device
 from .errors import ContrafuseError
+from .input_checks import InputChecks
 from .io import PairFiles, pair_folders, read_image, write_image
 from .models import DEFAULT_MODEL, create_model
 from .options import FuseOptions, resolve_options
@@ -166,6 +167,7 @@ class Fuser:
         self.runner = ModelRunner(self.network, device=self.device, precision=self.options.precision,
                                   compile=self.options.compile)
         self.last_registration: Registration | None = None  # the transform of the last pair, if one was applied
+        self.input_checks = InputChecks(self.network)  # likely mistakes (task, swapped inputs), warned once
 
     def describe(self) -> str:
         """How the model runs (precision, backend, device) and the batch size: for summaries."""
@@ -173,7 +175,10 @@ class Fuser:
 
     def prepare(self, *, ir: np.ndarray, vis: np.ndarray, names: tuple[str, str] = ("infrared image", "visible image"),
                 registration: Registration | None = None, initial: Registration | None = None) -> PreparedPair:
-        """:func:`~contrafuse.preparation.prepare_pair` with this session's options."""
+        """:func:`~contrafuse.preparation.prepare_pair` with this session's options, after the
+        :class:`~contrafuse.input_checks.InputChecks` (a warning, once per session, for a pair that
+        looks like a mistake)."""
+        self.input_checks.check(ir=ir, vis=vis, names=names)
         return prepare_pair(ir=ir, vis=vis, options=self.options, names=names, registration=registration, initial=initial)
 
     def finish(self, prepared: PreparedPair, fused: np.ndarray) -> np.ndarray:

@@ -284,6 +284,8 @@ def run_video(fuser: Fuser, *, ir: str | os.PathLike, vis: str | os.PathLike, ou
     clip = ClipPreparation(options, Path(ir), Path(vis))
 
     def load(frame: tuple[int, np.ndarray, np.ndarray]) -> PreparedPair:
+        if frame[0] == 0:  # the clip's first frame stands for the clip
+            fuser.input_checks.check(ir=frame[1], vis=frame[2], names=clip.names(0))
         return clip.prepare(*frame)
 
     def store(frame: tuple[int, np.ndarray, np.ndarray], prepared: PreparedPair, fused: np.ndarray) -> None:

@@ -67,7 +67,9 @@ def interrupted_message(args: argparse.Namespace) -> str:
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
     """Our warnings as one line (``contrafuse: warning: ...``); others as Python prints them."""
     if issubclass(category, ContrafuseWarning):
-        print(f"contrafuse: warning: {message}", file=sys.stderr)
+        from tqdm import tqdm
+
+        tqdm.write(f"contrafuse: warning: {message}", file=sys.stderr)  # on its own line, above a progress bar
     else:
         _python_show_warning(message, category, filename, lineno, file, line)
 
