@@ -8,7 +8,7 @@ and write metrics.csv/json, report.md, report.html and figures.
 from .grid import InsetChoice, parse_insets
 from .report import ReportFiles, software_versions, write_report
 from .runner import BenchResult, MethodResult, Timing, run_bench
-from .specs import BenchDataset, BenchError, Method, check_unique, parse_models, parse_results, parse_weights, resolve_dataset
+from .specs import BenchDataset, BenchError, Method, apply_model_options, check_unique, parse_models, parse_results, parse_weights, resolve_dataset
 from .summary import DatasetSummary, summarise
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "MethodResult",
     "ReportFiles",
     "Timing",
+    "apply_model_options",
     "check_unique",
     "parse_insets",
     "parse_models",
