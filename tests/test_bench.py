@@ -146,6 +146,41 @@ def test_second_run_reuses_outputs_unless_refresh(bench_run: Path, tmp_path: Pat
     assert fused.stat().st_mtime_ns != before
 
 
+def test_max_baseline_has_a_row_in_the_table_and_fuses_to_the_brighter_source(tmp_path: Path):
+    from contrafuse.color import rgb_to_luma
+    from contrafuse.io import read_image
+
+    ir_dir, vis_dir, _ = _write_pairs(tmp_path / "data")
+    out = tmp_path / "out"
+    assert main(["bench", "--data", f"toy={ir_dir},{vis_dir}", "--models", "average,max", "--out", str(out),
+                 "--no-plots", "--quiet", "--metrics", "EN", "SD"]) == 0
+    _, rows = markdown_table((out / "report.md").read_text(), "toy")
+    assert {"average", "max"} <= set(rows)
+    fused = read_image(out / "fused" / "toy" / "max" / "a01.png").astype(float)
+    expected = np.maximum(read_image(ir_dir / "a01.png"), rgb_to_luma(read_image(vis_dir / "a01.png")))
+    assert np.abs(fused - expected).max() <= 1
+
+
+def test_model_options_reach_the_bench_and_its_cache_recipe(tmp_path: Path, capsys):
+    from contrafuse.io import read_image
+
+    ir_dir, vis_dir, _ = _write_pairs(tmp_path / "data", names=("a01",))
+    base = ["bench", "--data", f"toy={ir_dir},{vis_dir}", "--no-plots", "--quiet", "--metrics", "EN"]
+    runs = {}
+    for label, extra in (("replicate", []), ("zeros", ["--model-option", "cs2fusion:border=zeros"])):
+        assert main([*base, "--models", "cs2fusion", "--out", str(tmp_path / label), *extra]) == 0
+        folder = tmp_path / label / "fused" / "toy" / "cs2fusion"
+        runs[label] = read_image(folder / "a01.png")
+        assert json.loads((folder / "run.json").read_text())["recipe"]["model_options"] == {"border": label}
+    assert not np.array_equal(runs["replicate"][0], runs["zeros"][0])  # the top row differs
+    assert np.array_equal(runs["replicate"][10:-10, 10:-10], runs["zeros"][10:-10, 10:-10])
+    assert "border=zeros" in (tmp_path / "zeros" / "report.md").read_text()
+    for option, message in (("coconet:border=zeros", "'coconet' is not a registered model listed in --models"),
+                            ("width=3", "no model listed in --models has the option 'width'")):
+        assert main([*base, "--models", "cs2fusion,average", "--out", str(tmp_path / "x"), "--model-option", option]) == 2
+        assert message in capsys.readouterr().err
+
+
 def test_missing_result_is_reported_and_exit_status_is_1(tmp_path: Path, capsys):
     ir_dir, vis_dir, res_dir = _write_pairs(tmp_path / "data")
     (res_dir / "b02.png").unlink()

@@ -17,8 +17,9 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 def test_models_lists_every_model_and_marks_the_default(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    for name in ("average", "laplacian", "cs2fusion", "coconet", "coconet-medical"):
-        assert name in out
+    listed = [line.split()[0] for line in out.splitlines()]
+    for name in ("average", "max", "laplacian", "cs2fusion", "coconet", "coconet-medical"):
+        assert name in listed
     assert "(default)" in out.splitlines()[[n.split()[0] for n in out.splitlines()].index(DEFAULT_MODEL)]
 
 

@@ -83,6 +83,25 @@ def test_data_root_from_environment(tmp_path, monkeypatch):
         resolve_data_root(tmp_path / "nope")
 
 
+@pytest.mark.parametrize("command, flag", [
+    (["export", "--model", "cs2fusion", "--precision", "int8", "--out", "m.onnx"], "--data-root"),
+    (["bench", "--data", "tno42", "--models", "average", "--out", "bench"], "--data-root"),
+    (["train", "cs2fusion", "--config", "cs2fusion_smoke", "--out", "run"], "--data"),
+])
+def test_a_missing_data_root_names_the_commands_flag_and_each_path_once(tmp_path, monkeypatch, capsys, command, flag):
+    from contrafuse.cli.main import main
+    from contrafuse.data import datasets
+
+    monkeypatch.setattr(datasets, "CHECKOUT", tmp_path / "repo")  # its ../shared/data is ./shared/data here
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(DATA_ENV, str(tmp_path / "shared" / "data"))
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert f"pass {flag} DIR or set {DATA_ENV}" in err, err
+    assert err.count(str(tmp_path / "shared" / "data")) == 1, err
+    assert not (tmp_path / "m.onnx").exists()
+
+
 def test_manifest_reading(tmp_path):
     path = tmp_path / "m.txt"
     path.write_text("a.png\n# comment\nb\n\n")

@@ -66,6 +66,18 @@ def test_onnx_export_equals_pytorch_on_odd_sizes(exports, name, size):
     assert (got - expected).abs().max().item() <= 1e-4
 
 
+def test_model_options_reach_the_export_and_its_metadata(tmp_path: Path):
+    torch.manual_seed(0)
+    path = export_onnx("cs2fusion", tmp_path / "zeros.onnx", weights=None, model_options={"border": "zeros"})
+    assert OnnxModel(path).metadata["contrafuse_model_options"] == "border=zeros"
+    torch.manual_seed(0)  # the random weights export_onnx built
+    zeros = create_model("cs2fusion", weights=None, border="zeros")
+    ir, vis = (torch.rand(1, 1, 21, 30, generator=torch.Generator().manual_seed(seed)) for seed in (1, 2))
+    with torch.no_grad():
+        expected = zeros(ir=ir, vis=vis).numpy()
+    np.testing.assert_allclose(OnnxModel(path)(ir=ir, vis=vis).numpy(), expected, atol=1e-4, rtol=0)
+
+
 def test_gate_statistics_stay_dynamic(cs2fusion):
     """The DDM gates pool over the whole image: a constant image of another size must not reuse traced shapes."""
     network, path = cs2fusion
@@ -110,6 +122,10 @@ def test_export_cli_then_fuse_with_onnxruntime_backend(tmp_path: Path, capsys):
                  "--backend", "onnxruntime", "--model", str(onnx_file)]) == 0
     expected = fuse(ir=tmp_path / "ir.png", vis=tmp_path / "vis.png", model="average", device="cpu")
     np.testing.assert_array_equal(np.asarray(Image.open(out)), expected)
+    implied = tmp_path / "implied.png"  # no --backend: the .onnx suffix says onnxruntime
+    assert main(["fuse", "--ir", str(tmp_path / "ir.png"), "--vis", str(tmp_path / "vis.png"), "--out", str(implied),
+                 "--model", str(onnx_file)]) == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(implied)), expected)
 
 
 def test_fuse_pipeline_accepts_an_onnx_file(cs2fusion, tmp_path: Path):
@@ -125,7 +141,8 @@ def test_fuse_pipeline_accepts_an_onnx_file(cs2fusion, tmp_path: Path):
     "args, message",
     [
         (["--backend", "onnxruntime", "--model", "average"], "--backend onnxruntime needs --model FILE.onnx"),
-        (["--model", "x.onnx"], "an ONNX file needs --backend onnxruntime"),
+        (["--backend", "torch", "--model", "x.onnx"], "an ONNX file needs --backend onnxruntime"),
+        (["--model", "missing.onnx"], "missing.onnx: ONNX model file not found"),  # the suffix implies onnxruntime
         (["--backend", "onnxruntime", "--model", "missing.onnx"], "missing.onnx: ONNX model file not found"),
     ],
 )

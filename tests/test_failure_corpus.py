@@ -397,6 +397,21 @@ def test_outputs_follow_the_umask(umask, tmp_path, capsys):
         assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_weights_files_follow_the_umask(umask, tmp_path, capsys):
+    """safetensors replaces the temporary file with a 0600 one of its own; the written weights still get the umask's mode."""
+    from contrafuse.models.weights import save_weights
+
+    old = os.umask(umask)
+    try:
+        source = save_weights(create_model("cs2fusion", weights=None), tmp_path / "random.safetensors", {"model": "cs2fusion"})
+        assert run(["convert", source, tmp_path / "converted.safetensors"], capsys).status == 0
+    finally:
+        os.umask(old)
+    for path in (source, tmp_path / "converted.safetensors"):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, (path, oct(path.stat().st_mode))
+
+
 def test_eval_json_is_strict_json(tmp_path, capsys):
     ir, vis = pair(tmp_path, size=(48, 64))
     folder = tmp_path / "fused"

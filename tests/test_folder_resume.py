@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,66 @@ def test_rerun_without_flags_fails_fast_on_existing_outputs(tmp_path, capsys):
     kept = _checksums(out)
     assert main(_fuse("--ir", str(ir), "--vis", str(vis), "--out", str(out))) == 1
     assert capsys.readouterr().err.count("already exists") == 3 and _checksums(out) == kept
+
+
+def test_a_folder_run_that_fuses_nothing_exits_2_with_the_reason(tmp_path, capsys):
+    empty_ir, empty_vis = tmp_path / "empty_ir", tmp_path / "empty_vis"
+    empty_ir.mkdir()
+    empty_vis.mkdir()
+    assert main(_fuse("--ir", str(empty_ir), "--vis", str(empty_vis), "--out", str(tmp_path / "o1"))) == 2
+    captured = capsys.readouterr()
+    assert "hold no images" in captured.err and "fused 0" not in captured.out and not (tmp_path / "o1").exists()
+    ir, vis = _folders(tmp_path, names=("a", "b"))
+    (vis / "a.png").rename(vis / "x.png")
+    (vis / "b.png").rename(vis / "y.png")
+    assert main(_fuse("--ir", str(ir), "--vis", str(vis), "--out", str(tmp_path / "o2"))) == 2
+    err = capsys.readouterr().err
+    assert "no image of --ir" in err and "4 unmatched" in err and err.count("unmatched (no partner") == 4
+
+
+def test_a_resumed_run_with_every_output_done_still_exits_0(tmp_path, capsys):
+    ir, vis = _folders(tmp_path)
+    out = tmp_path / "out"
+    assert main(_fuse("--ir", str(ir), "--vis", str(vis), "--out", str(out))) == 0
+    assert main(_fuse("--ir", str(ir), "--vis", str(vis), "--out", str(out), "--skip-existing")) == 0
+    assert "3 skipped" in capsys.readouterr().out
+
+
+def test_ctrl_c_says_what_is_done_and_prints_the_command_that_continues(tmp_path, capsys, monkeypatch):
+    names = [f"p{i:02d}" for i in range(16)]  # more than the pipeline holds in flight
+    ir, vis = _folders(tmp_path, names=names)
+    out = tmp_path / "out"
+    real_run = contrafuse.session.run_batched
+
+    def interrupted_after_one(*args, **kwargs):  # Ctrl-C lands in the main thread, between outcomes
+        outcomes = real_run(*args, **kwargs)
+        yield next(outcomes)
+        outcomes.close()  # as the interrupt does: running jobs finish, queued ones are cancelled
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(contrafuse.session, "run_batched", interrupted_after_one)
+    assert main(_fuse("--ir", str(ir), "--vis", str(vis), "--out", str(out), "--overwrite")) == 130
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    done = len(list(out.glob("*.png")))
+    assert 1 <= done < 16 and f"contrafuse: interrupted: {done} of 16 output(s) in {out} are complete" in err
+    command = shlex.split(err.split("continue with: ", 1)[1])
+    assert command[0] == "contrafuse" and "--skip-existing" in command and "--overwrite" not in command
+    monkeypatch.setattr(contrafuse.session, "run_batched", real_run)
+    assert main(command[1:]) == 0
+    assert f"fused {16 - done} pair(s)" in capsys.readouterr().out and not _partials(out)
+    assert sorted(p.name for p in out.iterdir()) == [f"{name}.png" for name in names]
+
+
+def test_ctrl_c_on_one_pair_says_nothing_was_written(tmp_path, capsys, monkeypatch):
+    ir, vis = _folders(tmp_path, names=("a",))
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(contrafuse.session.Fuser, "fuse_prepared", interrupt)
+    out = tmp_path / "f.png"
+    assert main(_fuse("--ir", str(ir / "a.png"), "--vis", str(vis / "a.png"), "--out", str(out))) == 130
+    assert f"contrafuse: interrupted: nothing was written to {out}" in capsys.readouterr().err and not out.exists()
 
 
 def test_skip_existing_and_overwrite_contradict(tmp_path, capsys):

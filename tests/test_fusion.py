@@ -1,6 +1,8 @@
 """The fusing pipeline: colour handling, bit depth, any size, banded == whole image, bad input."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -8,13 +10,14 @@ from PIL import Image
 
 import contrafuse
 from contrafuse.cli.main import main
-from contrafuse.color import rgb_to_ycbcr
+from contrafuse.color import rgb_to_luma, rgb_to_ycbcr
 from contrafuse.fusion import Rounding, quantise
-from contrafuse.errors import ImageReadError, ImageWriteError, PairError
+from contrafuse.errors import ContrafuseError, ImageReadError, ImageWriteError, PairError
 from contrafuse.io import read_image
 from contrafuse.models import create_model, list_models
 
 RNG = np.random.default_rng(7)
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def _gray(h, w, dtype=np.uint8):
@@ -86,8 +89,11 @@ def test_any_size(size, model):
     assert out.shape == (*size, 3)
 
 
+@pytest.mark.parametrize("border", ["replicate", "zeros"])
 @pytest.mark.parametrize("size", [(7, 13), (123, 77), (150, 41)])
-def test_banded_inference_equals_whole_image(cs2fusion, size):
+def test_banded_inference_equals_whole_image(size, border):
+    torch.manual_seed(0)
+    cs2fusion = create_model("cs2fusion", weights=None, border=border)
     ir, vis = torch.rand(1, 1, *size), torch.rand(1, 1, *size)
     with torch.inference_mode():
         whole = cs2fusion(ir=ir, vis=vis)
@@ -95,6 +101,45 @@ def test_banded_inference_equals_whole_image(cs2fusion, size):
     recomputed = cs2fusion.fuse(ir=ir, vis=vis, band_rows=16, max_cached_pixels=0)
     torch.testing.assert_close(cached, whole, atol=2e-6, rtol=1e-5)
     torch.testing.assert_close(recomputed, whole, atol=2e-6, rtol=1e-5)
+
+
+def _top_row_outside_its_neighbours(fused: np.ndarray, tolerance: float = 2.0) -> float:
+    """Fraction of columns whose row 0 lies outside the range of rows 1-4 (by more than ``tolerance`` grey levels)."""
+    fused = fused.astype(float)
+    below, above = fused[1:5].min(axis=0) - tolerance, fused[1:5].max(axis=0) + tolerance
+    return float(((fused[0] < below) | (fused[0] > above)).mean())
+
+
+@pytest.mark.parametrize("name", ["08", "20"])
+def test_cs2fusion_top_row_continues_the_image_by_default(shared_dir, name):
+    """The zero-padded network copies the infrared image's top row into the output (the authors'
+    outputs do too); the default replicated border gives a top row like its neighbours."""
+    ir, vis = (shared_dir / f"data/tno42/{kind}/{name}.png" for kind in ("ir", "vis"))
+    fused = contrafuse.fuse(ir=ir, vis=vis, model="cs2fusion", device="cpu", color="gray")
+    authors = contrafuse.fuse(ir=ir, vis=vis, model="cs2fusion", device="cpu", color="gray",
+                              model_options={"border": "zeros"})
+    assert _top_row_outside_its_neighbours(fused) <= 0.25
+    assert _top_row_outside_its_neighbours(authors) >= 0.4  # the line the default removes
+    infrared = read_image(ir)
+    infrared_top = (rgb_to_luma(infrared) if infrared.ndim == 3 else infrared.astype(float))[0]
+    assert np.abs(authors[0] - infrared_top).mean() < 5 < np.abs(fused[0] - infrared_top).mean()
+    assert np.array_equal(fused[12:-12, 12:-12], authors[12:-12, 12:-12])  # only the border changes
+
+
+def test_border_is_a_model_option_of_the_cli_and_is_checked(tmp_path, capsys):
+    ir, vis = str(EXAMPLES / "ir.png"), str(EXAMPLES / "vis.png")
+    out = tmp_path / "zeros.png"
+    assert main(["fuse", "--ir", ir, "--vis", vis, "--out", str(out), "--model-option", "border=zeros"]) == 0
+    expected = contrafuse.fuse(ir=ir, vis=vis, model_options={"border": "zeros"}, device="cpu")
+    assert np.array_equal(read_image(out), expected)
+    assert not np.array_equal(expected, contrafuse.fuse(ir=ir, vis=vis, device="cpu"))
+    for option, message in (("border=mirror", "border must be one of replicate, zeros, got 'mirror'"),
+                            ("width=3", "model 'cs2fusion' has no option(s) width; options: border"),
+                            ("border", "expected KEY=VALUE")):
+        assert main(["fuse", "--ir", ir, "--vis", vis, "--out", str(tmp_path / "x.png"), "--model-option", option]) == 2
+        assert message in capsys.readouterr().err
+    with pytest.raises(ContrafuseError, match="apply to a registered model name"):
+        contrafuse.fuse(ir=ir, vis=vis, model=create_model("average"), model_options={"border": "zeros"})
 
 
 def test_size_mismatch_names_both_files_and_resize_opts_in(tmp_path):

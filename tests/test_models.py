@@ -12,7 +12,7 @@ MODELS = list_models()
 
 
 def test_registry_lists_the_methods():
-    assert {"average", "laplacian", "cs2fusion", "coconet", "coconet-medical"} <= set(MODELS)
+    assert {"average", "max", "laplacian", "cs2fusion", "coconet", "coconet-medical"} <= set(MODELS)
     assert list_models("coco*") == ["coconet", "coconet-medical"]
 
 
@@ -27,11 +27,19 @@ def test_model_fuses_odd_sizes(name):
     assert out.shape == (1, 1, 19, 23) and torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("name", ["average", "laplacian"])
+@pytest.mark.parametrize("name", ["average", "max", "laplacian"])
 def test_classical_rules_return_identical_sources_unchanged(name):
     image = torch.rand(1, 1, 33, 40)
     with torch.inference_mode():
         torch.testing.assert_close(create_model(name)(ir=image, vis=image), image, atol=1e-5, rtol=0)
+
+
+def test_max_keeps_the_brighter_source_at_every_pixel():
+    ir, vis = torch.rand(1, 1, 17, 21), torch.rand(1, 1, 17, 21)
+    with torch.inference_mode():
+        fused = create_model("max")(ir=ir, vis=vis)
+    assert torch.equal(fused, torch.where(ir >= vis, ir, vis))
+    assert (fused == ir).any() and (fused == vis).any()  # both sources contribute
 
 
 def test_laplacian_keeps_the_stronger_detail():

@@ -153,6 +153,24 @@ def test_cli_fixed_window_and_bad_window(tno, tmp_path, capsys):
     assert "contrafuse: error:" in err and "9000:7000" in err and "Traceback" not in err
 
 
+def test_cli_negative_window_parses_as_the_readme_writes_it(tmp_path, capsys):
+    """``--ir-range -5:40`` (a separate argument starting with a minus) in every command that takes it."""
+    celsius = np.linspace(-5.0, 40.0, 48 * 64, dtype=np.float32).reshape(48, 64)
+    Image.fromarray(celsius).save(tmp_path / "ir.tif")
+    write_image(tmp_path / "vis.png", np.full((48, 64), 128, np.uint8))
+    args = ["fuse", "--ir", tmp_path / "ir.tif", "--vis", tmp_path / "vis.png", "--model", "max"]
+    assert main([str(a) for a in [*args, "--out", tmp_path / "spaced.png", "--ir-range", "-5:40"]]) == 0
+    assert main([str(a) for a in [*args, "--out", tmp_path / "joined.png", "--ir-range=-5:40"]]) == 0
+    spaced = read_image(tmp_path / "spaced.png")
+    assert np.array_equal(spaced, read_image(tmp_path / "joined.png"))
+    assert spaced[0, 0] == 128 and spaced[-1, -1] == 255  # -5 is black (the visible 128 wins), 40 is white
+    from contrafuse.cli.main import parse_args
+
+    for command in (["eval", "--fused", "f", "--ir", "i", "--vis", "v"], ["bench", "--data", "tno42", "--out", "o"]):
+        assert parse_args([*command, "--ir-range", "-5:-1.5"]).ir_range == "-5:-1.5"
+    assert parse_args(["fuse", "--ir", "-", "--vis", "v", "--out", "o"]).ir == Path("-")  # nothing else is joined
+
+
 def test_cli_folder_mode_windows_each_pair(tno, tmp_path):
     ir8, vis = tno
     for stem, ir in [("counts", radiometric(ir8)), ("plain", ir8)]:

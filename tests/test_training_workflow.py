@@ -175,6 +175,28 @@ def test_validation_settings_are_checked_before_the_run(tmp_path, capsys, extra,
     assert not (tmp_path / "run").exists()
 
 
+def test_ctrl_c_names_the_last_checkpoint_and_the_command_that_resumes(tmp_path, capsys, monkeypatch):
+    from contrafuse.training.cs2fusion import Cs2FusionRecipe
+
+    data = user_folder(tmp_path / "mine", count=2)
+    run = tmp_path / "run"
+    real_step = Cs2FusionRecipe.training_step
+
+    def ctrl_c_at_step_3(self, models, optimizers, batch, step, stage):
+        if step == 3:  # the checkpoint of step 2 is written (checkpoint_every 2)
+            raise KeyboardInterrupt
+        return real_step(self, models, optimizers, batch, step, stage)
+
+    monkeypatch.setattr(Cs2FusionRecipe, "training_step", ctrl_c_at_step_3)
+    assert cli("--out", str(run), *sets(folder_overrides(data, 4))) == 130
+    err = capsys.readouterr().err
+    resume = f"contrafuse train cs2fusion --out {run} --resume"
+    assert f"contrafuse: interrupted: the last checkpoint in {run} is at step 2; continue with: {resume}" in err
+    monkeypatch.setattr(Cs2FusionRecipe, "training_step", real_step)
+    assert main(resume.split()[1:]) == 0, capsys.readouterr().err
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == 4 and (run / "cs2fusion.safetensors").is_file()
+
+
 # -- extending a finished run; resume keeps the log unique ---------------------------------------
 
 class Interrupt(Exception):

@@ -5,6 +5,8 @@ import os
 
 import pytest
 import torch
+from PIL import Image
+from safetensors.torch import save_file
 
 from contrafuse.cli.main import main
 from contrafuse.errors import WeightsError
@@ -46,6 +48,40 @@ def test_missing_and_unexpected_tensors_are_listed(tmp_path):
     torch.save(state, path)
     with pytest.raises(WeightsError, match=r"missing \['backbone.decoder.3.bias'\]; unexpected \['extra.weight'\]"):
         load_weights(Cs2Fusion(), path)
+
+
+def test_weights_of_another_registered_model_are_named_as_such(tmp_path):
+    torch.manual_seed(0)
+    coconet = create_model("coconet", weights=None).state_dict()
+    torch.save(coconet, tmp_path / "coconet.pth")
+    save_file({k: v.contiguous() for k, v in coconet.items()}, str(tmp_path / "coconet.safetensors"))  # no metadata
+    for path in (tmp_path / "coconet.pth", tmp_path / "coconet.safetensors"):
+        with pytest.raises(WeightsError) as caught:
+            create_model("cs2fusion", weights=path)
+        message = str(caught.value)
+        assert "weights are for model 'coconet' or 'coconet-medical', not 'cs2fusion'" in message
+        assert len(message) < 250 and "encoder" not in message  # no list of tensor names
+
+
+def test_a_file_of_no_registered_model_gets_a_short_summary(tmp_path, capsys):
+    torch.save(CompensationPerceptionNet().state_dict(), tmp_path / "cpn.pth")
+    with pytest.raises(WeightsError, match=r"not weights of 'cs2fusion' nor of any registered model: its 4 tensors") as caught:
+        create_model("cs2fusion", weights=tmp_path / "cpn.pth")
+    assert str(caught.value).count("'") <= 12  # three names shown and one counted, not forty
+    image = tmp_path / "a.png"
+    torch.manual_seed(1)
+    Image.fromarray((torch.rand(16, 16) * 255).byte().numpy()).save(image)
+    assert main(["fuse", "--ir", str(image), "--vis", str(image), "--out", str(tmp_path / "f.png"),
+                 "--weights", str(tmp_path / "cpn.pth")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "any registered model" in err
+
+
+def test_the_authors_backbone_given_to_coconet_is_named_cs2fusion(shared_dir):
+    with pytest.raises(WeightsError, match=r"weights are for model 'cs2fusion', not 'coconet'"):
+        create_model("coconet", weights=shared_dir / "reference/cs2fusion/weights/backbone.pth")
+    with pytest.raises(WeightsError, match=r"cpn.pth: not weights of 'cs2fusion' nor of any registered model"):
+        create_model("cs2fusion", weights=shared_dir / "reference/cs2fusion/weights/cpn.pth")
 
 
 def test_safetensors_round_trip_and_model_check(tmp_path):

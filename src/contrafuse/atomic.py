@@ -5,8 +5,9 @@ so a reader (or a crash) never sees half a file. Rules every writer gets from he
 
 * An existing file is never replaced unless ``overwrite=True``; without it the rename is a
   hard link, which fails if the target appeared meanwhile (no race).
-* The file is created with mode ``0o666`` less the umask, as a plain ``open(path, "w")``
-  would (``tempfile.mkstemp`` would give ``0o600``).
+* The file gets mode ``0o666`` less the umask, as a plain ``open(path, "w")`` would, even when
+  the encoder replaces the temporary file with one of its own (``safetensors`` writes ``0o600``,
+  as ``tempfile.mkstemp`` does).
 * Temporary files are named ``.<name>.<token>.partial<suffix>``; :func:`remove_stale_partials`
   cleans those an interrupted run left behind.
 * Every failure (permission denied, read-only or full disk, a parent that is a file) is one
@@ -17,6 +18,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import stat
 from pathlib import Path
 from typing import Callable
 
@@ -135,7 +137,9 @@ def write_with(path: str | os.PathLike, write: Callable[[Path], None], *, overwr
         raise WriteError(path, "is a folder, expected a file name")
     temp = _create_partial(path)
     try:
+        mode = stat.S_IMODE(temp.stat().st_mode)  # what the umask gave the file we created
         write(temp)
+        os.chmod(temp, mode)
         publish(temp, path, overwrite=overwrite)
     except OSError as exc:
         raise WriteError(path, _reason(exc)) from None

@@ -25,6 +25,7 @@ import io
 import os
 import tempfile
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -253,6 +254,7 @@ def export_onnx(
     calibration: str | None = None,
     calibration_pairs: int | None = None,
     data_root: str | os.PathLike | None = None,
+    model_options: Mapping[str, Any] | None = None,
 ) -> Path:
     """Export a registered model's ``forward(*, ir, vis)`` to an ONNX file.
 
@@ -270,6 +272,8 @@ def export_onnx(
             16) of the dataset split ``calibration`` (default ``roadscene:train``), found under
             ``data_root`` (default: as for the named datasets). fp16/bf16 are run-time choices
             (``fuse --precision``), not file formats.
+        model_options: keyword options of the registered model's builder (e.g.
+            ``{"border": "zeros"}``), recorded in the file's metadata.
 
     Returns:
         The written path.
@@ -286,17 +290,20 @@ def export_onnx(
     out = Path(out)
     if out.exists() and not overwrite:
         raise ContrafuseError(f"{out}: already exists (pass --overwrite to replace it)")
+    if isinstance(model, nn.Module) and model_options:
+        raise ExportError(f"model options ({', '.join(model_options)}) apply to a registered model name, not a module")
     if isinstance(model, nn.Module):
         network, weights_note = model.cpu().eval(), "given module"
         info = getattr(network, "model_info", None)
         name = info.name if info is not None else type(model).__name__
     else:
-        name, network = model, create_model(model, weights=weights, device="cpu")
+        name, network = model, create_model(model, weights=weights, device="cpu", **dict(model_options or {}))
         weights_note = "shipped" if weights == "default" else (Path(weights).name if weights else "random")
     if precision == "int8":
         from .quantization import recipe_for
 
         recipe = recipe_for(name)  # before the export: fail fast for models without a recipe
+        calibration_set = _calibration_set(calibration, calibration_pairs, data_root)  # and without the data
     # a model whose padding depends on the size exports its core; OnnxModel pads around it
     capabilities = capabilities_of(network)
     traced, size_multiple = capabilities.traced_module(network), capabilities.size_multiple
@@ -316,18 +323,26 @@ def export_onnx(
         "opset": str(opset),
         "size_multiple": str(size_multiple),
     }
+    if model_options:
+        metadata["contrafuse_model_options"] = ",".join(f"{k}={v}" for k, v in model_options.items())
     if precision == "int8":
-        data, int8_entries = _quantize(data, recipe, size_multiple, calibration, calibration_pairs, data_root)
+        data, int8_entries = _quantize(data, recipe, size_multiple, calibration_set)
         metadata.update(int8_entries)
     return write_bytes(out, _with_metadata(data, metadata), overwrite=overwrite)
 
 
-def _quantize(data: bytes, recipe: Any, size_multiple: int, calibration: str | None, count: int | None,
-              data_root: str | os.PathLike | None) -> tuple[bytes, dict[str, str]]:
-    from .quantization import (DEFAULT_CALIBRATION, DEFAULT_CALIBRATION_PAIRS, calibration_pairs, float_nodes,
-                               int8_metadata, quantize_int8)
+def _calibration_set(calibration: str | None, count: int | None,
+                     data_root: str | os.PathLike | None) -> tuple[str, list[Any]]:
+    """The calibration spec and its pairs (:func:`contrafuse.quantization.calibration_pairs`)."""
+    from .quantization import DEFAULT_CALIBRATION, DEFAULT_CALIBRATION_PAIRS, calibration_pairs
 
     spec = calibration or DEFAULT_CALIBRATION
-    pairs = calibration_pairs(spec, count or DEFAULT_CALIBRATION_PAIRS, data_root)
+    return spec, calibration_pairs(spec, count or DEFAULT_CALIBRATION_PAIRS, data_root)
+
+
+def _quantize(data: bytes, recipe: Any, size_multiple: int, calibration_set: tuple[str, list[Any]]) -> tuple[bytes, dict[str, str]]:
+    from .quantization import float_nodes, int8_metadata, quantize_int8
+
+    spec, pairs = calibration_set
     kept = float_nodes(data, recipe)
     return quantize_int8(data, recipe, pairs, size_multiple), int8_metadata(pairs, spec, recipe, kept)

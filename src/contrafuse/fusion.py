@@ -9,6 +9,7 @@ fuse many pairs with one loaded model.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ def fuse(
     weights: str | os.PathLike | None = "default",
     device: str | torch.device = "auto",
     options: FuseOptions | None = None,
+    model_options: Mapping[str, Any] | None = None,
     **option_values: Any,
 ) -> np.ndarray:
     """Fuse an infrared (or functional) image with a visible (or MRI) image.
@@ -45,6 +47,8 @@ def fuse(
         options: a :class:`FuseOptions`; ``option_values`` (``color="gray"``, ``rounding=``,
             ``resize=``, ``precision=``, ``ir_range=``, ``align=``, ``transform=``, ...) change
             single fields of it.
+        model_options: keyword options of the registered model's builder, e.g.
+            ``{"border": "zeros"}`` (CS2Fusion as the authors run it).
 
     Returns:
         The fused image as ``(H, W)`` or ``(H, W, 3)`` ``uint8`` (``uint16`` for 16-bit inputs,
@@ -54,7 +58,7 @@ def fuse(
     Raises:
         RegistrationError: with ``align``, the pair cannot be registered (it is never fused unaligned).
     """
-    fuser = Fuser(model, weights=weights, device=device, options=options, **option_values)
+    fuser = Fuser(model, weights=weights, device=device, options=options, model_options=model_options, **option_values)
     return fuser.pair(ir=ir, vis=vis)
 
 
@@ -89,14 +93,15 @@ def fuse_folders(
     skip_existing: bool = False,
     suffix: str = ".png",
     progress: bool = True,
+    model_options: Mapping[str, Any] | None = None,
     **option_values: Any,
 ) -> BatchReport:
     """Fuse every pair of the folders ``ir`` and ``vis`` (matched by file stem) into ``out/<stem><suffix>``.
 
     See :meth:`contrafuse.session.Fuser.folders`: a bad pair is reported and the others still
-    complete; ``skip_existing`` resumes an interrupted run.
+    complete; ``skip_existing`` resumes an interrupted run; ``model_options`` as for :func:`fuse`.
     """
-    fuser = Fuser(model, weights=weights, device=device, options=options, **option_values)
+    fuser = Fuser(model, weights=weights, device=device, options=options, model_options=model_options, **option_values)
     return fuser.folders(ir=ir, vis=vis, out=out, overwrite=overwrite, skip_existing=skip_existing, suffix=suffix,
                          progress=progress)
 

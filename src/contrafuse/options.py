@@ -168,6 +168,29 @@ class FuseOptions:
         return dataclasses.replace(self, **values)
 
 
+def model_option_value(text: str) -> Any:
+    """A model option's value from the command line: an integer, a float, true/false, else the string."""
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def parse_model_options(specs: list[str] | None) -> dict[str, Any]:
+    """``["border=zeros", "vgg_seed=1"]`` (repeated ``--model-option KEY=VALUE``) as ``{"border": "zeros", "vgg_seed": 1}``."""
+    parsed: dict[str, Any] = {}
+    for spec in specs or []:
+        key, sep, value = spec.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise FuseOptionError(f"--model-option {spec!r}: expected KEY=VALUE, e.g. border=zeros")
+        if key.strip() in parsed:
+            raise FuseOptionError(f"--model-option {key.strip()} is given twice")
+        parsed[key.strip()] = model_option_value(value.strip())
+    return parsed
+
+
 def resolve_options(options: FuseOptions | None, values: dict[str, Any]) -> FuseOptions:
     """``options`` (default :class:`FuseOptions`) with keyword ``values`` applied."""
     return (options or FuseOptions()).with_values(**values)

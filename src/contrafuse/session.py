@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Union
@@ -30,6 +31,7 @@ from torch import nn
 from .atomic import InputGuard, check_writable, remove_stale_partials
 from .devices import resolve_device
 from .errors import ContrafuseError
+from .input_checks import InputChecks
 from .io import PairFiles, pair_folders, read_image, write_image
 from .models import DEFAULT_MODEL, create_model
 from .options import FuseOptions, resolve_options
@@ -47,16 +49,24 @@ def is_onnx_path(model: ModelLike) -> bool:
     return isinstance(model, (str, os.PathLike)) and str(model).lower().endswith(".onnx")
 
 
-def load_model(model: ModelLike, *, weights: str | os.PathLike | None = "default", device: torch.device) -> nn.Module:
+def load_model(model: ModelLike, *, weights: str | os.PathLike | None = "default", device: torch.device,
+               model_options: Mapping[str, Any] | None = None) -> nn.Module:
     """A model to fuse with: a module (moved to ``device``, eval mode), a registered name, or an
-    exported ``.onnx`` file (run by ONNX Runtime; ``weights`` unused)."""
+    exported ``.onnx`` file (run by ONNX Runtime; ``weights`` unused).
+
+    ``model_options``: keyword options of a registered model's builder (e.g. ``{"border":
+    "zeros"}`` for ``cs2fusion``); a module or an ONNX file is already built, so it takes none.
+    """
+    if model_options and (isinstance(model, nn.Module) or is_onnx_path(model)):
+        raise ContrafuseError(f"model options ({', '.join(model_options)}) apply to a registered model name; "
+                              f"{'an ONNX file' if is_onnx_path(model) else 'a module'} is already built")
     if isinstance(model, nn.Module):
         return model.to(device).eval()
     if is_onnx_path(model):
         from .export import OnnxModel
 
         return OnnxModel(model, device)
-    return create_model(str(model), weights=weights, device=device)
+    return create_model(str(model), weights=weights, device=device, **dict(model_options or {}))
 
 
 def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -150,6 +160,8 @@ class Fuser:
         weights: ``"default"`` (shipped), a weights file, or None (random initialisation).
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or a :class:`torch.device`.
         options: the pipeline settings; ``option_values`` change single fields of them.
+        model_options: keyword options of a registered model's builder (``{"border": "zeros"}``:
+            CS2Fusion's own zero-padded borders, as the authors run it).
     """
 
     def __init__(
@@ -159,15 +171,17 @@ class Fuser:
         weights: str | os.PathLike | None = "default",
         device: str | torch.device = "auto",
         options: FuseOptions | None = None,
+        model_options: Mapping[str, Any] | None = None,
         **option_values: Any,
     ) -> None:
         self.options = resolve_options(options, option_values)
         self.shard = current_shard()
         self.device = resolve_device(device, local_rank=self.shard.local_rank)
-        self.network = load_model(model, weights=weights, device=self.device)
+        self.network = load_model(model, weights=weights, device=self.device, model_options=model_options)
         self.runner = ModelRunner(self.network, device=self.device, precision=self.options.precision,
                                   compile=self.options.compile)
         self.last_registration: Registration | None = None  # the transform of the last pair, if one was applied
+        self.input_checks = InputChecks(self.network)  # likely mistakes (task, swapped inputs), warned once
 
     def describe(self) -> str:
         """How the model runs (precision, backend, device) and the batch size: for summaries."""
@@ -175,7 +189,10 @@ class Fuser:
 
     def prepare(self, *, ir: np.ndarray, vis: np.ndarray, names: tuple[str, str] = ("infrared image", "visible image"),
                 registration: Registration | None = None, initial: Registration | None = None) -> PreparedPair:
-        """:func:`~contrafuse.preparation.prepare_pair` with this session's options."""
+        """:func:`~contrafuse.preparation.prepare_pair` with this session's options, after the
+        :class:`~contrafuse.input_checks.InputChecks` (a warning, once per session, for a pair that
+        looks like a mistake)."""
+        self.input_checks.check(ir=ir, vis=vis, names=names)
         return prepare_pair(ir=ir, vis=vis, options=self.options, names=names, registration=registration, initial=initial)
 
     def finish(self, prepared: PreparedPair, fused: np.ndarray) -> np.ndarray:

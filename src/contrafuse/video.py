@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -241,6 +242,7 @@ def fuse_video(
     overwrite: bool = False,
     codec: str | None = None,
     progress: bool = True,
+    model_options: Mapping[str, Any] | None = None,
     **option_values: Any,
 ) -> VideoReport:
     """Fuse two videos frame by frame into ``out``.
@@ -250,7 +252,7 @@ def fuse_video(
         out: output video; the container follows the suffix, the codec is ``codec`` or
             :data:`DEFAULT_CODECS` for that suffix (``ffv1`` in ``.mkv`` is lossless). It may
             not be one of the inputs, whatever ``overwrite`` says.
-        model, weights, device, options, option_values: as for :func:`contrafuse.fuse`
+        model, weights, device, options, model_options, option_values: as for :func:`contrafuse.fuse`
             (``batch_size``: consecutive frames per model call; ``ir_range``: one window per
             clip, from the first frame; ``align``: estimated on the first frame, or every
             ``align_every`` frames; ``transform``: applied to every frame).
@@ -258,7 +260,7 @@ def fuse_video(
     Returns:
         A :class:`VideoReport` (path, frames, seconds, frames per second); it is a path-like.
     """
-    fuser = Fuser(model, weights=weights, device=device, options=options, **option_values)
+    fuser = Fuser(model, weights=weights, device=device, options=options, model_options=model_options, **option_values)
     return run_video(fuser, ir=ir, vis=vis, out=out, overwrite=overwrite, codec=codec, progress=progress)
 
 
@@ -276,6 +278,8 @@ def run_video(fuser: Fuser, *, ir: str | os.PathLike, vis: str | os.PathLike, ou
     clip = ClipPreparation(options, Path(ir), Path(vis))
 
     def load(frame: tuple[int, np.ndarray, np.ndarray]) -> PreparedPair:
+        if frame[0] == 0:  # the clip's first frame stands for the clip
+            fuser.input_checks.check(ir=frame[1], vis=frame[2], names=clip.names(0))
         return clip.prepare(*frame)
 
     def store(frame: tuple[int, np.ndarray, np.ndarray], prepared: PreparedPair, fused: np.ndarray) -> None:

@@ -13,7 +13,7 @@ _LAZY = {
     "InsetChoice": "grid", "parse_insets": "grid",
     "ReportFiles": "report", "software_versions": "report", "write_report": "report",
     "BenchResult": "runner", "MethodResult": "runner", "Timing": "runner", "run_bench": "runner",
-    "BenchDataset": "specs", "BenchError": "specs", "Method": "specs", "check_unique": "specs", "parse_models": "specs",
+    "BenchDataset": "specs", "BenchError": "specs", "Method": "specs", "apply_model_options": "specs", "check_unique": "specs", "parse_models": "specs",
     "parse_results": "specs", "parse_weights": "specs", "resolve_dataset": "specs",
     "DatasetSummary": "summary", "summarise": "summary",
 }
@@ -28,6 +28,7 @@ __all__ = [  # noqa: F822 (the names are served by __getattr__)
     "MethodResult",
     "ReportFiles",
     "Timing",
+    "apply_model_options",
     "check_unique",
     "parse_insets",
     "parse_models",

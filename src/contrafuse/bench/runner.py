@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import inspect
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from ..devices import resolve_device
 from ..errors import ContrafuseError
 from ..evaluation import score_many
 from ..io import PairFiles, read_image, write_image
+from ..models import list_models, model_info
 from ..options import FuseOptions
 from ..preparation import PreparedPair
 from ..session import FolderJob, Fuser
@@ -94,11 +96,23 @@ def _recipe(method: Method, options: FuseOptions) -> dict[str, object]:
     model = _weights_identity(method.model) if str(method.model).lower().endswith(".onnx") else method.model
     recipe = {"model": model, "weights": _weights_identity(method.weights), "color": options.color.value,
               "rounding": options.rounding.value}
+    builder_options = _builder_options(method)
+    if builder_options:  # with the builder's defaults: outputs made under an older default are not reused
+        recipe["model_options"] = builder_options
     if options.precision not in (None, "fp32"):  # full-precision recipes stay as earlier runs wrote them
         recipe["precision"] = options.precision.value
     if options.ir_range.kind != "auto":  # likewise for the default window
         recipe["ir_range"] = str(options.ir_range)
     return recipe
+
+
+def _builder_options(method: Method) -> dict[str, str]:
+    """Every keyword option of a registered model's builder: its default, or the method's value."""
+    if method.model not in list_models():
+        return {}
+    defaults = {p.name: p.default for p in inspect.signature(model_info(method.model).builder).parameters.values()
+                if p.kind is p.KEYWORD_ONLY}
+    return {key: str(value) for key, value in {**defaults, **dict(method.model_options)}.items()}
 
 
 def _read_run_file(folder: Path) -> dict:
@@ -150,7 +164,8 @@ def _fuse_jobs(jobs: list[FolderJob], method: Method, dataset: BenchDataset, dev
                result: MethodResult, progress: bool) -> None:
     """Fuse the pairs not reused, through the pipeline; outputs, failures and times go into ``result``."""
     try:
-        fuser = Fuser(method.model, weights=method.weights, device=device, options=options)
+        fuser = Fuser(method.model, weights=method.weights, device=device, options=options,
+                      model_options=dict(method.model_options))
     except ContrafuseError as exc:
         result.failed.update({job.pair.name: str(exc) for job in jobs})
         return

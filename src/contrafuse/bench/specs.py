@@ -6,6 +6,8 @@ Command-line spellings, parsed here so that the API and the CLI agree:
   ``roadscene:test50``), or ``[LABEL=]IR_DIR,VIS_DIR`` (two folders paired by file stem).
 * model: ``NAME`` or ``NAME=WEIGHTS`` (a registered model, optionally with a weights file);
   ``--weights NAME=PATH`` says the same thing separately.
+* model options: ``--model-option NAME:KEY=VALUE`` (one model) or ``KEY=VALUE`` (every listed
+  model that has the option), e.g. ``cs2fusion:border=zeros``.
 * result folder: ``LABEL=DIR``; fused images named like the pairs (any image suffix). When
   ``DIR/<dataset>`` is a folder it is used for that dataset, so one folder can serve several.
 """
@@ -13,13 +15,15 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from ..data import DatasetError, custom_pairs, dataset_info, dataset_pairs, folder_modalities, list_datasets
+from ..data import DataRootError, DatasetError, custom_pairs, dataset_info, dataset_pairs, folder_modalities, list_datasets
 from ..errors import ContrafuseError
 from ..io import IMAGE_SUFFIXES, PairFiles
 from ..models import default_weights_path, list_models, model_info
+from ..options import parse_model_options
 
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 _LABEL_UNSAFE = re.compile(r"[^A-Za-z0-9_.+-]")
@@ -48,13 +52,15 @@ class Method:
     model: str | None = None
     weights: str | None = None  # "default", a path, or None (random initialisation)
     folder: Path | None = None
+    model_options: tuple[tuple[str, Any], ...] = ()  # keyword options of the model's builder (--model-option)
 
     def describe(self) -> str:
         """One line for the report: the model and its weights, or the result folder."""
         if self.kind == "results":
             return f"results folder {self.folder}"
         weights = "shipped weights" if self.weights == "default" else (self.weights or "no weights")
-        return f"model {self.model} ({weights})"
+        options = "".join(f", {key}={value}" for key, value in self.model_options)
+        return f"model {self.model} ({weights}{options})"
 
     def results_folder(self, dataset: str) -> Path:
         """``DIR/<dataset>`` when that folder exists, else ``DIR``."""
@@ -110,6 +116,8 @@ def resolve_dataset(spec: str, root: str | os.PathLike | None = None, limit: int
         split = split or default_split(name)
         try:
             files = dataset_pairs(name, split, root)
+        except DataRootError:
+            raise  # its message names the data root flag, which the command line fills in
         except DatasetError as exc:
             raise BenchError(f"--data {spec}: {exc}") from None
         label = name if split in ("test", "all") else f"{name}_{split}"
@@ -163,6 +171,29 @@ def parse_models(entries: list[str] | None, weights: dict[str, str] | None = Non
     if unused:
         raise BenchError(f"--weights given for {', '.join(unused)}, which --models does not list")
     return methods
+
+
+def apply_model_options(methods: list[Method], entries: list[str] | None) -> list[Method]:
+    """``methods`` with ``--model-option`` values applied: ``NAME:KEY=VALUE`` sets an option of
+    the model method labelled NAME; ``KEY=VALUE`` sets it on every listed registered model whose
+    builder has that option (an error when none has)."""
+    chosen: dict[str, dict[str, Any]] = {}
+    models = {m.label: m for m in methods if m.kind == "model" and m.model in list_models()}
+    for entry in entries or []:
+        target, sep, assignment = entry.partition(":") if ":" in entry.split("=", 1)[0] else ("", "", entry)
+        (key, value), = parse_model_options([assignment]).items()
+        if target:
+            if target not in models:
+                raise BenchError(f"--model-option {entry}: {target!r} is not a registered model listed in --models")
+            labels = [target]
+        else:
+            labels = [label for label, m in models.items() if key in model_info(m.model).options()]
+            if not labels:
+                raise BenchError(f"--model-option {entry}: no model listed in --models has the option {key!r}")
+        for label in labels:
+            chosen.setdefault(label, {})[key] = value
+    return [replace(m, model_options=tuple(sorted(chosen[m.label].items()))) if m.label in chosen else m
+            for m in methods]
 
 
 def onnx_method(entry: str) -> Method:

@@ -27,6 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--models", action="append", metavar="NAME[=WEIGHTS],...",
                         help="comma-separated registered models, each optionally with a weights file, and exported "
                         "ONNX files (FILE.onnx or LABEL=FILE.onnx, run by ONNX Runtime)")
+    parser.add_argument("--model-option", dest="model_options", action="append", metavar="[NAME:]KEY=VALUE",
+                        help="an option of a model in --models, repeatable: NAME:KEY=VALUE for one model, KEY=VALUE for "
+                        "every listed model that has it (e.g. cs2fusion:border=zeros, the authors' borders)")
     parser.add_argument("--weights", action="append", metavar="NAME=PATH",
                         help="weights file of a model listed in --models ('none' = random weights); repeatable")
     parser.add_argument("--results", action="append", metavar="LABEL=DIR",
@@ -57,7 +60,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_ir_range_argument(parser)
     add_speed_arguments(parser, workers_flag="--fuse-workers")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, data_root_flag="--data-root")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
         raise ContrafuseError(f"--workers must be >= 1, got {args.workers}")
     if args.limit is not None and args.limit < 1:
         raise ContrafuseError(f"--limit must be >= 1, got {args.limit}")
-    from ..bench import check_unique, parse_insets, parse_models, parse_results, parse_weights, plots, resolve_dataset
+    from ..bench import apply_model_options, check_unique, parse_insets, parse_models, parse_results, parse_weights
+    from ..bench import plots, resolve_dataset
     from ..bench import run_bench, write_report
 
     try:
@@ -81,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         draw = False
     datasets = [resolve_dataset(spec, args.data_root, args.limit) for spec in args.data]
-    methods = check_unique(parse_models(args.models, parse_weights(args.weights)) + parse_results(args.results))
+    models = apply_model_options(parse_models(args.models, parse_weights(args.weights)), args.model_options)
+    methods = check_unique(models + parse_results(args.results))
     bench = run_bench(datasets, methods, args.out, metric_names=names, convention=args.convention, device=args.device,
                       options=FuseOptions(color=args.color, rounding=args.rounding, ir_range=args.ir_range,
                                           **speed_options(args)),

@@ -5,6 +5,8 @@ import argparse
 from pathlib import Path
 
 from ..models import list_models
+from ..options import parse_model_options
+from .fuse import add_model_option_argument
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -30,7 +32,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--calibration-pairs", type=int, metavar="N", help="int8: number of calibration pairs (default 16)")
     parser.add_argument("--data-root", type=Path, help="root of the named datasets (default: $CONTRAFUSE_DATA or shared/data)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    parser.set_defaults(func=run)
+    add_model_option_argument(parser)
+    parser.set_defaults(func=run, data_root_flag="--data-root")
 
 
 def _weights(value: str | None) -> str | None:
@@ -46,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
     path = export_onnx(args.model, args.out, _weights(args.weights), args.opset, verify=not args.no_verify,
                        overwrite=args.overwrite, precision=args.precision, calibration=args.calibration,
-                       calibration_pairs=args.calibration_pairs, data_root=args.data_root)
+                       calibration_pairs=args.calibration_pairs, data_root=args.data_root,
+                       model_options=parse_model_options(args.model_options))
     print(f"wrote {path} ({args.precision}, opset {args.opset}, dynamic batch/height/width)")
     return 0

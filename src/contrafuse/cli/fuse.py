@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
 from ..alignment import ALIGN_MODES
 from ..atomic import InputGuard, check_writable
 from ..errors import ContrafuseError, RegistrationError
-from ..io import is_video, write_image
+from ..io import is_video, pair_folders, write_image
 from ..models import DEFAULT_MODEL
-from ..options import Color, FuseOptions, Gamut, Precision, Rounding
+from ..options import Color, FuseOptions, Gamut, Precision, Rounding, parse_model_options
 from ..shards import current_shard
 
 COLOR_CHOICES = [c.value for c in Color]
@@ -61,6 +62,13 @@ def add_align_arguments(parser: argparse.ArgumentParser) -> None:
                         "on the first frame)")
 
 
+def add_model_option_argument(parser: argparse.ArgumentParser) -> None:
+    """``--model-option KEY=VALUE`` (repeatable): keyword options of the registered model's builder."""
+    parser.add_argument("--model-option", dest="model_options", action="append", metavar="KEY=VALUE",
+                        help="an option of the registered model, repeatable (cs2fusion: border=replicate, the default, "
+                        "or border=zeros, the authors' zero-padded borders); see `contrafuse models`")
+
+
 def speed_options(args: argparse.Namespace) -> dict:
     """The FuseOptions fields of :func:`add_speed_arguments`."""
     if args.batch_size < 1:
@@ -93,13 +101,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="folder mode: resume an interrupted run (pairs whose output exists are skipped, stale "
                         "temporary files removed)")
     parser.add_argument("--suffix", default=".png", help="output suffix in folder mode (default .png)")
-    parser.add_argument("--backend", choices=BACKENDS, default="torch",
-                        help="torch (default); onnxruntime (--model is then a .onnx file from `contrafuse export`; "
-                        "CPU, or CUDA with --device cuda); tensorrt (ONNX Runtime's TensorRT provider, CUDA)")
+    parser.add_argument("--backend", choices=BACKENDS,
+                        help="torch (default for a registered model); onnxruntime (--model is then a .onnx file from "
+                        "`contrafuse export`; the default for a .onnx --model; CPU, or CUDA with --device cuda); "
+                        "tensorrt (ONNX Runtime's TensorRT provider, CUDA)")
+    add_model_option_argument(parser)
     add_ir_range_argument(parser)
     add_align_arguments(parser)
     add_speed_arguments(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, on_interrupt=interrupted)
 
 
 def _weights(args: argparse.Namespace) -> str | Path:
@@ -131,11 +141,15 @@ def _model(args: argparse.Namespace):
 
 
 def _model_arguments(args: argparse.Namespace) -> dict:
-    return {"model": _model(args), "weights": _weights(args), "device": args.device, "options": options_of(args)}
+    return {"model": _model(args), "weights": _weights(args), "device": args.device, "options": options_of(args),
+            "model_options": parse_model_options(args.model_options)}
 
 
 def _check_backend(args: argparse.Namespace) -> None:
-    is_onnx = args.model.endswith(".onnx")
+    """Check the backend against --model; without --backend, a .onnx file says it is one for onnxruntime."""
+    is_onnx = args.model.lower().endswith(".onnx")
+    if args.backend is None:
+        args.backend = "onnxruntime" if is_onnx else "torch"
     if args.backend != "torch" and not is_onnx:
         raise ContrafuseError(f"--backend {args.backend} needs --model FILE.onnx (see `contrafuse export`), got {args.model!r}")
     if args.backend != "torch" and args.weights is not None:
@@ -171,7 +185,22 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_something_pairs(args: argparse.Namespace) -> None:
+    """Refuse a folder run with no pair to fuse (empty folders, or no stem in common), before the model loads."""
+    pairs, unmatched = pair_folders(ir=args.ir, vis=args.vis)
+    if pairs:
+        return
+    if not unmatched:
+        raise ContrafuseError(f"--ir {args.ir} and --vis {args.vis} hold no images (PNG, JPEG, BMP, TIFF): "
+                              "nothing to fuse")
+    for path in unmatched:
+        print(f"unmatched (no partner with the same stem): {path}", file=sys.stderr)
+    raise ContrafuseError(f"no image of --ir {args.ir} has a partner with the same file stem in --vis {args.vis} "
+                          f"({len(unmatched)} unmatched, listed above): nothing to fuse")
+
+
 def _run_folders(args: argparse.Namespace) -> int:
+    _check_something_pairs(args)
     from ..fusion import fuse_folders
 
     report = fuse_folders(ir=args.ir, vis=args.vis, out=args.out, overwrite=args.overwrite, suffix=args.suffix,
@@ -189,6 +218,19 @@ def _run_folders(args: argparse.Namespace) -> int:
           f"skipped (output exists), {len(report.unmatched)} unmatched; {report.seconds:.1f} s, "
           f"{report.pairs_per_second:.2f} pairs/s ({report.setup})")
     return status
+
+
+def interrupted(args: argparse.Namespace) -> str:
+    """What an interrupted ``fuse`` finished, and (folders) the command that continues it."""
+    if not (args.ir.is_dir() and args.vis.is_dir()):
+        return f"nothing was written to {args.out} (an output appears only once it is complete)"
+    pairs, _ = pair_folders(ir=args.ir, vis=args.vis)
+    done = sum((args.out / f"{pair.name}{args.suffix}").is_file() for pair in pairs)
+    tokens = [t for t in args.command_line if t != "--overwrite"]
+    if "--skip-existing" not in tokens:
+        tokens.append("--skip-existing")
+    return (f"{done} of {len(pairs)} output(s) in {args.out} are complete; continue with: "
+            f"contrafuse {shlex.join(tokens)}")
 
 
 def _run_video(args: argparse.Namespace) -> int:

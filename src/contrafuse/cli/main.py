@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 import warnings
 
@@ -58,11 +59,49 @@ def _command_in(argv: list[str] | None) -> str | None:
 
 DEBUG_ENV = "CONTRAFUSE_DEBUG"
 
+# Options whose value may start with a minus sign (a window of -5:40 degrees). argparse takes
+# "-5:40" for an option (only plain negative numbers pass as values), so it is attached with "=".
+NEGATIVE_VALUE_OPTIONS = ("--ir-range",)
+_NEGATIVE_VALUE = re.compile(r"^-[0-9.]")
+
+
+def attach_negative_values(argv: list[str]) -> list[str]:
+    """``["--ir-range", "-5:40"]`` as ``["--ir-range=-5:40"]``; every other token unchanged."""
+    joined: list[str] = []
+    for token in argv:
+        if joined and joined[-1] in NEGATIVE_VALUE_OPTIONS and _NEGATIVE_VALUE.match(token):
+            joined[-1] = f"{joined[-1]}={token}"
+        else:
+            joined.append(token)
+    return joined
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (``sys.argv[1:]`` by default) parsed, negative ``--ir-range`` windows included;
+    ``command_line`` keeps the tokens (an interrupted command prints how to continue it)."""
+    tokens = attach_negative_values(sys.argv[1:] if argv is None else [str(a) for a in argv])
+    args = build_parser(tokens).parse_args(tokens)
+    args.command_line = tokens
+    return args
+
+
+def interrupted_message(args: argparse.Namespace) -> str:
+    """``contrafuse: interrupted``, with what the command had finished and how to continue it
+    when the subcommand says (its ``on_interrupt(args)``, set with ``set_defaults``)."""
+    note = getattr(args, "on_interrupt", None)
+    try:
+        detail = note(args) if note is not None else ""
+    except Exception:  # noqa: BLE001  (the interrupt is reported whatever the note's problem)
+        detail = ""
+    return "contrafuse: interrupted" + (f": {detail}" if detail else "")
+
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
     """Our warnings as one line (``contrafuse: warning: ...``); others as Python prints them."""
     if issubclass(category, ContrafuseWarning):
-        print(f"contrafuse: warning: {message}", file=sys.stderr)
+        from tqdm import tqdm
+
+        tqdm.write(f"contrafuse: warning: {message}", file=sys.stderr)  # on its own line, above a progress bar
     else:
         _python_show_warning(message, category, filename, lineno, file, line)
 
@@ -70,16 +109,26 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 _python_show_warning = warnings.showwarning
 
 
+def _for_command(error: ContrafuseError, args: argparse.Namespace) -> ContrafuseError:
+    """``error`` in this command's words: a missing data root names the command's own flag
+    (each subcommand with one sets ``data_root_flag``)."""
+    from ..data import DataRootError
+
+    flag = getattr(args, "data_root_flag", None)
+    return error.for_flag(flag) if isinstance(error, DataRootError) and flag else error
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a subcommand; exit status 0 (done), 1 (some items failed), 2 (error), 130 (interrupted)."""
-    args = build_parser(sys.argv[1:] if argv is None else argv).parse_args(argv)
+    args = parse_args(argv)
     warnings.showwarning = _show_warning
     try:
         return int(args.func(args) or 0)
     except ContrafuseError as exc:
-        print(f"contrafuse: error: {exc}", file=sys.stderr)
+        print(f"contrafuse: error: {_for_command(exc, args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        print(interrupted_message(args), file=sys.stderr)
         return 130
     except MemoryError:
         print("contrafuse: error: out of memory (try a smaller input, --device cpu, or fewer workers)", file=sys.stderr)

@@ -6,6 +6,7 @@ BT.601 luma as float32 in [0, 1]; each training recipe rescales (CS2Fusion: x 25
 from .datasets import (
     DATA_ENV,
     PUBLISHED_LAYOUTS,
+    DataRootError,
     DatasetError,
     LayoutError,
     NamedDataset,
@@ -26,6 +27,7 @@ from .selection import choose_pairs
 
 __all__ = [
     "DATA_ENV",
+    "DataRootError",
     "DatasetError",
     "LayoutError",
     "NamedDataset",

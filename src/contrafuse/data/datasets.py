@@ -23,10 +23,28 @@ from ..io import PairFiles, pair_folders
 from ..registry import Registry
 
 DATA_ENV = "CONTRAFUSE_DATA"
+CHECKOUT = Path(__file__).resolve().parents[3]  # the repository, for its ../shared/data
 
 
 class DatasetError(ContrafuseError):
     """A named dataset, split or manifest cannot be resolved."""
+
+
+class DataRootError(DatasetError):
+    """No data root was given and none of the default ones exists.
+
+    ``flag`` names the command-line option that gives one (``--data-root`` in ``bench`` and
+    ``export``, ``--data`` in ``train``); the command line sets it with :meth:`for_flag`.
+    """
+
+    def __init__(self, tried: list[Path], flag: str | None = None) -> None:
+        self.tried, self.flag = tried, flag
+        how = f"pass {flag} DIR" if flag else "give the data root (data_root= / root=)"
+        super().__init__(f"no data root found (tried {', '.join(str(p) for p in tried)}); {how} or set {DATA_ENV}")
+
+    def for_flag(self, flag: str) -> "DataRootError":
+        """The same error, telling the user to pass ``flag``."""
+        return DataRootError(self.tried, flag)
 
 
 class LayoutError(DatasetError):
@@ -38,10 +56,9 @@ def candidate_roots() -> list[Path]:
     roots = []
     if os.environ.get(DATA_ENV):
         roots.append(Path(os.environ[DATA_ENV]))
-    checkout = Path(__file__).resolve().parents[3]
-    roots.append((checkout / ".." / "shared" / "data").resolve())
-    roots.append(Path.cwd() / "shared" / "data")
-    return roots
+    roots.append((CHECKOUT / ".." / "shared" / "data").resolve())
+    roots.append((Path.cwd() / "shared" / "data").resolve())
+    return list(dict.fromkeys(roots))  # the checkout's and the working directory's may be one folder
 
 
 def resolve_data_root(root: str | os.PathLike | None = None) -> Path:
@@ -54,8 +71,7 @@ def resolve_data_root(root: str | os.PathLike | None = None) -> Path:
     for path in candidate_roots():
         if path.is_dir():
             return path
-    tried = ", ".join(str(p) for p in candidate_roots())
-    raise DatasetError(f"no data root found (tried {tried}); pass --data DIR or set {DATA_ENV}")
+    raise DataRootError(candidate_roots())
 
 
 def folder_pairs(ir_dir: str | os.PathLike, vis_dir: str | os.PathLike) -> list[PairFiles]:

@@ -12,6 +12,8 @@ _PACKAGE = __package__
 
 declare_model("average", module=f"{_PACKAGE}.classical", description="pixel-wise mean of the two sources",
               needs_weights=False, task="any")
+declare_model("max", module=f"{_PACKAGE}.classical", description="pixel-wise maximum of the two sources",
+              needs_weights=False, task="any")
 declare_model("laplacian", module=f"{_PACKAGE}.classical",
               description="Laplacian pyramid, max-abs detail, averaged base (5 levels)", needs_weights=False, task="any")
 declare_model("coconet", module=f"{_PACKAGE}.coconet",

@@ -22,6 +22,13 @@ class WeightedAverage(nn.Module):
         return self.ir_weight * ir + (1.0 - self.ir_weight) * vis
 
 
+class PixelMaximum(nn.Module):
+    """F = max(ir, vis), pixel by pixel: the brighter source wins."""
+
+    def forward(self, *, ir: Tensor, vis: Tensor) -> Tensor:
+        return torch.maximum(ir, vis)
+
+
 def _expand(x: Tensor, size: tuple[int, int]) -> Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
@@ -64,6 +71,11 @@ class LaplacianPyramid(nn.Module):
 @register_model("average")
 def average() -> nn.Module:
     return WeightedAverage(0.5)
+
+
+@register_model("max")
+def maximum() -> nn.Module:
+    return PixelMaximum()
 
 
 @register_model("laplacian")

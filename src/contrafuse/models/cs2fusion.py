@@ -11,6 +11,13 @@ LeakyReLU, not the ReLU of the authors' source). Inputs are raw 0-255 intensitie
 The authors' first encoder branch is the visible one (their test script feeds the visible
 luma there); ours are named for their modality, ``encoder_vis`` and ``encoder_ir``, and the
 concatenated features are always [visible, infrared].
+
+Borders (ours, not the authors'): every convolution zero-pads, and the trained network answers
+the zeros above the image by copying the infrared image's top row into the output (a 1-pixel
+line along the top; the authors' published outputs have it too). The registered model
+therefore pads its inputs by replicating their edges, :data:`BORDER_PAD` pixels on each side
+(one per convolution on the deepest path, so no output pixel sees a zero), and crops the result
+(``border="replicate"``, the default). ``border="zeros"`` is the authors' behaviour.
 """
 from __future__ import annotations
 
@@ -20,10 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import ContrafuseError
 from .capabilities import Capabilities, Int8Recipe
 from .registry import register_model
 
 SLOPE = 0.01
+BORDERS = ("replicate", "zeros")
+BORDER_PAD = 8  # 3x3 convolutions from input to output: 4 in an encoder, 4 in the decoder
 
 
 def activation(x: Tensor) -> Tensor:
@@ -191,17 +201,36 @@ class CompensationPerceptionNet(nn.Module):
 class Cs2Fusion(nn.Module):
     """Registry interface: ``forward(*, ir, vis)`` on [0, 1] luma (the backbone runs on 0-255).
 
+    ``border``: ``"replicate"`` (default) pads the inputs by :data:`BORDER_PAD` replicated
+    pixels and crops the output, so no output row sees the network's zero padding;
+    ``"zeros"`` runs the backbone on the image as it is (the authors' outputs, with their
+    copied top row).
+
     :meth:`fuse` gives the same result with bounded memory (:mod:`._banded`), and the same bits
     whatever the intra-op thread count (tested), so the folder pipeline may run it on several
     CPU workers at once (the registry entry declares ``thread_invariant``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, border: str = "replicate") -> None:
         super().__init__()
+        if border not in BORDERS:
+            raise ContrafuseError(f"cs2fusion: border must be one of {', '.join(BORDERS)}, got {border!r}")
+        self.border = border
         self.backbone = Cs2FusionBackbone()
 
+    def _padded(self, x: Tensor) -> Tensor:
+        """``x`` (B, 1, H, W) on 0-255, with the replicated border when ``border="replicate"``."""
+        x = x * 255.0
+        return F.pad(x, (BORDER_PAD,) * 4, mode="replicate") if self.border == "replicate" else x
+
+    def _cropped(self, fused: Tensor) -> Tensor:
+        """The fused 0-255 luma back on [0, 1], without the padded border."""
+        if self.border == "replicate":
+            fused = fused[..., BORDER_PAD:-BORDER_PAD, BORDER_PAD:-BORDER_PAD]
+        return fused / 255.0
+
     def forward(self, *, ir: Tensor, vis: Tensor) -> Tensor:
-        return self.backbone(ir=ir * 255.0, vis=vis * 255.0).fused / 255.0
+        return self._cropped(self.backbone(ir=self._padded(ir), vis=self._padded(vis)).fused)
 
     @torch.inference_mode()
     def fuse(self, *, ir: Tensor, vis: Tensor, band_rows: int | None = None, max_cached_pixels: int = 2_000_000) -> Tensor:
@@ -214,8 +243,9 @@ class Cs2Fusion(nn.Module):
         """
         from ._banded import banded_cs2fusion
 
-        return banded_cs2fusion(self.backbone, ir=ir * 255.0, vis=vis * 255.0, rows=band_rows,
-                                max_cached_pixels=max_cached_pixels) / 255.0
+        fused = banded_cs2fusion(self.backbone, ir=self._padded(ir), vis=self._padded(vis), rows=band_rows,
+                                 max_cached_pixels=max_cached_pixels)
+        return self._cropped(fused)
 
 
 # Prefixes of the authors' pickled modules -> ours.
@@ -263,5 +293,5 @@ INT8 = Int8Recipe(
     foreign_state_filter=authors_state_to_ours,
     capabilities=Capabilities(thread_invariant=True, int8=INT8, recipe="cs2fusion"),
 )
-def cs2fusion() -> nn.Module:
-    return Cs2Fusion()
+def cs2fusion(*, border: str = "replicate") -> nn.Module:
+    return Cs2Fusion(border)

@@ -229,23 +229,86 @@ def _check_values(state: dict[str, torch.Tensor], expected: dict[str, torch.Tens
             raise WeightsError(f"{source}: tensor {key} holds NaN or infinite values")
 
 
-def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
-    """``load_state_dict`` with an error that lists every missing, unexpected or misshaped tensor."""
-    expected = model.state_dict()
+class WeightsMismatchError(WeightsError):
+    """A weights file whose tensors are not the model's (names or shapes)."""
+
+
+SHOWN_NAMES = 3  # tensor names listed per kind of mismatch; the rest are counted
+
+
+def _names(keys: list[str]) -> str:
+    shown = ", ".join(repr(k) for k in keys[:SHOWN_NAMES])
+    more = f", ... {len(keys) - SHOWN_NAMES} more" if len(keys) > SHOWN_NAMES else ""
+    return f"[{shown}{more}]"
+
+
+def _mismatch(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> list[str]:
+    """What differs between two state dicts, a few names of each kind; empty when they fit."""
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     misshaped = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
-    if missing or unexpected or misshaped:
-        parts = []
-        if missing:
-            parts.append(f"missing {missing}")
-        if unexpected:
-            parts.append(f"unexpected {unexpected}")
-        if misshaped:
-            parts.append("wrong shape " + ", ".join(f"{k} {tuple(state[k].shape)}!={tuple(expected[k].shape)}" for k in misshaped))
-        raise WeightsError(f"{source}: does not fit {type(model).__name__}: " + "; ".join(parts))
+    parts = []
+    if missing:
+        parts.append(f"missing {_names(missing)}")
+    if unexpected:
+        parts.append(f"unexpected {_names(unexpected)}")
+    if misshaped:
+        shown = ", ".join(f"{k} {tuple(state[k].shape)}!={tuple(expected[k].shape)}" for k in misshaped[:SHOWN_NAMES])
+        more = f", ... {len(misshaped) - SHOWN_NAMES} more" if len(misshaped) > SHOWN_NAMES else ""
+        parts.append(f"wrong shape {shown}{more}")
+    return parts
+
+
+def load_state_dict_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
+    """``load_state_dict`` with a short error (:class:`WeightsMismatchError`) naming a few of the
+    missing, unexpected or misshaped tensors and counting the rest."""
+    expected = model.state_dict()
+    parts = _mismatch(expected, state)
+    if parts:
+        raise WeightsMismatchError(f"{source}: does not fit {type(model).__name__} ({len(expected)} tensors; the file "
+                                   f"holds {len(state)}): " + "; ".join(parts))
     _check_values(state, expected, source)
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})
+
+
+def owning_models(state: dict[str, torch.Tensor], *, foreign: bool) -> list[str]:
+    """The registered models whose tensors (names and shapes) ``state`` holds exactly; a foreign
+    file (a pickle) may also fit through a model's own filter (an author's layout)."""
+    from .registry import MODELS, build_model
+
+    owners = []
+    for name, info in MODELS.items():
+        if not info.needs_weights:
+            continue
+        with torch.device("meta"):  # shapes only: nothing allocated, nothing initialised
+            expected = build_model(name).state_dict()
+        candidates = [state]
+        if foreign and info.foreign_state_filter is not None:
+            candidates.append(info.foreign_state_filter(state))
+        if expected and any(not _mismatch(expected, candidate) for candidate in candidates):
+            owners.append(name)
+    return owners
+
+
+def _load_checked(model: nn.Module, state: dict[str, torch.Tensor], source: Path, model_name: str | None, *,
+                  raw: dict[str, torch.Tensor], foreign: bool) -> None:
+    """Load ``state`` (the file's tensors ``raw``, filtered); when it does not fit ``model_name``,
+    say which registered model the file belongs to, or that none shares a tensor with it."""
+    try:
+        load_state_dict_strict(model, state, source)
+    except WeightsMismatchError:
+        if not model_name:
+            raise
+        owners = [n for n in owning_models(raw, foreign=foreign) if n != model_name]
+        if owners:
+            which = " or ".join(repr(n) for n in owners)
+            raise WeightsMismatchError(f"{source}: weights are for model {which}, not {model_name!r} (its tensor names "
+                                       "and shapes match)") from None
+        if not set(state) & set(model.state_dict()):
+            raise WeightsMismatchError(f"{source}: not weights of {model_name!r} nor of any registered model: its "
+                                       f"{len(raw)} tensors {_names(sorted(raw))} share no name with the "
+                                       f"{len(model.state_dict())} of {model_name!r}") from None
+        raise
 
 
 def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -278,12 +341,11 @@ def load_weights(
         stored = metadata.get("model")
         if model_name and stored and stored != model_name:
             raise WeightsError(f"{path}: weights are for model {stored!r}, not {model_name!r}")
-        load_state_dict_strict(model, state, path)
+        _load_checked(model, state, path, model_name, raw=state, foreign=False)
         return metadata
-    state = read_reference_pickle(path)
-    if foreign_state_filter is not None:
-        state = foreign_state_filter(state)
-    load_state_dict_strict(model, state, path)
+    raw = read_reference_pickle(path)
+    state = foreign_state_filter(raw) if foreign_state_filter is not None else raw
+    _load_checked(model, state, path, model_name, raw=raw, foreign=True)
     return {"model": model_name or "", "source": str(path.name)}
 
 

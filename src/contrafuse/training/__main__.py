@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from ..errors import ContrafuseError
-from .command import DESCRIPTION, add_arguments
+from .command import DESCRIPTION, add_arguments, interrupted
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     except ContrafuseError as exc:
         print(f"contrafuse train: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"contrafuse train: interrupted: {interrupted(args)}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

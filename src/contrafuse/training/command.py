@@ -5,6 +5,7 @@ Kept in the training package so that its own entry point loads nothing of the CL
 from __future__ import annotations
 
 import argparse
+import shlex
 from pathlib import Path
 
 from .checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
@@ -42,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--vgg-weights", type=Path, metavar="FILE",
         help="CoCoNet: a torchvision vgg19 state dict file for the VGG trunk and loss (= --set vgg.weights=FILE)",
     )
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, data_root_flag="--data", on_interrupt=interrupted)
 
 
 def overrides_of(args: argparse.Namespace) -> list[str]:
@@ -69,8 +70,27 @@ def _resumed_config(args: argparse.Namespace, out: Path) -> TrainConfig:
     return config_from_dict(config_class, apply_overrides(checkpoint["config"], overrides_of(args)))
 
 
+def run_folder(args: argparse.Namespace) -> Path:
+    """The run folder: ``--out``, else ``runs/METHOD``."""
+    return args.out if args.out is not None else Path("runs") / args.method
+
+
+def interrupted(args: argparse.Namespace) -> str:
+    """The step an interrupted run can continue from, and the command that continues it."""
+    out = run_folder(args)
+    path = out / CHECKPOINT_NAME
+    if not path.is_file():
+        return f"no checkpoint was written in {out} yet; start the run again"
+    try:
+        step = load_checkpoint(path)["step"]
+    except CheckpointError as exc:
+        return f"{exc}; start the run again"
+    return (f"the last checkpoint in {out} is at step {step}; continue with: "
+            f"contrafuse train {shlex.quote(args.method)} --out {shlex.quote(str(out))} --resume")
+
+
 def run(args: argparse.Namespace) -> int:
-    out = args.out if args.out is not None else Path("runs") / args.method
+    out = run_folder(args)
     if args.resume and args.config is None and (out / CHECKPOINT_NAME).is_file():
         cfg = _resumed_config(args, out)
     else:
