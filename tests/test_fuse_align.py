@@ -133,6 +133,37 @@ def test_folder_mode_estimates_per_pair_and_reports_the_failure(files, reference
     assert [p.name for p in report.written] == ["a.png"] and [name for name, _ in report.failed] == ["c"]
 
 
+def test_fuse_prints_the_confidence_and_takes_min_confidence_and_verify(files, tmp_path, capsys, monkeypatch):
+    base = ["fuse", "--ir", str(files["ir"]), "--vis", str(files["vis"]), "--model", "average", "--device", "cpu",
+            "--align", "affine"]
+    assert main([*base, "--out", str(tmp_path / "a.png")]) == 0
+    printed = capsys.readouterr().out
+    confidence = float(printed.split("confidence ")[1].rstrip(")\n"))
+    assert 0.25 < confidence <= 1.0
+    # a threshold above the pair's confidence refuses it: exit 1, the confidence named, nothing written
+    assert main([*base, "--out", str(tmp_path / "b.png"), "--min-confidence", f"{confidence + 0.01:.3f}"]) == 1
+    assert f"confidence {confidence:.3f} is below" in capsys.readouterr().err and not (tmp_path / "b.png").exists()
+    seen = []
+    real = contrafuse.preparation.estimate
+    monkeypatch.setattr(contrafuse.preparation, "estimate", lambda **kw: seen.append(kw["verify"]) or real(**kw))
+    assert main([*base, "--out", str(tmp_path / "c.png"), "--verify"]) == 0 and seen == [True]
+    assert main(["fuse", "--ir", str(files["ir"]), "--vis", str(files["vis"]), "--out", str(tmp_path / "d.png"),
+                 "--verify"]) == 2  # --verify without --align
+    with pytest.raises(ContrafuseError, match=r"min_confidence must be in \[0, 1\]"):
+        FuseOptions(align="affine", min_confidence=1.5)
+
+
+def test_folder_mode_prints_each_confidence(files, tmp_path, capsys):
+    argv = ["fuse", "--ir", str(files["ir"].parent), "--vis", str(files["vis"].parent), "--out", str(tmp_path / "o"),
+            "--model", "average", "--device", "cpu", "--align", "affine"]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert "a: aligned, confidence 0." in captured.out and "failed c:" in captured.err
+    report = contrafuse.fuse_folders(ir=files["ir"].parent, vis=files["vis"].parent, out=tmp_path / "api",
+                                     model="average", device="cpu", align="affine", progress=False)
+    assert set(report.confidence) == {"a"} and report.confidence["a"] > 0.25
+
+
 def test_direction_vis_to_ir_gives_the_infrared_frame(pair):
     ir, vis = pair
     small_ir = cv2.resize(ir, (200, 180), interpolation=cv2.INTER_AREA)

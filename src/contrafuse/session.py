@@ -91,7 +91,8 @@ class BatchReport:
     inputs without a partner; ``skipped``: existing outputs left alone (``skip_existing``);
     ``cleaned``: stale temporary files of earlier runs removed; ``seconds``: wall time of the
     run (model loading excluded); ``setup``: how the model ran (precision, backend, batch size,
-    workers).
+    workers); ``confidence``: with ``align``, the confidence of each written pair's estimate, by
+    pair name (pairs refused by the checks are in ``failed``).
     """
 
     written: list[Path] = field(default_factory=list)
@@ -101,6 +102,7 @@ class BatchReport:
     cleaned: list[Path] = field(default_factory=list)
     seconds: float = 0.0
     setup: str = ""
+    confidence: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -280,7 +282,10 @@ class Fuser:
                                 names=(str(job.pair.ir), str(job.pair.vis)))
 
         def store(job: FolderJob, prepared: PreparedPair, fused: np.ndarray) -> Path:
-            return write_image(job.target, self.finish(prepared, fused), overwrite=overwrite)
+            written = write_image(job.target, self.finish(prepared, fused), overwrite=overwrite)
+            if self.options.align != "none" and prepared.registration is not None:
+                report.confidence[job.pair.name] = prepared.registration.confidence
+            return written
 
         report.setup = self.describe()
         start = time.perf_counter()

@@ -18,13 +18,12 @@ from ..errors import ContrafuseError, ImageWriteError, RegistrationError
 from ..registration import (
     DEFAULT_MIN_CONFIDENCE,
     DEFAULT_WORKING_SIZE,
+    MODES,
     align_folders,
     align_pair,
     output_stem,
     write_alignment,
 )
-
-MODES = ("translation", "affine", "homography", "none")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -5,14 +5,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..alignment import ALIGN_MODES
 from ..atomic import InputGuard, check_writable
 from ..errors import ContrafuseError, RegistrationError
-from ..fusion import fuse, fuse_folders
+from ..fusion import fuse_folders
 from ..options import Color, FuseOptions, Gamut, Rounding
 from ..io import write_image
 from ..models import DEFAULT_MODEL
+from ..registration import DEFAULT_MIN_CONFIDENCE, MODES, Registration
 from ..runtime import Precision
+from ..session import Fuser
 from ..video import is_video
 
 COLOR_CHOICES = [c.value for c in Color]
@@ -50,7 +51,7 @@ def add_ir_range_argument(parser: argparse.ArgumentParser) -> None:
 
 def add_align_arguments(parser: argparse.ArgumentParser) -> None:
     """``--align``, ``--transform``, ``--direction``, ``--align-every``: register pairs before fusing."""
-    parser.add_argument("--align", choices=ALIGN_MODES, default="none",
+    parser.add_argument("--align", choices=MODES, default="none",
                         help="register each pair first (folders: per pair; videos: on the first frame, see "
                         "--align-every); none (default) fuses the pair as it is. A pair that cannot be registered "
                         "fails, naming the pair")
@@ -61,6 +62,12 @@ def add_align_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--align-every", type=int, default=0, metavar="N",
                         help="videos with --align: re-estimate every N frames, each from the last (default 0: once, "
                         "on the first frame)")
+    parser.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE, metavar="C",
+                        help=f"with --align: refuse pairs whose confidence is lower (default {DEFAULT_MIN_CONFIDENCE}; "
+                        "see docs/registration.md)")
+    parser.add_argument("--verify", action="store_true",
+                        help="with --align: also register each pair the other way round and refuse a disagreement "
+                        "(twice the registration time; recommended for medical pairs)")
 
 
 def speed_options(args: argparse.Namespace) -> dict:
@@ -118,9 +125,12 @@ def options_of(args: argparse.Namespace) -> FuseOptions:
                               "estimate, or apply the saved transform")
     if args.align_every and args.align == "none":
         raise ContrafuseError("--align-every needs --align MODE")
+    if args.verify and args.align == "none":
+        raise ContrafuseError("--verify needs --align MODE (a saved --transform is applied as it is)")
     return FuseOptions(color=args.color, rounding=args.rounding, gamut=args.gamut, resize=args.resize,
                        ir_range=args.ir_range, align=args.align, transform=args.transform, direction=args.direction,
-                       align_every=args.align_every, **speed_options(args))
+                       align_every=args.align_every, min_confidence=args.min_confidence, verify=args.verify,
+                       **speed_options(args))
 
 
 def _model(args: argparse.Namespace):
@@ -162,14 +172,22 @@ def run(args: argparse.Namespace) -> int:
     out = args.out / f"{args.vis.stem}.png" if args.out.is_dir() else args.out
     InputGuard([("infrared input", args.ir), ("visible input", args.vis)]).check(out)
     check_writable(out, overwrite=args.overwrite)  # before the work, not after it
+    fuser = Fuser(**_model_arguments(args))
     try:
-        fused = fuse(ir=args.ir, vis=args.vis, **_model_arguments(args))
+        fused = fuser.pair(ir=args.ir, vis=args.vis)
     except RegistrationError as exc:  # the pair's failure (exit 1, as `contrafuse align`), not a usage error
         print(f"contrafuse fuse: failed: {exc}", file=sys.stderr)
         return 1
     write_image(out, fused, overwrite=args.overwrite)
-    print(f"wrote {out}")
+    print(f"wrote {out}{_confidence_note(args, fuser.last_registration)}")
     return 0
+
+
+def _confidence_note(args: argparse.Namespace, registration: Registration | None) -> str:
+    """`` (confidence 0.412)`` for an estimated registration, else nothing."""
+    if args.align == "none" or registration is None:
+        return ""
+    return f" (aligned, confidence {registration.confidence:.3f})"
 
 
 def _run_folders(args: argparse.Namespace) -> int:
@@ -179,6 +197,8 @@ def _run_folders(args: argparse.Namespace) -> int:
         print(f"removed a stale temporary file of an earlier run: {path}", file=sys.stderr)
     for path in report.unmatched:
         print(f"unmatched (no partner with the same stem): {path}", file=sys.stderr)
+    for stem, confidence in sorted(report.confidence.items()):
+        print(f"{stem}: aligned, confidence {confidence:.3f}")
     for stem, message in report.failed:
         print(f"failed {stem}: {message}", file=sys.stderr)
     print(f"fused {len(report.written)} pair(s) into {args.out}; {len(report.failed)} failed, {len(report.skipped)} "
