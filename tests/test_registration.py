@@ -22,7 +22,7 @@ from conftest import REPO_ROOT, require_path
 from contrafuse.cli.main import main as cli_main
 from contrafuse.errors import ContrafuseError, RegistrationError, WriteError
 from contrafuse.io import read_image, write_image
-from contrafuse.registration import Registration, align_folders, align_pair, estimate
+from contrafuse.registration import Registration, SearchRange, align_folders, align_pair, estimate
 
 MARGIN = 0.1
 
@@ -212,6 +212,39 @@ def test_synthetic_modality_gap_affine_is_recovered():
     moving = cv2.warpPerspective(other, truth, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
     found = estimate(ir=(moving * 65535).astype(np.uint16), vis=(base * 255).astype(np.uint8), mode="affine")
     assert corner_error(found.matrix, truth, moving.shape) < 0.5
+
+
+def test_a_scale_beyond_the_searched_range_is_refused_unless_the_range_is_widened():
+    """The night pair of issue 25 came back at a residual scale of 1.5 and was accepted: a residual
+    scale outside the searched range (widened by SCALE_MARGIN) is now implausible, whatever the
+    start, and a SearchRange that covers it gets it right."""
+    base = structured_image(5, (240, 320))
+    other = np.abs(np.sin(3.0 * base))
+    height, width = base.shape
+    truth = about_centre(width, height, scale=1.55, shift=(6.0, -4.0))
+    moving = cv2.warpPerspective(other, truth, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    ir, vis = (moving * 255).astype(np.uint8), (base * 255).astype(np.uint8)
+    with pytest.raises(RegistrationError, match=r"scale outside 0\.68-1\.46"):
+        estimate(ir=ir, vis=vis, mode="affine", initial=truth)
+    found = estimate(ir=ir, vis=vis, mode="affine", search=SearchRange(max_scale=1.7, scale_steps=14))
+    assert corner_error(found.matrix, truth, moving.shape) < 1.0
+
+
+def test_plausibility_judges_shear_in_physical_pixels():
+    """A 4:3 infrared image (640x480) against a 16:9 visible one (1920x1080) of the same scene: the
+    prior resizes the axes by factors 1.33 apart, so the right residual stretches by 1.33 on the
+    shared grid; in physical (square) pixels it is a similarity, and it is judged there."""
+    from contrafuse.registration.method import plausible
+
+    grid = (180, 320)
+    aspect = (640 / 320, 480 / 180, 1920 / 320, 1080 / 180)  # moving x, y, fixed x, y per grid pixel
+    same_scene = np.diag([0.866, 1.155, 1.0])  # physically isotropic, residual scale 1
+    assert plausible(same_scene, grid, (0.6, 1.5), aspect)
+    assert not plausible(np.eye(3), grid, (0.6, 1.5), aspect)  # isotropic on the grid: a 1.33 stretch physically
+    square = (1.0, 1.0, 1.0, 1.0)
+    assert plausible(np.diag([1.1, 1.0, 1.0]), grid, (0.6, 1.5), square)
+    assert not plausible(np.diag([1.3, 1.0, 1.0]), grid, (0.6, 1.5), square)
+    assert not plausible(np.diag([1.6, 1.6, 1.0]), grid, (0.6, 1.5), square)  # scale beyond the bounds
 
 
 def test_images_too_small_or_wrong_shape_are_refused():

@@ -40,8 +40,15 @@ SEARCH_SIZE = 128
 MIN_OVERLAP = 0.25
 """Smallest fraction of the fixed image the moving image must cover after alignment."""
 
-MAX_ANISOTROPY = 1.3
-"""Largest ratio of the two singular values of the residual's linear part (shear, stretch)."""
+MAX_ANISOTROPY = 1.2
+"""Largest ratio of the two singular values of the moving-to-fixed linear part in *physical* pixels
+(shear, stretch): both cameras have square pixels, so the prior's own stretch between images of
+different aspect ratios is taken out before judging."""
+
+SCALE_MARGIN = 1.1
+"""How far beyond the searched scales (:class:`SearchRange`) a result's residual scale may lie: ECC
+refines continuously, but a result far outside the range it was asked to search has drifted (a
+wrong scale of 1.5 on a night pair correlated at 0.27)."""
 
 VERIFY_TOLERANCE = 0.015
 """With ``verify``: largest mean corner disagreement of the two directions, as a fraction of the
@@ -88,6 +95,10 @@ class SearchRange:
 
     def scales(self) -> np.ndarray:
         return np.exp(np.linspace(np.log(self.min_scale), np.log(self.max_scale), self.scale_steps))
+
+    def scale_bounds(self) -> tuple[float, float]:
+        """The residual scales a result may have: the searched ones, widened by :data:`SCALE_MARGIN`."""
+        return self.min_scale / SCALE_MARGIN, self.max_scale * SCALE_MARGIN
 
 
 def estimate(
@@ -142,7 +153,7 @@ def estimate(
     moving_values, fixed_values = to_float01(moving, moving_role), to_float01(fixed, roles(direction)[1])
     if min(*moving_values.shape[:2], *fixed_values.shape[:2]) < MIN_SIDE:
         raise RegistrationError(name, f"images smaller than {MIN_SIDE} px on a side carry too little structure")
-    problem = _Problem(moving_values, fixed_values, working_size)
+    problem = _Problem(moving_values, fixed_values, working_size, search.scale_bounds())
     if mode == "none":
         matrix, confidence = problem.prior, problem.confidence(problem.prior)
     else:
@@ -153,7 +164,7 @@ def estimate(
         return result
     _check(result, problem, min_confidence, name)
     if verify:
-        backward = _Problem(fixed_values, moving_values, working_size)
+        backward = _Problem(fixed_values, moving_values, working_size, search.scale_bounds())
         reverse = backward.refine(backward.start(mode, None, search), mode)
         gap = _corner_distance(reverse @ result.matrix, np.eye(3), result.moving_shape)
         limit = VERIFY_TOLERANCE * float(np.hypot(*result.moving_shape))
@@ -218,13 +229,13 @@ class _Problem:
     full-resolution fixed pixels; each level converts to its own grid.
     """
 
-    def __init__(self, moving: np.ndarray, fixed: np.ndarray, working_size: int):
+    def __init__(self, moving: np.ndarray, fixed: np.ndarray, working_size: int, scales: tuple[float, float]):
         self.prior = resize_matrix(moving.shape[:2], fixed.shape[:2])  # same field of view
         work = _fit(fixed.shape[:2], working_size)
         coarse = _fit(fixed.shape[:2], min(SEARCH_SIZE, working_size))
-        self.levels = [_Level(moving, fixed, coarse)]
+        self.levels = [_Level(moving, fixed, coarse, scales)]
         if max(work) > 1.25 * max(coarse):
-            self.levels.append(_Level(moving, fixed, work))
+            self.levels.append(_Level(moving, fixed, work, scales))
 
     def start(self, mode: str, initial: Registration | np.ndarray | None, search: SearchRange) -> list[np.ndarray]:
         """The starting matrices: ``initial`` if given, else the best distinct points of the global search."""
@@ -277,9 +288,9 @@ class _Problem:
 class _Level:
     """Both images resampled to one grid (the fixed image's, scaled), and their features."""
 
-    def __init__(self, moving: np.ndarray, fixed: np.ndarray, shape: tuple[int, int]):
+    def __init__(self, moving: np.ndarray, fixed: np.ndarray, shape: tuple[int, int], scales: tuple[float, float]):
         height, width = shape
-        self.shape = shape
+        self.shape, self.scales = shape, scales
         self.fixed_map = resize_matrix(fixed.shape[:2], shape)    # full fixed -> level
         self.moving_map = resize_matrix(moving.shape[:2], shape)  # full moving -> level (the prior)
         self.fixed_image = _resize(fixed, width, height)
@@ -287,6 +298,12 @@ class _Level:
         self.fixed_features = orientation_features(self.fixed_image, _FEATURE_BLUR, _FEATURE_SMOOTH)
         self.moving_features = orientation_features(self.moving_image, _FEATURE_BLUR, _FEATURE_SMOOTH)
         self.mask = _ring_mask(shape)  # the same grid for both images
+        # level pixel -> physical (square) pixel, per axis: x and y of the moving and of the fixed grid
+        self.aspect = (moving.shape[1] / width, moving.shape[0] / height, fixed.shape[1] / width, fixed.shape[0] / height)
+
+    def plausible(self, residual: np.ndarray) -> bool:
+        """:func:`plausible` for a level moving -> fixed matrix of this level."""
+        return plausible(residual, self.shape, self.scales, self.aspect)
 
     def to_full(self, level_matrix: np.ndarray) -> np.ndarray:
         """Level moving -> level fixed, as full moving -> full fixed."""
@@ -346,7 +363,7 @@ class _Level:
         candidate = np.eye(3)
         candidate[: found.shape[0]] = found
         moved = _corner_shift(warp, candidate, self.shape)
-        if moved > 0.25 * max(self.shape) or not plausible(np.linalg.inv(candidate), self.shape):
+        if moved > 0.25 * max(self.shape) or not self.plausible(np.linalg.inv(candidate)):
             return warp
         return candidate if self.correlation(candidate) >= before - 1e-4 else warp
 
@@ -397,12 +414,16 @@ class _Level:
         return float((a * b).sum() / (np.sqrt((a * a).sum() * (b * b).sum()) + 1e-12))
 
 
-def plausible(residual: np.ndarray, shape: tuple[int, int]) -> bool:
+def plausible(residual: np.ndarray, shape: tuple[int, int], scales: tuple[float, float] = (0.25, 4.0),
+              aspect: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)) -> bool:
     """Whether a fixed-frame residual (transform after the prior) is one a camera pair can have.
 
-    Its linear part at the image centre must not stretch one direction more than
-    :data:`MAX_ANISOTROPY` times the other nor scale by less than 1/4 or more than 4, and a
-    homography must keep the image's corners in front of the camera (no fold, no horizon inside).
+    ``scales``: the smallest and largest residual scale allowed (see :meth:`SearchRange.scale_bounds`);
+    ``aspect``: the physical pixel size of one grid pixel in x and y, of the moving then of the fixed
+    image (the prior resizes each axis by its own factor when the aspect ratios differ). The linear
+    part at the image centre, in physical pixels, must not stretch one direction more than
+    :data:`MAX_ANISOTROPY` times the other; its scale must lie within ``scales``; a homography must
+    keep the image's corners in front of the camera (no fold, no horizon inside).
     """
     height, width = shape
     corners = np.array([[0, 0, 1], [width - 1, 0, 1], [width - 1, height - 1, 1], [0, height - 1, 1]], dtype=np.float64)
@@ -415,18 +436,24 @@ def plausible(residual: np.ndarray, shape: tuple[int, int]) -> bool:
         return mapped[:2] / mapped[2]
 
     jacobian = np.stack([project(centre + [1, 0, 0]) - project(centre), project(centre + [0, 1, 0]) - project(centre)], axis=1)
-    singular = np.linalg.svd(jacobian, compute_uv=False)
-    if singular[1] <= 1e-9 or np.linalg.det(jacobian) <= 0:
+    if np.linalg.det(jacobian) <= 1e-12:
         return False
-    return singular[0] / singular[1] <= MAX_ANISOTROPY and 0.25 < float(np.sqrt(singular[0] * singular[1])) < 4.0
+    moving_x, moving_y, fixed_x, fixed_y = aspect
+    physical = np.diag([fixed_x, fixed_y]) @ jacobian @ np.diag([1 / moving_x, 1 / moving_y])
+    singular = np.linalg.svd(physical, compute_uv=False)
+    scale = float(np.sqrt(np.linalg.det(jacobian)))
+    return singular[0] / singular[1] <= MAX_ANISOTROPY and scales[0] <= scale <= scales[1]
 
 
 def _check(result: Registration, problem: _Problem, min_confidence: float, name: str) -> None:
     """Raise :class:`RegistrationError` for a result that must not be applied."""
     level = problem.levels[-1]
     residual = level.fixed_map @ result.matrix @ np.linalg.inv(level.moving_map)
-    if not plausible(residual, level.shape):
-        raise RegistrationError(name, "the transform found is degenerate or implausible (fold, extreme shear or scale)")
+    if not level.plausible(residual):
+        low, high = level.scales
+        raise RegistrationError(name, "the transform found is degenerate or implausible (a fold, a shear or stretch "
+                                f"beyond {MAX_ANISOTROPY:g}:1, or a scale outside {low:.2f}-{high:.2f} of the images' "
+                                "sizes; widen SearchRange for other fields of view)")
     overlap = result.overlap()
     if overlap < MIN_OVERLAP:
         raise RegistrationError(name, f"the images overlap on {overlap:.0%} of the fixed frame, below {MIN_OVERLAP:.0%}")
