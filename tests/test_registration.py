@@ -242,8 +242,8 @@ def test_plausibility_judges_shear_in_physical_pixels():
     assert plausible(same_scene, grid, (0.6, 1.5), aspect)
     assert not plausible(np.eye(3), grid, (0.6, 1.5), aspect)  # isotropic on the grid: a 1.33 stretch physically
     square = (1.0, 1.0, 1.0, 1.0)
-    assert plausible(np.diag([1.1, 1.0, 1.0]), grid, (0.6, 1.5), square)
-    assert not plausible(np.diag([1.3, 1.0, 1.0]), grid, (0.6, 1.5), square)
+    assert plausible(np.diag([1.2, 1.0, 1.0]), grid, (0.6, 1.5), square)
+    assert not plausible(np.diag([1.4, 1.0, 1.0]), grid, (0.6, 1.5), square)
     assert not plausible(np.diag([1.6, 1.6, 1.0]), grid, (0.6, 1.5), square)  # scale beyond the bounds
 
 

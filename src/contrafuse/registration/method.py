@@ -40,7 +40,7 @@ SEARCH_SIZE = 128
 MIN_OVERLAP = 0.25
 """Smallest fraction of the fixed image the moving image must cover after alignment."""
 
-MAX_ANISOTROPY = 1.2
+MAX_ANISOTROPY = 1.3
 """Largest ratio of the two singular values of the moving-to-fixed linear part in *physical* pixels
 (shear, stretch): both cameras have square pixels, so the prior's own stretch between images of
 different aspect ratios is taken out before judging."""
