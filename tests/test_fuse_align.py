@@ -221,3 +221,33 @@ def test_video_estimates_once_by_default(pair, tmp_path, monkeypatch, every, est
     aligned = fuse_arrays(create_model("average"), ir=ir, vis=vis)
     for fused in read_frames(out):
         assert agreement(fused[..., 0], aligned)[0] >= 0.99
+
+
+def test_video_keeps_the_last_good_transform_when_a_re_estimate_is_refused(pair, tmp_path, capsys):
+    """Frame 2 of 5 is a flat infrared frame (a lens cap, a sensor glitch): its re-estimate is refused,
+    the transform of frame 0 is kept for it, the output has every frame and the summary names frame 2."""
+    require_module("av", "video")
+    from contrafuse.video import fuse_video, probe
+
+    ir, vis = pair
+    moving = misaligned(ir)
+    flat = np.full_like(moving, 90)
+    ir_clip = clip(tmp_path / "ir.mkv", [moving, moving, flat, moving, moving])
+    vis_clip = clip(tmp_path / "vis.mkv", [vis] * 5)
+    report = fuse_video(ir=ir_clip, vis=vis_clip, out=tmp_path / "out.mkv", model="average", device="cpu",
+                        codec="ffv1", align="affine", align_every=2, progress=False)
+    assert report.frames == 5 and probe(report.path).frames == 5
+    assert [frame for frame, _ in report.kept] == [2] and "cannot" not in report.kept[0][1]
+    assert [frame for frame, _ in report.estimated] == [0, 4]
+    argv = ["fuse", "--ir", str(ir_clip), "--vis", str(vis_clip), "--out", str(tmp_path / "cli.mkv"), "--model",
+            "average", "--device", "cpu", "--align", "affine", "--align-every", "2"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "frame 2: re-estimate refused" in captured.err and "frame 0: aligned, confidence" in captured.out
+    assert "1 refused re-estimate(s)" in captured.out
+    # the first frame unregistrable: nothing good to keep, so the run stops and writes nothing
+    first_bad = clip(tmp_path / "ir2.mkv", [flat, moving, moving, moving, moving])
+    with pytest.raises(RegistrationError, match="frame 0"):
+        fuse_video(ir=first_bad, vis=vis_clip, out=tmp_path / "none.mkv", model="average", device="cpu",
+                   codec="ffv1", align="affine", align_every=2, progress=False)
+    assert not (tmp_path / "none.mkv").exists()

@@ -219,6 +219,12 @@ def _run_video(args: argparse.Namespace) -> int:
     except RegistrationError as exc:
         print(f"contrafuse fuse: failed: {exc}", file=sys.stderr)
         return 1
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    for frame, confidence in report.estimated:
+        print(f"frame {frame}: aligned, confidence {confidence:.3f}")
+    for frame, reason in report.kept:
+        print(f"frame {frame}: re-estimate refused ({reason}); kept the last good transform", file=sys.stderr)
     print(f"wrote {report.path}: {report.frames} frame(s) in {report.seconds:.1f} s, {report.frames_per_second:.2f} "
-          f"frames/s ({report.setup})")
+          f"frames/s ({report.setup})" + (f"; {len(report.kept)} refused re-estimate(s)" if report.kept else ""))
     return 0
