@@ -163,3 +163,24 @@ def test_output_that_is_an_input_video_is_refused_even_with_overwrite(clips, tmp
     err = capsys.readouterr().err
     assert f"{vis}: is the visible input {vis}" in err and "never replaces an input" in err
     assert vis.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["ir.mkv", "vis.mkv"]
+
+
+def test_image_sequences_are_fused_into_a_video(clips, tmp_path: Path, capsys):
+    """Two folders of frames (a camera that writes one image per frame) and a video output."""
+    from contrafuse.io import write_image
+
+    ir, vis = clips
+    for index, (a, b) in enumerate(zip(read_frames(ir), read_frames(vis))):
+        write_image(tmp_path / "ir_seq" / f"frame_{index:04d}.png", a[..., 0])
+        write_image(tmp_path / "vis_seq" / f"cam2_{index:04d}.png", b)  # other names: paired by order
+    out = tmp_path / "seq.mkv"
+    report = fuse_video(ir=tmp_path / "ir_seq", vis=tmp_path / "vis_seq", out=out, model="average", codec="ffv1",
+                        fps=10, progress=False)
+    info = probe(out)
+    assert (report.frames, info.frames, info.rate) == (FRAMES, FRAMES, Fraction(10))
+    model = create_model("average")
+    for ir_frame, vis_frame, fused in zip(read_frames(ir), read_frames(vis), read_frames(out)):
+        np.testing.assert_array_equal(fused, fuse_arrays(model, ir=ir_frame, vis=vis_frame))
+    assert main(["fuse", "--ir", str(tmp_path / "ir_seq"), "--vis", str(tmp_path / "vis_seq"), "--out",
+                 str(tmp_path / "cli.mp4"), "--model", "average", "--fps", "12.5"]) == 0
+    assert probe(tmp_path / "cli.mp4").rate == Fraction(25, 2)

@@ -298,8 +298,10 @@ class Fuser:
         return report
 
     def video(self, *, ir: str | os.PathLike, vis: str | os.PathLike, out: str | os.PathLike, overwrite: bool = False,
-              codec: str | None = None, progress: bool = True) -> Any:
-        """Fuse two videos frame by frame into ``out``; see :func:`contrafuse.video.fuse_video`."""
-        from .video import run_video
+              codec: str | None = None, progress: bool = True, fps: float | None = None) -> Any:
+        """Fuse two videos (or image-sequence folders at ``fps``) frame by frame into ``out``; see
+        :func:`contrafuse.video.fuse_video`."""
+        from .video import DEFAULT_SEQUENCE_FPS, run_video
 
-        return run_video(self, ir=ir, vis=vis, out=out, overwrite=overwrite, codec=codec, progress=progress)
+        return run_video(self, ir=ir, vis=vis, out=out, overwrite=overwrite, codec=codec, progress=progress,
+                         fps=DEFAULT_SEQUENCE_FPS if fps is None else fps)

@@ -37,6 +37,7 @@ from .atomic import InputGuard, check_writable, partial_path, publish
 from .errors import ContrafuseError, PairError, RegistrationError
 from .models import DEFAULT_MODEL
 from .options import FuseOptions
+from .io import list_images, read_image
 from .pipeline import prefetched
 from .preparation import PreparedPair, prepare_pair
 from .registration import Registration
@@ -44,6 +45,8 @@ from .session import Fuser, ModelLike
 from .thermal import IrRangeError, resolve
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm")
+DEFAULT_SEQUENCE_FPS = 25.0
+"""Frame rate of an image-sequence folder given as a video input, unless ``fps`` says otherwise."""
 # Encoder per container when none is named: H.264 where the container takes it.
 DEFAULT_CODECS = {".mp4": "libx264", ".m4v": "libx264", ".mov": "libx264", ".mkv": "libx264", ".avi": "mpeg4", ".webm": "libvpx-vp9"}
 
@@ -92,9 +95,25 @@ def _open(path: Path):
     return container
 
 
-def probe(path: str | os.PathLike) -> VideoInfo:
-    """Frame count (counted by demuxing when the header does not say), rate and size."""
+def sequence_frames(folder: Path) -> list[Path]:
+    """The image files of an image-sequence folder, in name order (its frame order)."""
+    try:
+        frames = [folder / path.name for path in sorted(list_images(folder).values(), key=lambda path: path.name)]
+    except PairError as exc:
+        raise VideoError(str(exc)) from None
+    if not frames:
+        raise VideoError(f"{folder}: an image sequence folder without images")
+    return frames
+
+
+def probe(path: str | os.PathLike, fps: float = DEFAULT_SEQUENCE_FPS) -> VideoInfo:
+    """Frame count (counted by demuxing when the header does not say), rate and size; for an
+    image-sequence folder, its image count, ``fps`` and its first image's size."""
     path = Path(path)
+    if path.is_dir():
+        frames = sequence_frames(path)
+        height, width = read_image(frames[0]).shape[:2]
+        return VideoInfo(path, len(frames), Fraction(fps).limit_denominator(1001), width, height)
     container = _open(path)
     try:
         stream = container.streams.video[0]
@@ -127,9 +146,14 @@ def read_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
         yield pixels
 
 
-def read_timed_frames(path: str | os.PathLike) -> Iterator[tuple[float, np.ndarray]]:
-    """``(seconds since the first frame, uint8 RGB (H, W, 3))`` for each frame of the first video stream."""
+def read_timed_frames(path: str | os.PathLike, fps: float = DEFAULT_SEQUENCE_FPS) -> Iterator[tuple[float, np.ndarray]]:
+    """``(seconds since the first frame, uint8 RGB (H, W, 3))`` for each frame of the first video stream;
+    for an image-sequence folder, its images as read (any depth) at ``fps``."""
     path = Path(path)
+    if path.is_dir():
+        for index, frame in enumerate(sequence_frames(path)):
+            yield index / fps, read_image(frame)
+        return
     container = _open(path)
     try:
         stream = container.streams.video[0]
@@ -309,13 +333,15 @@ def fuse_video(
     overwrite: bool = False,
     codec: str | None = None,
     progress: bool = True,
+    fps: float = DEFAULT_SEQUENCE_FPS,
     **option_values: Any,
 ) -> VideoReport:
     """Fuse two videos frame by frame into ``out``.
 
     Args:
         ir, vis: the infrared and visible videos (paired in order at equal rates, else by time;
-            the run ends with the shorter, see the module docstring).
+            the run ends with the shorter, see the module docstring), or image-sequence folders
+            (their images in name order, at ``fps`` frames per second).
         out: output video; the container follows the suffix, the codec is ``codec`` or
             :data:`DEFAULT_CODECS` for that suffix (``ffv1`` in ``.mkv`` is lossless). It may
             not be one of the inputs, whatever ``overwrite`` says.
@@ -328,16 +354,19 @@ def fuse_video(
         A :class:`VideoReport` (path, frames, seconds, frames per second); it is a path-like.
     """
     fuser = Fuser(model, weights=weights, device=device, options=options, **option_values)
-    return run_video(fuser, ir=ir, vis=vis, out=out, overwrite=overwrite, codec=codec, progress=progress)
+    return run_video(fuser, ir=ir, vis=vis, out=out, overwrite=overwrite, codec=codec, progress=progress, fps=fps)
 
 
 def run_video(fuser: Fuser, *, ir: str | os.PathLike, vis: str | os.PathLike, out: str | os.PathLike,
-              overwrite: bool = False, codec: str | None = None, progress: bool = True) -> VideoReport:
+              overwrite: bool = False, codec: str | None = None, progress: bool = True,
+              fps: float = DEFAULT_SEQUENCE_FPS) -> VideoReport:
     """Fuse two videos frame by frame into ``out`` with a fusing session (see :func:`fuse_video`)."""
     options = fuser.options
     out = Path(out)
     InputGuard([("infrared input", Path(ir)), ("visible input", Path(vis))]).check(out)
-    ir_info, vis_info = probe(ir), probe(vis)
+    if fps <= 0:
+        raise VideoError(f"fps must be positive, got {fps}")
+    ir_info, vis_info = probe(ir, fps), probe(vis, fps)
     notes = pairing_notes(ir_info, vis_info)
     frame = ir_info if options.aligns and options.warp_direction == "vis_to_ir" else vis_info  # the output's frame
     writer = VideoWriter(out, vis_info.rate, frame.width, frame.height, codec, overwrite)
@@ -349,11 +378,13 @@ def run_video(fuser: Fuser, *, ir: str | os.PathLike, vis: str | os.PathLike, ou
 
     def store(frame: tuple[int, np.ndarray, np.ndarray], prepared: PreparedPair, fused: np.ndarray) -> None:
         pixels = fuser.finish(prepared, fused)
+        if pixels.dtype == np.uint16:  # a 16-bit image sequence: video frames are 8-bit
+            pixels = (pixels >> 8).astype(np.uint8)
         writer.write(np.repeat(pixels[..., None], 3, axis=2) if pixels.ndim == 2 else pixels)
 
     start = time.perf_counter()
     ir_period = None if ir_info.rate == vis_info.rate else float(1 / ir_info.rate)
-    pairs = paired_frames(read_timed_frames(ir), read_timed_frames(vis), ir_period)
+    pairs = paired_frames(read_timed_frames(ir, fps), read_timed_frames(vis, fps), ir_period)
     frames = prefetched((index, a, b) for index, (a, b) in enumerate(pairs))
     total = min(vis_info.frames, int(np.ceil(ir_info.frames / ir_info.rate * vis_info.rate)))
     try:

@@ -103,6 +103,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="folder mode: resume an interrupted run (pairs whose output exists are skipped, stale "
                         "temporary files removed)")
     parser.add_argument("--suffix", default=".png", help="output suffix in folder mode (default .png)")
+    parser.add_argument("--fps", type=float, default=25.0,
+                        help="frame rate of image-sequence folders fused into a video (--out VIDEO; default 25)")
     parser.add_argument("--backend", choices=BACKENDS, default="torch",
                         help="torch (default); onnxruntime (--model is then a .onnx file from `contrafuse export`; "
                         "CPU, or CUDA with --device cuda); tensorrt (ONNX Runtime's TensorRT provider, CUDA)")
@@ -161,7 +163,7 @@ def _check_backend(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check_backend(args)
-    if is_video(args.ir) or is_video(args.vis):
+    if is_video(args.ir) or is_video(args.vis) or is_video(args.out):
         return _run_video(args)
     if args.ir.is_dir() != args.vis.is_dir():
         raise ContrafuseError(f"--ir {args.ir} and --vis {args.vis}: give two files or two folders")
@@ -210,12 +212,16 @@ def _run_folders(args: argparse.Namespace) -> int:
 def _run_video(args: argparse.Namespace) -> int:
     from ..video import fuse_video
 
-    if not (is_video(args.ir) and is_video(args.vis) and is_video(args.out)):
-        raise ContrafuseError(f"--ir {args.ir}, --vis {args.vis}, --out {args.out}: video fusion needs three video files")
+    if not all(is_video(path) or path.is_dir() for path in (args.ir, args.vis)) or not is_video(args.out):
+        raise ContrafuseError(f"--ir {args.ir}, --vis {args.vis}, --out {args.out}: video fusion needs two videos (or "
+                              "image-sequence folders) and a video output")
+    if args.fps <= 0:
+        raise ContrafuseError(f"--fps must be positive, got {args.fps}")
     if args.skip_existing:
         raise ContrafuseError("--skip-existing applies to folder mode (--ir and --vis folders)")
     try:
-        report = fuse_video(ir=args.ir, vis=args.vis, out=args.out, overwrite=args.overwrite, **_model_arguments(args))
+        report = fuse_video(ir=args.ir, vis=args.vis, out=args.out, overwrite=args.overwrite, fps=args.fps,
+                            **_model_arguments(args))
     except RegistrationError as exc:
         print(f"contrafuse fuse: failed: {exc}", file=sys.stderr)
         return 1
