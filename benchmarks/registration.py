@@ -67,7 +67,7 @@ FAMILIES = ("translation", "rotation", "scale", "affine", "homography")
 HARD = ("other-scene", "scale-2x", "low-overlap", "night")
 FAMILY_MODE = {"translation": "translation", "rotation": "affine", "scale": "affine", "affine": "affine",
                "homography": "homography", **{family: "affine" for family in HARD}}
-METHODS = ("contrafuse", "contrafuse-verify", "ecc-intensity", "sift-ransac")
+METHODS = ("contrafuse", "contrafuse-verify", "contrafuse-mattes", "ecc-intensity", "sift-ransac")
 MARGIN = 0.1
 TOLERANCE = 2.0
 FALSE_ACCEPT = 10.0  # px: a returned result further than this from the reference is a false accept
@@ -186,10 +186,10 @@ Estimate = tuple[np.ndarray, float]
 
 
 def run_contrafuse(moving: np.ndarray, fixed: np.ndarray, mode: str, min_confidence: float = DEFAULT_MIN_CONFIDENCE,
-                   verify: bool = False) -> Estimate:
+                   verify: bool = False, fine: str = "ecc") -> Estimate:
     try:
         found = estimate(ir=moving, vis=fixed, mode=mode, verify=verify, min_confidence=min_confidence,
-                         working_size=WORKING_SIZE)
+                         working_size=WORKING_SIZE, fine=fine)
     except RegistrationError as exc:
         raise Failure(exc.problem) from None
     return found.matrix, found.confidence
@@ -199,6 +199,12 @@ def run_contrafuse_verified(moving: np.ndarray, fixed: np.ndarray, mode: str,
                             min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> Estimate:
     """contrafuse with ``verify=True``: both directions registered, a disagreement refused."""
     return run_contrafuse(moving, fixed, mode, min_confidence, verify=True)
+
+
+def run_contrafuse_mattes(moving: np.ndarray, fixed: np.ndarray, mode: str,
+                          min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> Estimate:
+    """contrafuse with the optional Mattes mutual-information fine stage (SimpleITK)."""
+    return run_contrafuse(moving, fixed, mode, min_confidence, fine="mattes")
 
 
 def run_ecc_intensity(moving: np.ndarray, fixed: np.ndarray, mode: str, min_confidence: float = 0.0) -> Estimate:
@@ -250,7 +256,8 @@ def run_sift_ransac(moving: np.ndarray, fixed: np.ndarray, mode: str, min_confid
     return matrix / matrix[2, 2], np.inf
 
 
-RUNNERS = {"contrafuse": run_contrafuse, "contrafuse-verify": run_contrafuse_verified, "ecc-intensity": run_ecc_intensity, "sift-ransac": run_sift_ransac}
+RUNNERS = {"contrafuse": run_contrafuse, "contrafuse-verify": run_contrafuse_verified,
+           "contrafuse-mattes": run_contrafuse_mattes, "ecc-intensity": run_ecc_intensity, "sift-ransac": run_sift_ransac}
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -452,6 +459,23 @@ def spaced(pairs: list, limit: int | None) -> list:
     return pairs[:: max(1, len(pairs) // limit)][:limit] if limit else pairs
 
 
+def print_saved(path: Path) -> int:
+    """The tables of the results a run wrote with ``--json``."""
+    results = [Result(**row) for row in json.loads(path.read_text())]
+    families = [f for f in FAMILIES + HARD if any(r.family == f for r in results)]
+    methods = [m for m in METHODS if any(r.method == m for r in results)]
+    print(f"{len(results)} results of {path} ({', '.join(families)}); threshold {DEFAULT_MIN_CONFIDENCE:g}\n")
+    print(table(results, {}, families, methods))
+    print()
+    print(false_accepts(results, methods))
+    if "contrafuse" in methods:
+        print("\nthreshold calibration (contrafuse):\n")
+        print(calibration(results))
+    print("\ncontrafuse per dataset:\n")
+    print(per_dataset(results, [f for f in families if f in FAMILIES]))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, default=None, help="pairs per dataset (evenly spaced); default all")
@@ -467,7 +491,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=None, help="data root (default: $CONTRAFUSE_DATA or ../shared/data)")
     parser.add_argument("--json", type=Path, default=None, help="write every result to this JSON file")
     parser.add_argument("--verbose", action="store_true", help="list every failure and wrong result on stderr")
+    parser.add_argument("--from-json", type=Path, default=None,
+                        help="print the tables of a --json file of an earlier run (no timing) instead of running; "
+                        "the results are threshold-free, so this shows them at the current default threshold")
     args = parser.parse_args(argv)
+    if args.from_json:
+        return print_saved(args.from_json)
     families = [f for f in args.families.split(",") if f]
     methods = [m for m in args.methods.split(",") if m]
     hard = [h for h in args.hard.split(",") if h]

@@ -140,15 +140,18 @@ def test_medical_ct_affine_against_the_reregistered_source(data_dir):
 
 def test_verify_refuses_an_ambiguous_medical_pair_the_confidence_lets_through(data_dir):
     """SPECT shows almost no anatomy: the head outline alone fits several alignments. The
-    correlation does not tell (it passes 0.25), the two directions disagree (documented limit)."""
+    correlation does not tell (0.28: it passes a threshold of 0.25, the default before issue 25),
+    the two directions disagree (documented limit)."""
     ir, vis = load(data_dir, "harvard/MRI_SPECT/spect/75.png", "harvard/MRI_SPECT/mri/75.png")
     width, height = crop_size(vis)
     truth = about_centre(width, height, angle=4.0, scale=1.15, shift=(10.0, -8.0))
     moving, fixed, _ = misalign(ir, vis, truth)
-    unverified = estimate(ir=moving, vis=fixed, mode="affine", name="SPECT 75")
-    assert corner_error(unverified.matrix, truth, moving.shape) > 10  # wrong, and not caught
+    unverified = estimate(ir=moving, vis=fixed, mode="affine", min_confidence=0.25, name="SPECT 75")
+    assert corner_error(unverified.matrix, truth, moving.shape) > 10  # wrong, and not caught at 0.25
     with pytest.raises(RegistrationError, match="SPECT 75: cannot register .*two directions disagree"):
-        estimate(ir=moving, vis=fixed, mode="affine", verify=True, name="SPECT 75")
+        estimate(ir=moving, vis=fixed, mode="affine", verify=True, min_confidence=0.25, name="SPECT 75")
+    with pytest.raises(RegistrationError, match="confidence 0.28. is below 0.300"):  # the default refuses it
+        estimate(ir=moving, vis=fixed, mode="affine", name="SPECT 75")
 
 
 def test_different_resolutions_visible_upscaled(data_dir):
@@ -416,3 +419,24 @@ def test_a_float_temperature_infrared_is_registered_and_written_as_its_windowed_
     assert warped.dtype == np.uint8 and warped.shape == reference.shape and registration.confidence > 0.25
     inside = reference > 0  # the warp's border is black in both
     assert np.corrcoef(warped[inside].ravel(), reference[inside].ravel())[0, 1] > 0.95
+
+
+def test_the_mattes_fine_stage_refines_from_our_estimate():
+    """The optional Mattes mutual-information stage (SimpleITK, extra ``itk``) on the modality-gap case."""
+    from conftest import require_module
+
+    require_module("SimpleITK", "itk")
+    base = structured_image(3)
+    other = np.abs(np.sin(3.0 * base))
+    height, width = base.shape
+    truth = about_centre(width, height, angle=3.0, scale=1.08, shear=0.02, shift=(9.0, -6.0))
+    moving = cv2.warpPerspective(other, truth, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    ir, vis = (moving * 255).astype(np.uint8), (base * 255).astype(np.uint8)
+    found = estimate(ir=ir, vis=vis, mode="affine", fine="mattes")
+    assert corner_error(found.matrix, truth, moving.shape) < 0.5
+    shift = about_centre(width, height, shift=(7.0, -5.0))  # translation: its own transform type
+    moved = cv2.warpPerspective(other, shift, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    shifted = estimate(ir=(moved * 255).astype(np.uint8), vis=vis, mode="translation", fine="mattes")
+    assert np.allclose(shifted.matrix[:2, :2], np.eye(2)) and corner_error(shifted.matrix, shift, moved.shape) < 0.5
+    with pytest.raises(ValueError, match="fine must be one of ecc, mattes"):
+        estimate(ir=ir, vis=vis, fine="elastix")

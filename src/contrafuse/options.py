@@ -14,7 +14,7 @@ from typing import Any
 
 from .alignment import AlignOptionError, as_registration, check_min_confidence, check_mode, resolve_direction
 from .errors import ContrafuseError
-from .registration import DEFAULT_MIN_CONFIDENCE, Registration
+from .registration import DEFAULT_MIN_CONFIDENCE, FINE_STAGES, Registration
 from .runtime import Precision, as_precision
 from .thermal import IrRange, parse_ir_range
 
@@ -92,7 +92,8 @@ class FuseOptions:
       only, re-estimate every N frames (0, the default: once, on the first frame);
       ``min_confidence``: estimated pairs whose confidence is lower are refused (default
       :data:`~contrafuse.registration.DEFAULT_MIN_CONFIDENCE`); ``verify``: register each pair
-      both ways and refuse a disagreement (twice the time; see ``docs/registration.md``).
+      both ways and refuse a disagreement (twice the time; see ``docs/registration.md``);
+      ``fine``: the last refinement stage, ``ecc`` (default) or ``mattes`` (SimpleITK).
     """
 
     color: Color = Color.AUTO
@@ -110,6 +111,7 @@ class FuseOptions:
     align_every: int = 0
     min_confidence: float = DEFAULT_MIN_CONFIDENCE
     verify: bool = False
+    fine: str = "ecc"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ir_range", parse_ir_range(self.ir_range))
@@ -124,6 +126,8 @@ class FuseOptions:
             raise AlignOptionError(f"align_every must be >= 0 (0: once, on the first frame), got {self.align_every}")
         object.__setattr__(self, "min_confidence", check_min_confidence(self.min_confidence))
         object.__setattr__(self, "verify", bool(self.verify))
+        if self.fine not in FINE_STAGES:
+            raise AlignOptionError(f"fine must be one of {', '.join(FINE_STAGES)}, got {self.fine!r}")
         object.__setattr__(self, "color", choice_of(Color, self.color, "color"))
         object.__setattr__(self, "rounding", choice_of(Rounding, self.rounding, "rounding"))
         object.__setattr__(self, "gamut", choice_of(Gamut, self.gamut, "gamut"))

@@ -25,6 +25,7 @@ from ..errors import ContrafuseError, ImageWriteError, RegistrationError
 from ..registration import (
     DEFAULT_MIN_CONFIDENCE,
     DEFAULT_WORKING_SIZE,
+    FINE_STAGES,
     MODES,
     align_folders,
     align_pair,
@@ -57,6 +58,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--verify", action="store_true",
                         help="also register the other way round and refuse a disagreement (twice the time; "
                         "recommended for medical pairs)")
+    parser.add_argument("--fine", choices=FINE_STAGES, default="ecc",
+                        help="last refinement stage: ecc (default) or mattes (Mattes mutual information, SimpleITK: "
+                        "pip install 'contrafuse[itk]'; translation and affine)")
     parser.add_argument("--working-size", type=int, default=DEFAULT_WORKING_SIZE,
                         help=f"longest side of the refinement grid (default {DEFAULT_WORKING_SIZE})")
     parser.add_argument("--rig", action="store_true",
@@ -75,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     if args.working_size < 32:
         raise ContrafuseError(f"--working-size must be at least 32, got {args.working_size}")
     options = {"mode": args.mode, "direction": args.direction, "min_confidence": args.min_confidence,
-               "verify": args.verify, "working_size": args.working_size}
+               "verify": args.verify, "working_size": args.working_size, "fine": args.fine}
     if args.rig:
         return _run_rig(args, options)
     if args.ir.is_dir():

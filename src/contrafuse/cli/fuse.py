@@ -11,7 +11,7 @@ from ..fusion import fuse_folders
 from ..options import Color, FuseOptions, Gamut, Rounding
 from ..io import write_image
 from ..models import DEFAULT_MODEL
-from ..registration import DEFAULT_MIN_CONFIDENCE, MODES, Registration
+from ..registration import DEFAULT_MIN_CONFIDENCE, FINE_STAGES, MODES, Registration
 from ..runtime import Precision
 from ..session import Fuser
 from ..video import is_video
@@ -68,6 +68,9 @@ def add_align_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verify", action="store_true",
                         help="with --align: also register each pair the other way round and refuse a disagreement "
                         "(twice the registration time; recommended for medical pairs)")
+    parser.add_argument("--fine", choices=FINE_STAGES, default="ecc",
+                        help="with --align: the last refinement stage, ecc (default) or mattes (Mattes mutual "
+                        "information, SimpleITK: pip install 'contrafuse[itk]')")
 
 
 def speed_options(args: argparse.Namespace) -> dict:
@@ -132,7 +135,7 @@ def options_of(args: argparse.Namespace) -> FuseOptions:
     return FuseOptions(color=args.color, rounding=args.rounding, gamut=args.gamut, resize=args.resize,
                        ir_range=args.ir_range, align=args.align, transform=args.transform, direction=args.direction,
                        align_every=args.align_every, min_confidence=args.min_confidence, verify=args.verify,
-                       **speed_options(args))
+                       fine=args.fine, **speed_options(args))
 
 
 def _model(args: argparse.Namespace):

@@ -26,10 +26,15 @@ import cv2
 import numpy as np
 
 from ..errors import RegistrationError
+from . import mattes
 from .result import MODES, Registration, normalize_direction, resize_matrix, roles
 
-DEFAULT_MIN_CONFIDENCE = 0.25
+DEFAULT_MIN_CONFIDENCE = 0.30
 """Default threshold on :attr:`Registration.confidence` below which a pair is refused."""
+
+FINE_STAGES = ("ecc", "mattes")
+"""The last refinement stage: ``ecc`` (gradient-orientation ECC and its polish, the default) or
+``mattes`` (then Mattes mutual information, SimpleITK, translation and affine; extra ``itk``)."""
 
 DEFAULT_WORKING_SIZE = 320
 """Longest side, in pixels, of the grid the refinement runs on."""
@@ -112,6 +117,7 @@ def estimate(
     search: SearchRange = SearchRange(),
     working_size: int = DEFAULT_WORKING_SIZE,
     verify: bool = False,
+    fine: str = "ecc",
     name: str = "pair",
 ) -> Registration:
     """Estimate the transform that brings the moving image onto the fixed one.
@@ -134,6 +140,8 @@ def estimate(
             of the moving image's diagonal (mean corner distance). Twice the time; it catches
             most wrong results that pass the confidence threshold, which matters for medical
             pairs (see ``docs/registration.md``).
+        fine: the last refinement stage, one of :data:`FINE_STAGES`: ``ecc`` (default) or
+            ``mattes`` (Mattes mutual information from the ECC result; needs SimpleITK).
         name: how error messages name the pair (e.g. the file names).
 
     Returns:
@@ -147,6 +155,10 @@ def estimate(
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if fine not in FINE_STAGES:
+        raise ValueError(f"fine must be one of {', '.join(FINE_STAGES)}, got {fine!r}")
+    if fine == "mattes":
+        mattes.simpleitk()  # before any work: a missing extra is a usage error
     direction = normalize_direction(direction)
     moving_role, _ = roles(direction)
     moving, fixed = (ir, vis) if moving_role == "ir" else (vis, ir)
@@ -157,7 +169,7 @@ def estimate(
     if mode == "none":
         matrix, confidence = problem.prior, problem.confidence(problem.prior)
     else:
-        matrix = problem.refine(problem.start(mode, initial, search), mode)
+        matrix = problem.refine(problem.start(mode, initial, search), mode, fine)
         confidence = problem.confidence(matrix)
     result = Registration(matrix, mode, direction, moving_values.shape[:2], fixed_values.shape[:2], confidence)
     if mode == "none":
@@ -165,7 +177,7 @@ def estimate(
     _check(result, problem, min_confidence, name)
     if verify:
         backward = _Problem(fixed_values, moving_values, working_size, search.scale_bounds())
-        reverse = backward.refine(backward.start(mode, None, search), mode)
+        reverse = backward.refine(backward.start(mode, None, search), mode, fine)
         gap = _corner_distance(reverse @ result.matrix, np.eye(3), result.moving_shape)
         limit = VERIFY_TOLERANCE * float(np.hypot(*result.moving_shape))
         if gap > limit:
@@ -251,7 +263,7 @@ class _Problem:
             scales, rotations = search.scales(), search.rotations()
         return [level.to_full(found) for found in level.search(scales, rotations)]
 
-    def refine(self, starts: list[np.ndarray], mode: str) -> np.ndarray:
+    def refine(self, starts: list[np.ndarray], mode: str, fine: str = "ecc") -> np.ndarray:
         """ECC coarse to fine; at the first level in stages, at the last the final model.
 
         Each start goes through the first level's stages; the one that ends with the highest
@@ -277,7 +289,7 @@ class _Problem:
         level = self.levels[-1]
         for _ in range(_POLISH_ROUNDS):
             matrix = level.polish(matrix, final[-1])
-        return matrix
+        return level.mutual_information(matrix, mode) if fine == "mattes" else matrix
 
     def confidence(self, matrix: np.ndarray) -> float:
         """Correlation of the finest level's features after alignment, clipped to ``[0, 1]``."""
@@ -397,6 +409,16 @@ class _Level:
             return full_matrix
         candidate = self.to_full(np.linalg.inv(residual) @ level_matrix)
         return candidate
+
+    def mutual_information(self, full_matrix: np.ndarray, mode: str) -> np.ndarray:
+        """The Mattes MI stage (:mod:`.mattes`) on this level's gray images, kept when plausible."""
+        gray = [cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
+                for image in (self.fixed_image, self.moving_image)]
+        residual = self.fixed_map @ full_matrix @ np.linalg.inv(self.moving_map)
+        refined = mattes.refine(gray[0], gray[1], residual, mode)
+        if mattes.moved_too_far(residual, refined, self.shape) or not self.plausible(refined):
+            return full_matrix
+        return self.to_full(refined)
 
     def correlation(self, warp: np.ndarray) -> float:
         """ECC's criterion: zero-mean normalized correlation of the features over the overlap."""
