@@ -8,17 +8,22 @@ seen through the rig's transform. No shared data needed.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from test_registration import corner_error, structured_image
 
 import contrafuse
 from contrafuse.cli.main import main
 from contrafuse.io import write_image
-from contrafuse.registration import Registration, RegistrationError, RigError, estimate, estimate_rig
-from test_registration import corner_error, structured_image
+from contrafuse.registration import (
+    Registration,
+    RegistrationError,
+    RigError,
+    estimate,
+    estimate_rig,
+)
 
 RIGS = {
     "320x240 on 480x360": ((320, 240), (480, 360), 1.52, (12.3, -7.6)),

@@ -35,9 +35,9 @@ import torch
 
 from .atomic import InputGuard, check_writable, partial_path, publish
 from .errors import ContrafuseError, PairError, RegistrationError
+from .io import list_images, read_image
 from .models import DEFAULT_MODEL
 from .options import FuseOptions
-from .io import list_images, read_image
 from .pipeline import prefetched
 from .preparation import PreparedPair, prepare_pair
 from .registration import Registration
