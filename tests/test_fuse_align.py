@@ -133,6 +133,37 @@ def test_folder_mode_estimates_per_pair_and_reports_the_failure(files, reference
     assert [p.name for p in report.written] == ["a.png"] and [name for name, _ in report.failed] == ["c"]
 
 
+def test_fuse_prints_the_confidence_and_takes_min_confidence_and_verify(files, tmp_path, capsys, monkeypatch):
+    base = ["fuse", "--ir", str(files["ir"]), "--vis", str(files["vis"]), "--model", "average", "--device", "cpu",
+            "--align", "affine"]
+    assert main([*base, "--out", str(tmp_path / "a.png")]) == 0
+    printed = capsys.readouterr().out
+    confidence = float(printed.split("confidence ")[1].rstrip(")\n"))
+    assert 0.25 < confidence <= 1.0
+    # a threshold above the pair's confidence refuses it: exit 1, the confidence named, nothing written
+    assert main([*base, "--out", str(tmp_path / "b.png"), "--min-confidence", f"{confidence + 0.01:.3f}"]) == 1
+    assert f"confidence {confidence:.3f} is below" in capsys.readouterr().err and not (tmp_path / "b.png").exists()
+    seen = []
+    real = contrafuse.preparation.estimate
+    monkeypatch.setattr(contrafuse.preparation, "estimate", lambda **kw: seen.append(kw["verify"]) or real(**kw))
+    assert main([*base, "--out", str(tmp_path / "c.png"), "--verify"]) == 0 and seen == [True]
+    assert main(["fuse", "--ir", str(files["ir"]), "--vis", str(files["vis"]), "--out", str(tmp_path / "d.png"),
+                 "--verify"]) == 2  # --verify without --align
+    with pytest.raises(ContrafuseError, match=r"min_confidence must be in \[0, 1\]"):
+        FuseOptions(align="affine", min_confidence=1.5)
+
+
+def test_folder_mode_prints_each_confidence(files, tmp_path, capsys):
+    argv = ["fuse", "--ir", str(files["ir"].parent), "--vis", str(files["vis"].parent), "--out", str(tmp_path / "o"),
+            "--model", "average", "--device", "cpu", "--align", "affine"]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert "a: aligned, confidence 0." in captured.out and "failed c:" in captured.err
+    report = contrafuse.fuse_folders(ir=files["ir"].parent, vis=files["vis"].parent, out=tmp_path / "api",
+                                     model="average", device="cpu", align="affine", progress=False)
+    assert set(report.confidence) == {"a"} and report.confidence["a"] > 0.25
+
+
 def test_direction_vis_to_ir_gives_the_infrared_frame(pair):
     ir, vis = pair
     small_ir = cv2.resize(ir, (200, 180), interpolation=cv2.INTER_AREA)
@@ -190,3 +221,33 @@ def test_video_estimates_once_by_default(pair, tmp_path, monkeypatch, every, est
     aligned = fuse_arrays(create_model("average"), ir=ir, vis=vis)
     for fused in read_frames(out):
         assert agreement(fused[..., 0], aligned)[0] >= 0.99
+
+
+def test_video_keeps_the_last_good_transform_when_a_re_estimate_is_refused(pair, tmp_path, capsys):
+    """Frame 2 of 5 is a flat infrared frame (a lens cap, a sensor glitch): its re-estimate is refused,
+    the transform of frame 0 is kept for it, the output has every frame and the summary names frame 2."""
+    require_module("av", "video")
+    from contrafuse.video import fuse_video, probe
+
+    ir, vis = pair
+    moving = misaligned(ir)
+    flat = np.full_like(moving, 90)
+    ir_clip = clip(tmp_path / "ir.mkv", [moving, moving, flat, moving, moving])
+    vis_clip = clip(tmp_path / "vis.mkv", [vis] * 5)
+    report = fuse_video(ir=ir_clip, vis=vis_clip, out=tmp_path / "out.mkv", model="average", device="cpu",
+                        codec="ffv1", align="affine", align_every=2, progress=False)
+    assert report.frames == 5 and probe(report.path).frames == 5
+    assert [frame for frame, _ in report.kept] == [2] and "cannot" not in report.kept[0][1]
+    assert [frame for frame, _ in report.estimated] == [0, 4]
+    argv = ["fuse", "--ir", str(ir_clip), "--vis", str(vis_clip), "--out", str(tmp_path / "cli.mkv"), "--model",
+            "average", "--device", "cpu", "--align", "affine", "--align-every", "2"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "frame 2: re-estimate refused" in captured.err and "frame 0: aligned, confidence" in captured.out
+    assert "1 refused re-estimate(s)" in captured.out
+    # the first frame unregistrable: nothing good to keep, so the run stops and writes nothing
+    first_bad = clip(tmp_path / "ir2.mkv", [flat, moving, moving, moving, moving])
+    with pytest.raises(RegistrationError, match="frame 0"):
+        fuse_video(ir=first_bad, vis=vis_clip, out=tmp_path / "none.mkv", model="average", device="cpu",
+                   codec="ffv1", align="affine", align_every=2, progress=False)
+    assert not (tmp_path / "none.mkv").exists()

@@ -22,7 +22,7 @@ from conftest import REPO_ROOT, require_path
 from contrafuse.cli.main import main as cli_main
 from contrafuse.errors import ContrafuseError, RegistrationError, WriteError
 from contrafuse.io import read_image, write_image
-from contrafuse.registration import Registration, align_folders, align_pair, estimate
+from contrafuse.registration import Registration, SearchRange, align_folders, align_pair, estimate
 
 MARGIN = 0.1
 
@@ -140,15 +140,18 @@ def test_medical_ct_affine_against_the_reregistered_source(data_dir):
 
 def test_verify_refuses_an_ambiguous_medical_pair_the_confidence_lets_through(data_dir):
     """SPECT shows almost no anatomy: the head outline alone fits several alignments. The
-    correlation does not tell (it passes 0.25), the two directions disagree (documented limit)."""
+    correlation does not tell (0.28: it passes a threshold of 0.25, the default before issue 25),
+    the two directions disagree (documented limit)."""
     ir, vis = load(data_dir, "harvard/MRI_SPECT/spect/75.png", "harvard/MRI_SPECT/mri/75.png")
     width, height = crop_size(vis)
     truth = about_centre(width, height, angle=4.0, scale=1.15, shift=(10.0, -8.0))
     moving, fixed, _ = misalign(ir, vis, truth)
-    unverified = estimate(ir=moving, vis=fixed, mode="affine", name="SPECT 75")
-    assert corner_error(unverified.matrix, truth, moving.shape) > 10  # wrong, and not caught
+    unverified = estimate(ir=moving, vis=fixed, mode="affine", min_confidence=0.25, name="SPECT 75")
+    assert corner_error(unverified.matrix, truth, moving.shape) > 10  # wrong, and not caught at 0.25
     with pytest.raises(RegistrationError, match="SPECT 75: cannot register .*two directions disagree"):
-        estimate(ir=moving, vis=fixed, mode="affine", verify=True, name="SPECT 75")
+        estimate(ir=moving, vis=fixed, mode="affine", verify=True, min_confidence=0.25, name="SPECT 75")
+    with pytest.raises(RegistrationError, match="confidence 0.28. is below 0.300"):  # the default refuses it
+        estimate(ir=moving, vis=fixed, mode="affine", name="SPECT 75")
 
 
 def test_different_resolutions_visible_upscaled(data_dir):
@@ -212,6 +215,39 @@ def test_synthetic_modality_gap_affine_is_recovered():
     moving = cv2.warpPerspective(other, truth, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
     found = estimate(ir=(moving * 65535).astype(np.uint16), vis=(base * 255).astype(np.uint8), mode="affine")
     assert corner_error(found.matrix, truth, moving.shape) < 0.5
+
+
+def test_a_scale_beyond_the_searched_range_is_refused_unless_the_range_is_widened():
+    """The night pair of issue 25 came back at a residual scale of 1.5 and was accepted: a residual
+    scale outside the searched range (widened by SCALE_MARGIN) is now implausible, whatever the
+    start, and a SearchRange that covers it gets it right."""
+    base = structured_image(5, (240, 320))
+    other = np.abs(np.sin(3.0 * base))
+    height, width = base.shape
+    truth = about_centre(width, height, scale=1.55, shift=(6.0, -4.0))
+    moving = cv2.warpPerspective(other, truth, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    ir, vis = (moving * 255).astype(np.uint8), (base * 255).astype(np.uint8)
+    with pytest.raises(RegistrationError, match=r"scale outside 0\.68-1\.46"):
+        estimate(ir=ir, vis=vis, mode="affine", initial=truth)
+    found = estimate(ir=ir, vis=vis, mode="affine", search=SearchRange(max_scale=1.7, scale_steps=14))
+    assert corner_error(found.matrix, truth, moving.shape) < 1.0
+
+
+def test_plausibility_judges_shear_in_physical_pixels():
+    """A 4:3 infrared image (640x480) against a 16:9 visible one (1920x1080) of the same scene: the
+    prior resizes the axes by factors 1.33 apart, so the right residual stretches by 1.33 on the
+    shared grid; in physical (square) pixels it is a similarity, and it is judged there."""
+    from contrafuse.registration.method import plausible
+
+    grid = (180, 320)
+    aspect = (640 / 320, 480 / 180, 1920 / 320, 1080 / 180)  # moving x, y, fixed x, y per grid pixel
+    same_scene = np.diag([0.866, 1.155, 1.0])  # physically isotropic, residual scale 1
+    assert plausible(same_scene, grid, (0.6, 1.5), aspect)
+    assert not plausible(np.eye(3), grid, (0.6, 1.5), aspect)  # isotropic on the grid: a 1.33 stretch physically
+    square = (1.0, 1.0, 1.0, 1.0)
+    assert plausible(np.diag([1.2, 1.0, 1.0]), grid, (0.6, 1.5), square)
+    assert not plausible(np.diag([1.4, 1.0, 1.0]), grid, (0.6, 1.5), square)
+    assert not plausible(np.diag([1.6, 1.6, 1.0]), grid, (0.6, 1.5), square)  # scale beyond the bounds
 
 
 def test_images_too_small_or_wrong_shape_are_refused():
@@ -383,3 +419,24 @@ def test_a_float_temperature_infrared_is_registered_and_written_as_its_windowed_
     assert warped.dtype == np.uint8 and warped.shape == reference.shape and registration.confidence > 0.25
     inside = reference > 0  # the warp's border is black in both
     assert np.corrcoef(warped[inside].ravel(), reference[inside].ravel())[0, 1] > 0.95
+
+
+def test_the_mattes_fine_stage_refines_from_our_estimate():
+    """The optional Mattes mutual-information stage (SimpleITK, extra ``itk``) on the modality-gap case."""
+    from conftest import require_module
+
+    require_module("SimpleITK", "itk")
+    base = structured_image(3)
+    other = np.abs(np.sin(3.0 * base))
+    height, width = base.shape
+    truth = about_centre(width, height, angle=3.0, scale=1.08, shear=0.02, shift=(9.0, -6.0))
+    moving = cv2.warpPerspective(other, truth, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    ir, vis = (moving * 255).astype(np.uint8), (base * 255).astype(np.uint8)
+    found = estimate(ir=ir, vis=vis, mode="affine", fine="mattes")
+    assert corner_error(found.matrix, truth, moving.shape) < 0.5
+    shift = about_centre(width, height, shift=(7.0, -5.0))  # translation: its own transform type
+    moved = cv2.warpPerspective(other, shift, (width, height), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    shifted = estimate(ir=(moved * 255).astype(np.uint8), vis=vis, mode="translation", fine="mattes")
+    assert np.allclose(shifted.matrix[:2, :2], np.eye(2)) and corner_error(shifted.matrix, shift, moved.shape) < 0.5
+    with pytest.raises(ValueError, match="fine must be one of ecc, mattes"):
+        estimate(ir=ir, vis=vis, fine="elastix")

@@ -67,19 +67,31 @@ def test_cli_fuses_mp4_with_progress_bar(tmp_path: Path, capsys):
         assert np.abs(fused.astype(float) - expected).mean() < 6
 
 
-def test_frame_count_mismatch_names_both_files(tmp_path: Path):
-    ir = make_clip(tmp_path / "ir.mkv", frames=4)
-    vis = make_clip(tmp_path / "vis.mkv", frames=5)
-    with pytest.raises(VideoError, match=rf"frame counts differ: {ir} has 4 frames, {vis} has 5"):
-        fuse_video(ir=ir, vis=vis, out=tmp_path / "out.mkv", model="average", progress=False)
-    assert not (tmp_path / "out.mkv").exists()
+def test_different_frame_counts_stop_at_the_shorter_and_say_so(tmp_path: Path, capsys):
+    ir = make_clip(tmp_path / "ir.mkv", frames=4, gray=True)
+    vis = make_clip(tmp_path / "vis.mkv", frames=6, seed=1)
+    report = fuse_video(ir=ir, vis=vis, out=tmp_path / "out.mkv", model="average", codec="ffv1", progress=False)
+    assert report.frames == 4 and probe(report.path).frames == 4
+    assert any(f"stopped at the end of the shorter, {ir}" in note for note in report.notes)
+    model = create_model("average")
+    for ir_frame, vis_frame, fused in zip(read_frames(ir), read_frames(vis), read_frames(report.path)):
+        np.testing.assert_array_equal(fused, fuse_arrays(model, ir=ir_frame, vis=vis_frame))
+    assert main(["fuse", "--ir", str(ir), "--vis", str(vis), "--out", str(tmp_path / "cli.mkv"), "--model", "average"]) == 0
+    captured = capsys.readouterr()
+    assert "note: lengths differ" in captured.err and "4 frame(s)" in captured.out
 
 
-def test_frame_rate_mismatch_names_both_files(tmp_path: Path):
-    ir = make_clip(tmp_path / "ir.mkv", rate=10)
-    vis = make_clip(tmp_path / "vis.mkv", rate=25)
-    with pytest.raises(VideoError, match=rf"frame rates differ: {ir} runs at 10 fps, {vis} at 25 fps"):
-        fuse_video(ir=ir, vis=vis, out=tmp_path / "out.mkv", model="average", progress=False)
+def test_different_frame_rates_pair_each_visible_frame_with_the_nearest_infrared_one(tmp_path: Path, capsys):
+    ir = make_clip(tmp_path / "ir.mkv", frames=5, rate=10, gray=True)  # 0.5 s
+    vis = make_clip(tmp_path / "vis.mkv", frames=10, rate=20, seed=1)  # 0.5 s
+    report = fuse_video(ir=ir, vis=vis, out=tmp_path / "out.mkv", model="average", codec="ffv1", progress=False)
+    info = probe(report.path)
+    assert (report.frames, info.frames, info.rate) == (10, 10, Fraction(20))
+    assert any("nearest in time, at 20 fps" in note for note in report.notes)
+    ir_frames, model = list(read_frames(ir)), create_model("average")
+    for k, (vis_frame, fused) in enumerate(zip(read_frames(vis), read_frames(report.path))):
+        nearest = min(range(5), key=lambda j: (abs(j / 10 - k / 20), -j))  # a tie goes to the later frame
+        np.testing.assert_array_equal(fused, fuse_arrays(model, ir=ir_frames[nearest], vis=vis_frame))
 
 
 def test_existing_output_is_kept_without_overwrite(clips, tmp_path: Path, capsys):
@@ -151,3 +163,24 @@ def test_output_that_is_an_input_video_is_refused_even_with_overwrite(clips, tmp
     err = capsys.readouterr().err
     assert f"{vis}: is the visible input {vis}" in err and "never replaces an input" in err
     assert vis.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["ir.mkv", "vis.mkv"]
+
+
+def test_image_sequences_are_fused_into_a_video(clips, tmp_path: Path, capsys):
+    """Two folders of frames (a camera that writes one image per frame) and a video output."""
+    from contrafuse.io import write_image
+
+    ir, vis = clips
+    for index, (a, b) in enumerate(zip(read_frames(ir), read_frames(vis))):
+        write_image(tmp_path / "ir_seq" / f"frame_{index:04d}.png", a[..., 0])
+        write_image(tmp_path / "vis_seq" / f"cam2_{index:04d}.png", b)  # other names: paired by order
+    out = tmp_path / "seq.mkv"
+    report = fuse_video(ir=tmp_path / "ir_seq", vis=tmp_path / "vis_seq", out=out, model="average", codec="ffv1",
+                        fps=10, progress=False)
+    info = probe(out)
+    assert (report.frames, info.frames, info.rate) == (FRAMES, FRAMES, Fraction(10))
+    model = create_model("average")
+    for ir_frame, vis_frame, fused in zip(read_frames(ir), read_frames(vis), read_frames(out)):
+        np.testing.assert_array_equal(fused, fuse_arrays(model, ir=ir_frame, vis=vis_frame))
+    assert main(["fuse", "--ir", str(tmp_path / "ir_seq"), "--vis", str(tmp_path / "vis_seq"), "--out",
+                 str(tmp_path / "cli.mp4"), "--model", "average", "--fps", "12.5"]) == 0
+    assert probe(tmp_path / "cli.mp4").rate == Fraction(25, 2)

@@ -20,11 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ContrafuseError, PairError
-from .registration import DIRECTIONS, Registration
+from .registration import DIRECTIONS, MODES, Registration
 from .registration.result import normalize_direction
-
-ALIGN_MODES = ("none", "translation", "affine", "homography")
-"""``none``: the pair is fused as it is (sizes must match, or ``resize``)."""
 
 
 class AlignOptionError(ContrafuseError, ValueError):
@@ -32,11 +29,19 @@ class AlignOptionError(ContrafuseError, ValueError):
 
 
 def check_mode(mode: str) -> str:
-    """``mode`` if it is one of :data:`ALIGN_MODES`."""
+    """``mode`` if it is one of :data:`contrafuse.registration.MODES` (``none``: the pair is fused as it is)."""
     value = str(mode).lower()
-    if value not in ALIGN_MODES:
-        raise AlignOptionError(f"align must be one of {', '.join(ALIGN_MODES)}, got {mode!r}")
+    if value not in MODES:
+        raise AlignOptionError(f"align must be one of {', '.join(MODES)}, got {mode!r}")
     return value
+
+
+def check_min_confidence(value: float) -> float:
+    """``value`` if it is a threshold in ``[0, 1]``."""
+    threshold = float(value)
+    if not 0.0 <= threshold <= 1.0:
+        raise AlignOptionError(f"min_confidence must be in [0, 1], got {value!r}")
+    return threshold
 
 
 def as_registration(transform: Registration | str | os.PathLike | None) -> Registration | None:
@@ -84,5 +89,5 @@ def warp_float(registration: Registration, values: np.ndarray) -> np.ndarray:
     return registration.warp(np.ascontiguousarray(values, dtype=np.float32)).astype(np.float64)
 
 
-__all__ = ["ALIGN_MODES", "AlignOptionError", "as_registration", "check_fits", "check_mode", "resolve_direction",
+__all__ = ["AlignOptionError", "as_registration", "check_fits", "check_min_confidence", "check_mode", "resolve_direction",
            "warp_float"]

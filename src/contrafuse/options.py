@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from .alignment import AlignOptionError, as_registration, check_mode, resolve_direction
+from .alignment import AlignOptionError, as_registration, check_min_confidence, check_mode, resolve_direction
 from .errors import ContrafuseError
-from .registration import Registration
+from .registration import DEFAULT_MIN_CONFIDENCE, FINE_STAGES, Registration
 from .thermal import IrRange, parse_ir_range
 
 
@@ -112,7 +112,11 @@ class FuseOptions:
       the JSON file ``contrafuse align`` writes) applied to every pair instead; ``direction``:
       ``ir_to_vis`` (the infrared image is warped into the visible frame; the default) or
       ``vis_to_ir`` (None: the transform's own, else ``ir_to_vis``); ``align_every``: videos
-      only, re-estimate every N frames (0, the default: once, on the first frame).
+      only, re-estimate every N frames (0, the default: once, on the first frame);
+      ``min_confidence``: estimated pairs whose confidence is lower are refused (default
+      :data:`~contrafuse.registration.DEFAULT_MIN_CONFIDENCE`); ``verify``: register each pair
+      both ways and refuse a disagreement (twice the time; see ``docs/registration.md``);
+      ``fine``: the last refinement stage, ``ecc`` (default) or ``mattes`` (SimpleITK).
     """
 
     color: Color = Color.AUTO
@@ -128,6 +132,9 @@ class FuseOptions:
     transform: Registration | None = None
     direction: str | None = None
     align_every: int = 0
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE
+    verify: bool = False
+    fine: str = "ecc"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ir_range", parse_ir_range(self.ir_range))
@@ -140,6 +147,10 @@ class FuseOptions:
                                    "apply the saved one")
         if int(self.align_every) < 0:
             raise AlignOptionError(f"align_every must be >= 0 (0: once, on the first frame), got {self.align_every}")
+        object.__setattr__(self, "min_confidence", check_min_confidence(self.min_confidence))
+        object.__setattr__(self, "verify", bool(self.verify))
+        if self.fine not in FINE_STAGES:
+            raise AlignOptionError(f"fine must be one of {', '.join(FINE_STAGES)}, got {self.fine!r}")
         object.__setattr__(self, "color", choice_of(Color, self.color, "color"))
         object.__setattr__(self, "rounding", choice_of(Rounding, self.rounding, "rounding"))
         object.__setattr__(self, "gamut", choice_of(Gamut, self.gamut, "gamut"))

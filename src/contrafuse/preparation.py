@@ -169,7 +169,8 @@ def prepare_pair(
         # a windowed infrared image (radiometric counts, float temperatures) is registered as its windowed luma
         moving = ir if bounds is None else ir_y.astype(np.float32)
         registration = estimate(ir=moving, vis=vis, mode=options.align, direction=options.warp_direction,
-                                initial=initial, name=pair_name(names))
+                                initial=initial, min_confidence=options.min_confidence, verify=options.verify,
+                                fine=options.fine, name=pair_name(names))
     if registration is not None:
         check_fits(registration, ir_shape=ir.shape, vis_shape=vis.shape, name=pair_name(names))
         if registration.moving_role == "ir":

@@ -102,7 +102,8 @@ class BatchReport:
     inputs without a partner; ``skipped``: existing outputs left alone (``skip_existing``);
     ``cleaned``: stale temporary files of earlier runs removed; ``seconds``: wall time of the
     run (model loading excluded); ``setup``: how the model ran (precision, backend, batch size,
-    workers).
+    workers); ``confidence``: with ``align``, the confidence of each written pair's estimate, by
+    pair name (pairs refused by the checks are in ``failed``).
     """
 
     written: list[Path] = field(default_factory=list)
@@ -112,6 +113,7 @@ class BatchReport:
     cleaned: list[Path] = field(default_factory=list)
     seconds: float = 0.0
     setup: str = ""
+    confidence: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -316,7 +318,10 @@ class Fuser:
                                 names=(str(job.pair.ir), str(job.pair.vis)))
 
         def store(job: FolderJob, prepared: PreparedPair, fused: np.ndarray) -> Path:
-            return write_image(job.target, self.finish(prepared, fused), overwrite=overwrite)
+            written = write_image(job.target, self.finish(prepared, fused), overwrite=overwrite)
+            if self.options.align != "none" and prepared.registration is not None:
+                report.confidence[job.pair.name] = prepared.registration.confidence
+            return written
 
         report.setup = self.describe()
         start = time.perf_counter()
@@ -329,8 +334,10 @@ class Fuser:
         return merged_report(shard.gather(report)) if shard.distributed else report
 
     def video(self, *, ir: str | os.PathLike, vis: str | os.PathLike, out: str | os.PathLike, overwrite: bool = False,
-              codec: str | None = None, progress: bool = True) -> Any:
-        """Fuse two videos frame by frame into ``out``; see :func:`contrafuse.video.fuse_video`."""
-        from .video import run_video
+              codec: str | None = None, progress: bool = True, fps: float | None = None) -> Any:
+        """Fuse two videos (or image-sequence folders at ``fps``) frame by frame into ``out``; see
+        :func:`contrafuse.video.fuse_video`."""
+        from .video import DEFAULT_SEQUENCE_FPS, run_video
 
-        return run_video(self, ir=ir, vis=vis, out=out, overwrite=overwrite, codec=codec, progress=progress)
+        return run_video(self, ir=ir, vis=vis, out=out, overwrite=overwrite, codec=codec, progress=progress,
+                         fps=DEFAULT_SEQUENCE_FPS if fps is None else fps)

@@ -7,6 +7,13 @@ mode ``OUT`` pairs with the fixed folder by name for ``contrafuse fuse``. Existi
 replaced unless ``--overwrite``. A pair that cannot be registered reliably is reported with its
 name and nothing is written for it; in folder mode the others still complete. Exit status: 0 all
 pairs written, 1 some pair failed, 2 usage error.
+
+With ``--rig`` (two folders of pairs from one fixed camera rig) it writes one transform instead,
+the robust consensus of all pairs' estimates, to ``--out`` (a ``.json`` file, or ``OUT/rig.json``):
+the file ``contrafuse fuse --transform`` reads. Each pair's distance from the consensus is
+printed, outliers and failed pairs are listed, and the spread (median and largest distance of
+the pairs used) is reported. Exit status 0 when the transform is written, 1 when no consensus
+could be made.
 """
 from __future__ import annotations
 
@@ -18,13 +25,16 @@ from ..errors import ContrafuseError, ImageWriteError, RegistrationError
 from ..registration import (
     DEFAULT_MIN_CONFIDENCE,
     DEFAULT_WORKING_SIZE,
+    FINE_STAGES,
+    MODES,
     align_folders,
     align_pair,
+    align_rig,
     output_stem,
     write_alignment,
+    write_rig,
 )
-
-MODES = ("translation", "affine", "homography", "none")
+from ..registration.rig import RigError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -36,7 +46,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--ir", required=True, type=Path, help="infrared image or folder (medical: CT/PET/SPECT)")
     parser.add_argument("--vis", required=True, type=Path, help="visible image or folder (medical: MRI)")
-    parser.add_argument("--out", required=True, type=Path, help="output folder (created)")
+    parser.add_argument("--out", required=True, type=Path,
+                        help="output folder (created); with --rig a .json file or a folder (OUT/rig.json)")
     parser.add_argument("--mode", choices=MODES, default="affine",
                         help="motion model (default affine); none only resamples to the fixed image's size")
     parser.add_argument("--direction", choices=("ir-to-vis", "vis-to-ir"), default="ir-to-vis",
@@ -46,8 +57,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--verify", action="store_true",
                         help="also register the other way round and refuse a disagreement (twice the time; "
                         "recommended for medical pairs)")
+    parser.add_argument("--fine", choices=FINE_STAGES, default="ecc",
+                        help="last refinement stage: ecc (default) or mattes (Mattes mutual information, SimpleITK: "
+                        "pip install 'contrafuse[itk]'; translation and affine)")
     parser.add_argument("--working-size", type=int, default=DEFAULT_WORKING_SIZE,
                         help=f"longest side of the refinement grid (default {DEFAULT_WORKING_SIZE})")
+    parser.add_argument("--rig", action="store_true",
+                        help="folders of one fixed rig: write one transform, the robust consensus of all pairs "
+                        "(outliers reported), for `contrafuse fuse --transform`")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.set_defaults(func=run)
 
@@ -56,12 +73,14 @@ def run(args: argparse.Namespace) -> int:
     """Run ``contrafuse align``; returns 0 (all written), 1 (a pair failed) or 2 (usage error)."""
     if args.ir.is_dir() != args.vis.is_dir():
         raise ContrafuseError(f"--ir {args.ir} and --vis {args.vis}: give two files or two folders")
-    if args.out.exists() and not args.out.is_dir():
+    if args.out.exists() and not args.out.is_dir() and not args.rig:
         raise ContrafuseError(f"--out {args.out}: exists and is not a folder")
     if args.working_size < 32:
         raise ContrafuseError(f"--working-size must be at least 32, got {args.working_size}")
     options = {"mode": args.mode, "direction": args.direction, "min_confidence": args.min_confidence,
-               "verify": args.verify, "working_size": args.working_size}
+               "verify": args.verify, "working_size": args.working_size, "fine": args.fine}
+    if args.rig:
+        return _run_rig(args, options)
     if args.ir.is_dir():
         return _run_folders(args, options)
     return _run_pair(args, options)
@@ -92,3 +111,30 @@ def _run_folders(args: argparse.Namespace, options: dict) -> int:
         print(f"failed {stem}: {message}", file=sys.stderr)
     print(f"aligned {len(report.written)} pair(s) into {args.out}; {len(report.failed)} failed, {len(report.unmatched)} unmatched")
     return 0 if report.ok else 1
+
+
+def _run_rig(args: argparse.Namespace, options: dict) -> int:
+    if not args.ir.is_dir():
+        raise ContrafuseError(f"--rig needs two folders of one rig's pairs, got files {args.ir} and {args.vis}")
+    if args.mode == "none":
+        raise ContrafuseError("--rig needs a motion model (--mode translation, affine or homography)")
+    target = args.out if args.out.suffix.lower() == ".json" else args.out / "rig.json"
+    if target.exists() and not args.overwrite:
+        raise ImageWriteError(target, "already exists (pass --overwrite to replace it)")
+    try:
+        rig = align_rig(ir=args.ir, vis=args.vis, **options)
+    except RigError as exc:
+        print(f"contrafuse align --rig: failed: {exc}", file=sys.stderr)
+        return 1
+    for name, distance in rig.used:
+        print(f"{name}: confidence {rig.confidences[name]:.3f}, {distance:.2f} px from the consensus")
+    for name, distance in rig.outliers:
+        print(f"outlier {name}: confidence {rig.confidences[name]:.3f}, {distance:.1f} px from the consensus (not used)",
+              file=sys.stderr)
+    for name, message in rig.failed:
+        print(f"failed {name}: {message}", file=sys.stderr)
+    written = write_rig(target, rig, overwrite=args.overwrite)
+    median, largest = rig.spread
+    print(f"wrote {written}: the consensus of {len(rig.used)} pair(s) ({len(rig.outliers)} outlier(s), "
+          f"{len(rig.failed)} failed); spread {median:.2f} px median, {largest:.2f} px largest")
+    return 0

@@ -6,12 +6,12 @@ import shlex
 import sys
 from pathlib import Path
 
-from ..alignment import ALIGN_MODES
 from ..atomic import InputGuard, check_writable
 from ..errors import ContrafuseError, RegistrationError
 from ..io import is_video, pair_folders, write_image
 from ..models import DEFAULT_MODEL
 from ..options import Color, FuseOptions, Gamut, Precision, Rounding, parse_model_options
+from ..registration import DEFAULT_MIN_CONFIDENCE, FINE_STAGES, MODES, Registration
 from ..shards import current_shard
 
 COLOR_CHOICES = [c.value for c in Color]
@@ -49,7 +49,7 @@ def add_ir_range_argument(parser: argparse.ArgumentParser) -> None:
 
 def add_align_arguments(parser: argparse.ArgumentParser) -> None:
     """``--align``, ``--transform``, ``--direction``, ``--align-every``: register pairs before fusing."""
-    parser.add_argument("--align", choices=ALIGN_MODES, default="none",
+    parser.add_argument("--align", choices=MODES, default="none",
                         help="register each pair first (folders: per pair; videos: on the first frame, see "
                         "--align-every); none (default) fuses the pair as it is. A pair that cannot be registered "
                         "fails, naming the pair")
@@ -60,6 +60,15 @@ def add_align_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--align-every", type=int, default=0, metavar="N",
                         help="videos with --align: re-estimate every N frames, each from the last (default 0: once, "
                         "on the first frame)")
+    parser.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE, metavar="C",
+                        help=f"with --align: refuse pairs whose confidence is lower (default {DEFAULT_MIN_CONFIDENCE}; "
+                        "see docs/registration.md)")
+    parser.add_argument("--verify", action="store_true",
+                        help="with --align: also register each pair the other way round and refuse a disagreement "
+                        "(twice the registration time; recommended for medical pairs)")
+    parser.add_argument("--fine", choices=FINE_STAGES, default="ecc",
+                        help="with --align: the last refinement stage, ecc (default) or mattes (Mattes mutual "
+                        "information, SimpleITK: pip install 'contrafuse[itk]')")
 
 
 def add_model_option_argument(parser: argparse.ArgumentParser) -> None:
@@ -101,6 +110,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="folder mode: resume an interrupted run (pairs whose output exists are skipped, stale "
                         "temporary files removed)")
     parser.add_argument("--suffix", default=".png", help="output suffix in folder mode (default .png)")
+    parser.add_argument("--fps", type=float, default=25.0,
+                        help="frame rate of image-sequence folders fused into a video (--out VIDEO; default 25)")
     parser.add_argument("--backend", choices=BACKENDS,
                         help="torch (default for a registered model); onnxruntime (--model is then a .onnx file from "
                         "`contrafuse export`; the default for a .onnx --model; CPU, or CUDA with --device cuda); "
@@ -125,9 +136,12 @@ def options_of(args: argparse.Namespace) -> FuseOptions:
                               "estimate, or apply the saved transform")
     if args.align_every and args.align == "none":
         raise ContrafuseError("--align-every needs --align MODE")
+    if args.verify and args.align == "none":
+        raise ContrafuseError("--verify needs --align MODE (a saved --transform is applied as it is)")
     return FuseOptions(color=args.color, rounding=args.rounding, gamut=args.gamut, resize=args.resize,
                        ir_range=args.ir_range, align=args.align, transform=args.transform, direction=args.direction,
-                       align_every=args.align_every, **speed_options(args))
+                       align_every=args.align_every, min_confidence=args.min_confidence, verify=args.verify,
+                       fine=args.fine, **speed_options(args))
 
 
 def _model(args: argparse.Namespace):
@@ -162,7 +176,7 @@ def _check_backend(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check_backend(args)
-    if is_video(args.ir) or is_video(args.vis):
+    if is_video(args.ir) or is_video(args.vis) or is_video(args.out):
         return _run_video(args)
     if args.ir.is_dir() != args.vis.is_dir():
         raise ContrafuseError(f"--ir {args.ir} and --vis {args.vis}: give two files or two folders")
@@ -173,15 +187,16 @@ def run(args: argparse.Namespace) -> int:
     out = args.out / f"{args.vis.stem}.png" if args.out.is_dir() else args.out
     InputGuard([("infrared input", args.ir), ("visible input", args.vis)]).check(out)
     check_writable(out, overwrite=args.overwrite)  # before the work, not after it
-    from ..fusion import fuse  # torch: imported by the commands that fuse, not by --help
+    from ..session import Fuser  # torch: imported by the commands that fuse, not by --help
 
+    fuser = Fuser(**_model_arguments(args))
     try:
-        fused = fuse(ir=args.ir, vis=args.vis, **_model_arguments(args))
+        fused = fuser.pair(ir=args.ir, vis=args.vis)
     except RegistrationError as exc:  # the pair's failure (exit 1, as `contrafuse align`), not a usage error
         print(f"contrafuse fuse: failed: {exc}", file=sys.stderr)
         return 1
     write_image(out, fused, overwrite=args.overwrite)
-    print(f"wrote {out}")
+    print(f"wrote {out}{_confidence_note(args, fuser.last_registration)}")
     return 0
 
 
@@ -199,6 +214,13 @@ def _check_something_pairs(args: argparse.Namespace) -> None:
                           f"({len(unmatched)} unmatched, listed above): nothing to fuse")
 
 
+def _confidence_note(args: argparse.Namespace, registration: Registration | None) -> str:
+    """`` (confidence 0.412)`` for an estimated registration, else nothing."""
+    if args.align == "none" or registration is None:
+        return ""
+    return f" (aligned, confidence {registration.confidence:.3f})"
+
+
 def _run_folders(args: argparse.Namespace) -> int:
     _check_something_pairs(args)
     from ..fusion import fuse_folders
@@ -212,6 +234,8 @@ def _run_folders(args: argparse.Namespace) -> int:
         print(f"removed a stale temporary file of an earlier run: {path}", file=sys.stderr)
     for path in report.unmatched:
         print(f"unmatched (no partner with the same stem): {path}", file=sys.stderr)
+    for stem, confidence in sorted(report.confidence.items()):
+        print(f"{stem}: aligned, confidence {confidence:.3f}")
     for stem, message in report.failed:
         print(f"failed {stem}: {message}", file=sys.stderr)
     print(f"fused {len(report.written)} pair(s) into {args.out}; {len(report.failed)} failed, {len(report.skipped)} "
@@ -236,15 +260,25 @@ def interrupted(args: argparse.Namespace) -> str:
 def _run_video(args: argparse.Namespace) -> int:
     from ..video import fuse_video
 
-    if not (is_video(args.ir) and is_video(args.vis) and is_video(args.out)):
-        raise ContrafuseError(f"--ir {args.ir}, --vis {args.vis}, --out {args.out}: video fusion needs three video files")
+    if not all(is_video(path) or path.is_dir() for path in (args.ir, args.vis)) or not is_video(args.out):
+        raise ContrafuseError(f"--ir {args.ir}, --vis {args.vis}, --out {args.out}: video fusion needs two videos (or "
+                              "image-sequence folders) and a video output")
+    if args.fps <= 0:
+        raise ContrafuseError(f"--fps must be positive, got {args.fps}")
     if args.skip_existing:
         raise ContrafuseError("--skip-existing applies to folder mode (--ir and --vis folders)")
     try:
-        report = fuse_video(ir=args.ir, vis=args.vis, out=args.out, overwrite=args.overwrite, **_model_arguments(args))
+        report = fuse_video(ir=args.ir, vis=args.vis, out=args.out, overwrite=args.overwrite, fps=args.fps,
+                            **_model_arguments(args))
     except RegistrationError as exc:
         print(f"contrafuse fuse: failed: {exc}", file=sys.stderr)
         return 1
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    for frame, confidence in report.estimated:
+        print(f"frame {frame}: aligned, confidence {confidence:.3f}")
+    for frame, reason in report.kept:
+        print(f"frame {frame}: re-estimate refused ({reason}); kept the last good transform", file=sys.stderr)
     print(f"wrote {report.path}: {report.frames} frame(s) in {report.seconds:.1f} s, {report.frames_per_second:.2f} "
-          f"frames/s ({report.setup})")
+          f"frames/s ({report.setup})" + (f"; {len(report.kept)} refused re-estimate(s)" if report.kept else ""))
     return 0

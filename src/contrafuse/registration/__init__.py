@@ -4,37 +4,47 @@
     >>> reg = registration.estimate(ir=ir, vis=vis, mode="affine")   # ir, vis: numpy images
     >>> aligned_ir = reg.warp(ir)                                     # in vis's frame
     >>> reg.save("pair.json"); reg = registration.Registration.load("pair.json")
+    >>> rig = registration.align_rig(ir="ir/", vis="vis/")           # one transform for a fixed rig
 
 Numpy and OpenCV only (no torch, no model): registration runs before any model sees a pair.
 Method, confidence and failure behaviour: ``docs/registration.md``.
 """
 from ..errors import RegistrationError
-from .files import AlignReport, Aligned, align_folders, align_pair, output_stem, write_alignment
+from .files import AlignReport, Aligned, align_folders, align_pair, output_stem, read_pair, write_alignment
 from .method import (
     DEFAULT_MIN_CONFIDENCE,
     DEFAULT_WORKING_SIZE,
+    FINE_STAGES,
     SearchRange,
     estimate,
     orientation_features,
     to_gray01,
 )
 from .result import DIRECTIONS, MODES, Registration
+from .rig import RigError, RigEstimate, align_rig, estimate_rig, write_rig
 
 __all__ = [
     "DEFAULT_MIN_CONFIDENCE",
     "DEFAULT_WORKING_SIZE",
     "DIRECTIONS",
+    "FINE_STAGES",
     "MODES",
     "AlignReport",
     "Aligned",
     "Registration",
     "RegistrationError",
+    "RigError",
+    "RigEstimate",
     "SearchRange",
     "align_folders",
     "align_pair",
+    "align_rig",
     "estimate",
+    "estimate_rig",
     "orientation_features",
     "output_stem",
+    "read_pair",
     "to_gray01",
     "write_alignment",
+    "write_rig",
 ]

@@ -67,14 +67,21 @@ def align_pair(
         RegistrationError: the pair cannot be registered reliably.
         ImageReadError: a file cannot be read.
     """
-    ir_image, vis_image = _load(ir), _load(vis)
-    if ir_image.dtype.kind == "f":  # radiometric temperatures: registered and written as their windowed luma
-        ir_image = for_display(ir_image, "auto")
+    ir_image, vis_image = read_pair(ir=ir, vis=vis)
     label = name if name is not None else _pair_name(ir, vis)
     registration = estimate(ir=ir_image, vis=vis_image, mode=mode, direction=direction,
                             min_confidence=min_confidence, name=label, **options)
     moving = ir_image if registration.moving_role == "ir" else vis_image
     return registration.warp(moving), registration
+
+
+def read_pair(*, ir: ImageLike, vis: ImageLike) -> tuple[np.ndarray, np.ndarray]:
+    """The two images as registration takes them: arrays or files read; a float infrared image
+    (radiometric temperatures) as its ``auto``-windowed 8-bit luma."""
+    ir_image, vis_image = _load(ir), _load(vis)
+    if ir_image.dtype.kind == "f":
+        ir_image = for_display(ir_image, "auto")
+    return ir_image, vis_image
 
 
 def write_alignment(out_dir: str | os.PathLike, stem: str, warped: np.ndarray, registration: Registration,

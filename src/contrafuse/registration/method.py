@@ -26,10 +26,15 @@ import cv2
 import numpy as np
 
 from ..errors import RegistrationError
+from . import mattes
 from .result import MODES, Registration, normalize_direction, resize_matrix, roles
 
-DEFAULT_MIN_CONFIDENCE = 0.25
+DEFAULT_MIN_CONFIDENCE = 0.30
 """Default threshold on :attr:`Registration.confidence` below which a pair is refused."""
+
+FINE_STAGES = ("ecc", "mattes")
+"""The last refinement stage: ``ecc`` (gradient-orientation ECC and its polish, the default) or
+``mattes`` (then Mattes mutual information, SimpleITK, translation and affine; extra ``itk``)."""
 
 DEFAULT_WORKING_SIZE = 320
 """Longest side, in pixels, of the grid the refinement runs on."""
@@ -41,7 +46,14 @@ MIN_OVERLAP = 0.25
 """Smallest fraction of the fixed image the moving image must cover after alignment."""
 
 MAX_ANISOTROPY = 1.3
-"""Largest ratio of the two singular values of the residual's linear part (shear, stretch)."""
+"""Largest ratio of the two singular values of the moving-to-fixed linear part in *physical* pixels
+(shear, stretch): both cameras have square pixels, so the prior's own stretch between images of
+different aspect ratios is taken out before judging."""
+
+SCALE_MARGIN = 1.1
+"""How far beyond the searched scales (:class:`SearchRange`) a result's residual scale may lie: ECC
+refines continuously, but a result far outside the range it was asked to search has drifted (a
+wrong scale of 1.5 on a night pair correlated at 0.27)."""
 
 VERIFY_TOLERANCE = 0.015
 """With ``verify``: largest mean corner disagreement of the two directions, as a fraction of the
@@ -89,6 +101,10 @@ class SearchRange:
     def scales(self) -> np.ndarray:
         return np.exp(np.linspace(np.log(self.min_scale), np.log(self.max_scale), self.scale_steps))
 
+    def scale_bounds(self) -> tuple[float, float]:
+        """The residual scales a result may have: the searched ones, widened by :data:`SCALE_MARGIN`."""
+        return self.min_scale / SCALE_MARGIN, self.max_scale * SCALE_MARGIN
+
 
 def estimate(
     *,
@@ -101,6 +117,7 @@ def estimate(
     search: SearchRange = SearchRange(),
     working_size: int = DEFAULT_WORKING_SIZE,
     verify: bool = False,
+    fine: str = "ecc",
     name: str = "pair",
 ) -> Registration:
     """Estimate the transform that brings the moving image onto the fixed one.
@@ -123,6 +140,8 @@ def estimate(
             of the moving image's diagonal (mean corner distance). Twice the time; it catches
             most wrong results that pass the confidence threshold, which matters for medical
             pairs (see ``docs/registration.md``).
+        fine: the last refinement stage, one of :data:`FINE_STAGES`: ``ecc`` (default) or
+            ``mattes`` (Mattes mutual information from the ECC result; needs SimpleITK).
         name: how error messages name the pair (e.g. the file names).
 
     Returns:
@@ -136,25 +155,29 @@ def estimate(
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if fine not in FINE_STAGES:
+        raise ValueError(f"fine must be one of {', '.join(FINE_STAGES)}, got {fine!r}")
+    if fine == "mattes":
+        mattes.simpleitk()  # before any work: a missing extra is a usage error
     direction = normalize_direction(direction)
     moving_role, _ = roles(direction)
     moving, fixed = (ir, vis) if moving_role == "ir" else (vis, ir)
     moving_values, fixed_values = to_float01(moving, moving_role), to_float01(fixed, roles(direction)[1])
     if min(*moving_values.shape[:2], *fixed_values.shape[:2]) < MIN_SIDE:
         raise RegistrationError(name, f"images smaller than {MIN_SIDE} px on a side carry too little structure")
-    problem = _Problem(moving_values, fixed_values, working_size)
+    problem = _Problem(moving_values, fixed_values, working_size, search.scale_bounds())
     if mode == "none":
         matrix, confidence = problem.prior, problem.confidence(problem.prior)
     else:
-        matrix = problem.refine(problem.start(mode, initial, search), mode)
+        matrix = problem.refine(problem.start(mode, initial, search), mode, fine)
         confidence = problem.confidence(matrix)
     result = Registration(matrix, mode, direction, moving_values.shape[:2], fixed_values.shape[:2], confidence)
     if mode == "none":
         return result
     _check(result, problem, min_confidence, name)
     if verify:
-        backward = _Problem(fixed_values, moving_values, working_size)
-        reverse = backward.refine(backward.start(mode, None, search), mode)
+        backward = _Problem(fixed_values, moving_values, working_size, search.scale_bounds())
+        reverse = backward.refine(backward.start(mode, None, search), mode, fine)
         gap = _corner_distance(reverse @ result.matrix, np.eye(3), result.moving_shape)
         limit = VERIFY_TOLERANCE * float(np.hypot(*result.moving_shape))
         if gap > limit:
@@ -218,13 +241,13 @@ class _Problem:
     full-resolution fixed pixels; each level converts to its own grid.
     """
 
-    def __init__(self, moving: np.ndarray, fixed: np.ndarray, working_size: int):
+    def __init__(self, moving: np.ndarray, fixed: np.ndarray, working_size: int, scales: tuple[float, float]):
         self.prior = resize_matrix(moving.shape[:2], fixed.shape[:2])  # same field of view
         work = _fit(fixed.shape[:2], working_size)
         coarse = _fit(fixed.shape[:2], min(SEARCH_SIZE, working_size))
-        self.levels = [_Level(moving, fixed, coarse)]
+        self.levels = [_Level(moving, fixed, coarse, scales)]
         if max(work) > 1.25 * max(coarse):
-            self.levels.append(_Level(moving, fixed, work))
+            self.levels.append(_Level(moving, fixed, work, scales))
 
     def start(self, mode: str, initial: Registration | np.ndarray | None, search: SearchRange) -> list[np.ndarray]:
         """The starting matrices: ``initial`` if given, else the best distinct points of the global search."""
@@ -240,7 +263,7 @@ class _Problem:
             scales, rotations = search.scales(), search.rotations()
         return [level.to_full(found) for found in level.search(scales, rotations)]
 
-    def refine(self, starts: list[np.ndarray], mode: str) -> np.ndarray:
+    def refine(self, starts: list[np.ndarray], mode: str, fine: str = "ecc") -> np.ndarray:
         """ECC coarse to fine; at the first level in stages, at the last the final model.
 
         Each start goes through the first level's stages; the one that ends with the highest
@@ -266,7 +289,7 @@ class _Problem:
         level = self.levels[-1]
         for _ in range(_POLISH_ROUNDS):
             matrix = level.polish(matrix, final[-1])
-        return matrix
+        return level.mutual_information(matrix, mode) if fine == "mattes" else matrix
 
     def confidence(self, matrix: np.ndarray) -> float:
         """Correlation of the finest level's features after alignment, clipped to ``[0, 1]``."""
@@ -277,9 +300,9 @@ class _Problem:
 class _Level:
     """Both images resampled to one grid (the fixed image's, scaled), and their features."""
 
-    def __init__(self, moving: np.ndarray, fixed: np.ndarray, shape: tuple[int, int]):
+    def __init__(self, moving: np.ndarray, fixed: np.ndarray, shape: tuple[int, int], scales: tuple[float, float]):
         height, width = shape
-        self.shape = shape
+        self.shape, self.scales = shape, scales
         self.fixed_map = resize_matrix(fixed.shape[:2], shape)    # full fixed -> level
         self.moving_map = resize_matrix(moving.shape[:2], shape)  # full moving -> level (the prior)
         self.fixed_image = _resize(fixed, width, height)
@@ -287,6 +310,12 @@ class _Level:
         self.fixed_features = orientation_features(self.fixed_image, _FEATURE_BLUR, _FEATURE_SMOOTH)
         self.moving_features = orientation_features(self.moving_image, _FEATURE_BLUR, _FEATURE_SMOOTH)
         self.mask = _ring_mask(shape)  # the same grid for both images
+        # level pixel -> physical (square) pixel, per axis: x and y of the moving and of the fixed grid
+        self.aspect = (moving.shape[1] / width, moving.shape[0] / height, fixed.shape[1] / width, fixed.shape[0] / height)
+
+    def plausible(self, residual: np.ndarray) -> bool:
+        """:func:`plausible` for a level moving -> fixed matrix of this level."""
+        return plausible(residual, self.shape, self.scales, self.aspect)
 
     def to_full(self, level_matrix: np.ndarray) -> np.ndarray:
         """Level moving -> level fixed, as full moving -> full fixed."""
@@ -346,7 +375,7 @@ class _Level:
         candidate = np.eye(3)
         candidate[: found.shape[0]] = found
         moved = _corner_shift(warp, candidate, self.shape)
-        if moved > 0.25 * max(self.shape) or not plausible(np.linalg.inv(candidate), self.shape):
+        if moved > 0.25 * max(self.shape) or not self.plausible(np.linalg.inv(candidate)):
             return warp
         return candidate if self.correlation(candidate) >= before - 1e-4 else warp
 
@@ -381,6 +410,16 @@ class _Level:
         candidate = self.to_full(np.linalg.inv(residual) @ level_matrix)
         return candidate
 
+    def mutual_information(self, full_matrix: np.ndarray, mode: str) -> np.ndarray:
+        """The Mattes MI stage (:mod:`.mattes`) on this level's gray images, kept when plausible."""
+        gray = [cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
+                for image in (self.fixed_image, self.moving_image)]
+        residual = self.fixed_map @ full_matrix @ np.linalg.inv(self.moving_map)
+        refined = mattes.refine(gray[0], gray[1], residual, mode)
+        if mattes.moved_too_far(residual, refined, self.shape) or not self.plausible(refined):
+            return full_matrix
+        return self.to_full(refined)
+
     def correlation(self, warp: np.ndarray) -> float:
         """ECC's criterion: zero-mean normalized correlation of the features over the overlap."""
         height, width = self.shape
@@ -397,12 +436,16 @@ class _Level:
         return float((a * b).sum() / (np.sqrt((a * a).sum() * (b * b).sum()) + 1e-12))
 
 
-def plausible(residual: np.ndarray, shape: tuple[int, int]) -> bool:
+def plausible(residual: np.ndarray, shape: tuple[int, int], scales: tuple[float, float] = (0.25, 4.0),
+              aspect: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)) -> bool:
     """Whether a fixed-frame residual (transform after the prior) is one a camera pair can have.
 
-    Its linear part at the image centre must not stretch one direction more than
-    :data:`MAX_ANISOTROPY` times the other nor scale by less than 1/4 or more than 4, and a
-    homography must keep the image's corners in front of the camera (no fold, no horizon inside).
+    ``scales``: the smallest and largest residual scale allowed (see :meth:`SearchRange.scale_bounds`);
+    ``aspect``: the physical pixel size of one grid pixel in x and y, of the moving then of the fixed
+    image (the prior resizes each axis by its own factor when the aspect ratios differ). The linear
+    part at the image centre, in physical pixels, must not stretch one direction more than
+    :data:`MAX_ANISOTROPY` times the other; its scale must lie within ``scales``; a homography must
+    keep the image's corners in front of the camera (no fold, no horizon inside).
     """
     height, width = shape
     corners = np.array([[0, 0, 1], [width - 1, 0, 1], [width - 1, height - 1, 1], [0, height - 1, 1]], dtype=np.float64)
@@ -415,18 +458,24 @@ def plausible(residual: np.ndarray, shape: tuple[int, int]) -> bool:
         return mapped[:2] / mapped[2]
 
     jacobian = np.stack([project(centre + [1, 0, 0]) - project(centre), project(centre + [0, 1, 0]) - project(centre)], axis=1)
-    singular = np.linalg.svd(jacobian, compute_uv=False)
-    if singular[1] <= 1e-9 or np.linalg.det(jacobian) <= 0:
+    if np.linalg.det(jacobian) <= 1e-12:
         return False
-    return singular[0] / singular[1] <= MAX_ANISOTROPY and 0.25 < float(np.sqrt(singular[0] * singular[1])) < 4.0
+    moving_x, moving_y, fixed_x, fixed_y = aspect
+    physical = np.diag([fixed_x, fixed_y]) @ jacobian @ np.diag([1 / moving_x, 1 / moving_y])
+    singular = np.linalg.svd(physical, compute_uv=False)
+    scale = float(np.sqrt(np.linalg.det(jacobian)))
+    return singular[0] / singular[1] <= MAX_ANISOTROPY and scales[0] <= scale <= scales[1]
 
 
 def _check(result: Registration, problem: _Problem, min_confidence: float, name: str) -> None:
     """Raise :class:`RegistrationError` for a result that must not be applied."""
     level = problem.levels[-1]
     residual = level.fixed_map @ result.matrix @ np.linalg.inv(level.moving_map)
-    if not plausible(residual, level.shape):
-        raise RegistrationError(name, "the transform found is degenerate or implausible (fold, extreme shear or scale)")
+    if not level.plausible(residual):
+        low, high = level.scales
+        raise RegistrationError(name, "the transform found is degenerate or implausible (a fold, a shear or stretch "
+                                f"beyond {MAX_ANISOTROPY:g}:1, or a scale outside {low:.2f}-{high:.2f} of the images' "
+                                "sizes; widen SearchRange for other fields of view)")
     overlap = result.overlap()
     if overlap < MIN_OVERLAP:
         raise RegistrationError(name, f"the images overlap on {overlap:.0%} of the fixed frame, below {MIN_OVERLAP:.0%}")

@@ -139,9 +139,10 @@ class Registration:
             "confidence": round(self.confidence, 6),
         }
 
-    def to_json(self) -> str:
-        """A small JSON document: format, version, mode, direction, matrix, both sizes, confidence."""
-        text = json.dumps(self.to_dict(), indent=1)
+    def to_json(self, extra: dict | None = None) -> str:
+        """A small JSON document: format, version, mode, direction, matrix, both sizes, confidence,
+        and ``extra`` keys after them (e.g. how a rig's transform was made; readers ignore them)."""
+        text = json.dumps({**self.to_dict(), **(extra or {})}, indent=1)
         # one line per matrix row and per size: arrays of plain numbers are written flat
         return re.sub(r"\[\s+([^\[\]{}]+?)\s+\]", lambda m: "[" + ", ".join(v.strip() for v in m.group(1).split(",")) + "]", text) + "\n"
 
@@ -168,9 +169,9 @@ class Registration:
         except (KeyError, TypeError, ValueError) as exc:
             raise ContrafuseError(f"{source}: malformed registration ({type(exc).__name__}: {exc})") from None
 
-    def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    def save(self, path: str | os.PathLike, overwrite: bool = False, extra: dict | None = None) -> Path:
         """Write :meth:`to_json` atomically; an existing file is kept unless ``overwrite``."""
-        return write_text(Path(path), self.to_json(), overwrite=overwrite)
+        return write_text(Path(path), self.to_json(extra), overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Registration":
