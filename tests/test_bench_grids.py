@@ -102,18 +102,18 @@ def test_mixed_aspect_grid_figure_has_no_large_gaps(tmp_path: Path):
 
 
 def test_bench_without_matplotlib_warns_first_and_writes_the_tables(tmp_path: Path, monkeypatch, capsys):
-    import contrafuse.cli.bench as cli_bench
+    import contrafuse.bench.runner as runner  # the CLI imports run_bench from here when it runs
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     ir_dir, vis_dir = _pairs(tmp_path / "data", [(48, 56)] * 2)
     seen = {}
-    real_run = cli_bench.run_bench
+    real_run = runner.run_bench
 
     def run_bench(*args, **kwargs):
         seen["warned before fusing"] = "matplotlib is not installed" in capsys.readouterr().err
         return real_run(*args, **kwargs)
 
-    monkeypatch.setattr(cli_bench, "run_bench", run_bench)
+    monkeypatch.setattr(runner, "run_bench", run_bench)
     out = tmp_path / "out"
     code = main(["bench", "--data", f"toy={ir_dir},{vis_dir}", "--models", "average", "--metrics", "EN", "--out",
                  str(out), "--quiet"])

@@ -89,12 +89,16 @@ def test_swapping_ir_and_vis_changes_the_result_as_the_model_defines(name):
     assert (normal - swapped).abs().max() > 2 / 255  # the two inputs have different roles
 
 
-def test_coconet_target_follows_the_ir_argument():
+def test_coconet_keeps_the_warm_target_of_the_infrared():
+    """The target comes from the infrared, and the visible texture around it stays. (Swapped, the
+    bright square is then a bright region of the visible image, which the local information
+    measure also keeps, so the swap is checked by the test above, not by the square's level.)"""
     model = create_model("coconet")
     ir, vis, square = _target_pair()
     with torch.inference_mode():
-        normal, swapped = model(ir=ir, vis=vis)[0, 0], model(ir=vis, vis=ir)[0, 0]
-    assert normal[square].mean() > 0.7 > 0.3 > swapped[square].mean()
+        fused = model(ir=ir, vis=vis)[0, 0]
+    assert fused[square].mean() > 0.7
+    assert fused[~square].std() > 0.5 * vis[0, 0][~square].std()
 
 
 def test_inputs_are_not_positional():

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..alignment import ALIGN_MODES
+from ..registration import MODES as ALIGN_MODES
 from ..errors import ContrafuseError
 from ..models import DEFAULT_MODEL, list_models
 from ..options import Color, Gamut
