@@ -67,3 +67,17 @@ def require_chromium() -> str:
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache_folder(tmp_path_factory) -> Path:
+    """Cached ONNX exports of the default backend go to one folder per test session, never ~/.cache
+    (the environment variable also reaches the CLI subprocesses)."""
+    folder = tmp_path_factory.mktemp("contrafuse-cache")
+    previous = os.environ.get("CONTRAFUSE_CACHE")
+    os.environ["CONTRAFUSE_CACHE"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("CONTRAFUSE_CACHE", None)
+    else:
+        os.environ["CONTRAFUSE_CACHE"] = previous

@@ -140,7 +140,7 @@ def test_fuse_pipeline_accepts_an_onnx_file(cs2fusion, tmp_path: Path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--backend", "onnxruntime", "--model", "average"], "--backend onnxruntime needs --model FILE.onnx"),
+        (["--backend", "onnxruntime", "--model", "average"], "backend onnxruntime cannot run average: it has no cached ONNX export"),
         (["--backend", "torch", "--model", "x.onnx"], "an ONNX file needs --backend onnxruntime"),
         (["--model", "missing.onnx"], "missing.onnx: ONNX model file not found"),  # the suffix implies onnxruntime
         (["--backend", "onnxruntime", "--model", "missing.onnx"], "missing.onnx: ONNX model file not found"),

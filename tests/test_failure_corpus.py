@@ -149,7 +149,7 @@ USAGE = {
     "mistyped model": (["--model", "cs2fusoin"], "unknown model 'cs2fusoin'"),
     "unknown device": (["--device", "foo"], "unknown device 'foo'"),
     "cuda without a gpu": (["--device", "cuda:7"], "cuda:7"),
-    "onnx backend without a file": (["--backend", "onnxruntime"], "--backend onnxruntime needs --model FILE.onnx"),
+    "onnx backend for a model without an export": (["--backend", "onnxruntime"], "backend onnxruntime cannot run average: it has no cached ONNX export"),
 }
 
 

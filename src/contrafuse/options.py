@@ -17,6 +17,8 @@ from .errors import ContrafuseError
 from .registration import DEFAULT_MIN_CONFIDENCE, FINE_STAGES, Registration
 from .thermal import IrRange, parse_ir_range
 
+BACKENDS = ("auto", "torch", "onnxruntime")  # how a registered model runs; see contrafuse.onnx_cache
+
 
 class FuseOptionError(ContrafuseError, ValueError):
     """A fuse option with a value it cannot take."""
@@ -103,6 +105,10 @@ class FuseOptions:
     * ``workers``: model calls running at once on a CPU (None: automatic, see
       :func:`contrafuse.runtime.parallel_layout`).
     * ``compile``: run the plain forward through ``torch.compile`` (CUDA; whole images).
+    * ``backend``: ``auto`` (default: a registered model that runs faster exported goes
+      through a cached ONNX export on a CPU, else PyTorch; :mod:`contrafuse.onnx_cache`),
+      ``torch`` (always PyTorch, the reference path) or ``onnxruntime`` (the cached export, or
+      an error saying why it cannot run). An ``.onnx`` model is always run by ONNX Runtime.
     * ``ir_range``: how the infrared image is windowed to [0, 1]: ``auto`` (default), ``full``,
       ``LOW:HIGH`` or ``pLOW:pHIGH`` (:mod:`contrafuse.thermal`; 8-bit and full-range 16-bit
       images are unchanged under ``auto``).
@@ -127,6 +133,7 @@ class FuseOptions:
     batch_size: int = 1
     workers: int | None = None
     compile: bool = False
+    backend: str = "auto"
     ir_range: IrRange = IrRange()
     align: str = "none"
     transform: Registration | None = None
@@ -155,6 +162,8 @@ class FuseOptions:
         object.__setattr__(self, "rounding", choice_of(Rounding, self.rounding, "rounding"))
         object.__setattr__(self, "gamut", choice_of(Gamut, self.gamut, "gamut"))
         object.__setattr__(self, "precision", as_precision(self.precision))
+        if self.backend not in BACKENDS:
+            raise FuseOptionError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if int(self.batch_size) < 1:
             raise FuseOptionError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.workers is not None and int(self.workers) < 1:

@@ -109,13 +109,19 @@ class ModelRunner:
     the fused ``(B, 1, H, W)`` float32 luma, unclamped. Calls the model's ``fuse`` (the
     registry's inference protocol) when it has one, else its ``forward``; ``compile`` runs the
     plain forward through :func:`compiled_forward` instead (PyTorch modules only).
+
+    ``onnx``: the model's cached export (:mod:`contrafuse.onnx_cache`), run by ONNX Runtime for
+    images of at most ``onnx_max_pixels``; larger ones go to the module's memory-bounded path.
+    ``onnx_note``: why a run that could have used the export does not (for :meth:`describe`).
     """
 
     def __init__(self, network: nn.Module, *, device: torch.device, precision: Precision | str | None = None,
-                 compile: bool = False) -> None:
+                 compile: bool = False, onnx: nn.Module | None = None, onnx_max_pixels: int = 0,
+                 onnx_note: str = "") -> None:
         self.network, self.device = network, torch.device(device)
         self.precision = effective_precision(network, precision)
-        self.is_onnx = is_exported(network)
+        self.onnx, self.onnx_max_pixels, self.onnx_note = onnx, onnx_max_pixels, onnx_note
+        self.is_onnx = is_exported(network) or onnx is not None
         if compile and self.is_onnx:
             raise PrecisionError("compile applies to the torch backend; an ONNX model is optimised by ONNX Runtime")
         self.compiled = compile
@@ -128,8 +134,12 @@ class ModelRunner:
             self._run = AtValueScale(self._run, scale)
 
     def __call__(self, *, ir: Tensor, vis: Tensor) -> Tensor:
-        with torch.inference_mode(), autocast(Precision.FP32 if self.is_onnx else self.precision, self.device):
-            fused = self._run(ir=ir, vis=vis).float()
+        if self.onnx is not None and ir.shape[-2] * ir.shape[-1] <= self.onnx_max_pixels:
+            run, precision = self.onnx, Precision.FP32
+        else:
+            run, precision = self._run, self.precision
+        with torch.inference_mode(), autocast(precision, self.device):
+            fused = run(ir=ir, vis=vis).float()
         check_output(fused, ir.shape, self.name)
         return fused
 
@@ -140,10 +150,15 @@ class ModelRunner:
 
     def describe(self) -> str:
         """``"fp32, torch"``, ``"int8, onnxruntime (CPUExecutionProvider)"``: for summaries."""
+        if self.onnx is not None:
+            megapixels = self.onnx_max_pixels / 1e6
+            return (f"{self.precision.value}, onnxruntime (cached export; torch above {megapixels:.1f} MP) "
+                    f"on {self.device.type}")
         if self.is_onnx:
             providers = ", ".join(getattr(self.network, "providers", []))
             return f"{self.precision.value}, onnxruntime ({providers})"
-        return f"{self.precision.value}, torch{' compiled' if self.compiled else ''} on {self.device.type}"
+        note = f" ({self.onnx_note})" if self.onnx_note else ""
+        return f"{self.precision.value}, torch{' compiled' if self.compiled else ''} on {self.device.type}{note}"
 
 
 class ModelOutputError(ContrafuseError):

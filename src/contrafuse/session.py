@@ -34,11 +34,13 @@ from .errors import ContrafuseError
 from .input_checks import InputChecks
 from .io import PairFiles, pair_folders, read_image, write_image
 from .models import DEFAULT_MODEL, create_model
+from .models.registry import capabilities_of
+from .onnx_cache import ONNX_MAX_PIXELS, cached_export, why_not_onnx
 from .options import FuseOptions, resolve_options
 from .pipeline import Outcome, run_batched
 from .preparation import ImageLike, PreparedPair, as_array, finish_pair, prepare_pair
 from .registration import Registration
-from .runtime import ModelRunner, intra_op_threads, parallel_layout
+from .runtime import ModelRunner, intra_op_threads, is_exported, parallel_layout
 from .shards import current_shard
 
 ModelLike = Union[str, os.PathLike, nn.Module]
@@ -67,6 +69,33 @@ def load_model(model: ModelLike, *, weights: str | os.PathLike | None = "default
 
         return OnnxModel(model, device)
     return create_model(str(model), weights=weights, device=device, **dict(model_options or {}))
+
+
+def build_runner(model: ModelLike, network: nn.Module, *, weights: str | os.PathLike | None, device: torch.device,
+                 options: FuseOptions, model_options: Mapping[str, Any] | None = None) -> ModelRunner:
+    """How a session runs its model: PyTorch, or the cached ONNX export (``options.backend``;
+    :mod:`contrafuse.onnx_cache`). ``auto`` falls back to PyTorch and the runner's summary says
+    why; ``onnxruntime`` raises instead."""
+    plain = {"device": device, "precision": options.precision, "compile": options.compile}
+    if is_exported(network) or options.backend == "torch":  # an ONNX file is run as it is, whatever the backend
+        return ModelRunner(network, **plain)
+    precision = options.precision.value if options.precision is not None else None
+    reason = why_not_onnx(model, network, weights=weights, device=device, precision=precision, compile=options.compile)
+    onnx = None
+    if reason is None:
+        from .export import OnnxModel
+
+        try:
+            onnx = OnnxModel(cached_export(str(model), network, model_options), device, threads=torch.get_num_threads())
+        except ContrafuseError as exc:
+            reason = f"the cached ONNX export failed: {exc}"
+    if onnx is None and options.backend == "onnxruntime":
+        raise ContrafuseError(f"backend onnxruntime cannot run {model if isinstance(model, str) else 'this module'}: "
+                              f"{reason}")
+    if onnx is None:
+        quiet = not isinstance(model, str) or not capabilities_of(network).onnx_by_default
+        return ModelRunner(network, **plain, onnx_note="" if quiet else f"backend auto: {reason}")
+    return ModelRunner(network, **plain, onnx=onnx, onnx_max_pixels=ONNX_MAX_PIXELS)
 
 
 def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -180,8 +209,8 @@ class Fuser:
         self.shard = current_shard()
         self.device = resolve_device(device, local_rank=self.shard.local_rank)
         self.network = load_model(model, weights=weights, device=self.device, model_options=model_options)
-        self.runner = ModelRunner(self.network, device=self.device, precision=self.options.precision,
-                                  compile=self.options.compile)
+        self.runner = build_runner(model, self.network, weights=weights, device=self.device, options=self.options,
+                                   model_options=model_options)
         self.last_registration: Registration | None = None  # the transform of the last pair, if one was applied
         self.input_checks = InputChecks(self.network)  # likely mistakes (task, swapped inputs), warned once
 

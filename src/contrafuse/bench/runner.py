@@ -39,8 +39,8 @@ from ..thermal import IrRange
 from .specs import BenchDataset, Method
 
 RUN_FILE = "run.json"
-# the usual protocol: metrics are computed on gray outputs
-BENCH_OPTIONS = FuseOptions(color="gray")
+# the usual protocol: metrics are computed on gray outputs, of the PyTorch reference path
+BENCH_OPTIONS = FuseOptions(color="gray", backend="torch")
 
 
 @dataclass
@@ -101,6 +101,8 @@ def _recipe(method: Method, options: FuseOptions) -> dict[str, object]:
         recipe["model_options"] = builder_options
     if options.precision not in (None, "fp32"):  # full-precision recipes stay as earlier runs wrote them
         recipe["precision"] = options.precision.value
+    if options.backend != "torch":  # likewise for the reference path
+        recipe["backend"] = options.backend
     if options.ir_range.kind != "auto":  # likewise for the default window
         recipe["ir_range"] = str(options.ir_range)
     return recipe

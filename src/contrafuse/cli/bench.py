@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     methods = check_unique(models + parse_results(args.results))
     bench = run_bench(datasets, methods, args.out, metric_names=names, convention=args.convention, device=args.device,
                       options=FuseOptions(color=args.color, rounding=args.rounding, ir_range=args.ir_range,
-                                          **speed_options(args)),
+                                          backend="torch", **speed_options(args)),
                       refresh=args.refresh,
                       workers=args.workers, progress=not args.quiet)
     grid_pairs = [n.strip() for n in args.grid_pairs.split(",")] if args.grid_pairs else None

@@ -18,7 +18,7 @@ COLOR_CHOICES = [c.value for c in Color]
 ROUNDING_CHOICES = [r.value for r in Rounding]
 GAMUT_CHOICES = [g.value for g in Gamut]
 PRECISION_CHOICES = [p.value for p in Precision]
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
+BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 
 
 def add_speed_arguments(parser: argparse.ArgumentParser, workers_flag: str = "--workers") -> None:
@@ -113,9 +113,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--fps", type=float, default=25.0,
                         help="frame rate of image-sequence folders fused into a video (--out VIDEO; default 25)")
     parser.add_argument("--backend", choices=BACKENDS,
-                        help="torch (default for a registered model); onnxruntime (--model is then a .onnx file from "
-                        "`contrafuse export`; the default for a .onnx --model; CPU, or CUDA with --device cuda); "
-                        "tensorrt (ONNX Runtime's TensorRT provider, CUDA)")
+                        help="auto (default for a registered model: on a CPU, cs2fusion and coconet run by ONNX "
+                        "Runtime through an export cached in ~/.cache/contrafuse, else torch); torch (the PyTorch "
+                        "reference path); onnxruntime (the cached export, or a .onnx --model from `contrafuse export`; "
+                        "the default for a .onnx file; CPU, or CUDA with --device cuda); tensorrt (a .onnx --model on "
+                        "ONNX Runtime's TensorRT provider, CUDA)")
     add_model_option_argument(parser)
     add_ir_range_argument(parser)
     add_align_arguments(parser)
@@ -141,7 +143,8 @@ def options_of(args: argparse.Namespace) -> FuseOptions:
     return FuseOptions(color=args.color, rounding=args.rounding, gamut=args.gamut, resize=args.resize,
                        ir_range=args.ir_range, align=args.align, transform=args.transform, direction=args.direction,
                        align_every=args.align_every, min_confidence=args.min_confidence, verify=args.verify,
-                       fine=args.fine, **speed_options(args))
+                       fine=args.fine, backend="auto" if args.backend == "tensorrt" else args.backend,
+                       **speed_options(args))
 
 
 def _model(args: argparse.Namespace):
@@ -163,10 +166,10 @@ def _check_backend(args: argparse.Namespace) -> None:
     """Check the backend against --model; without --backend, a .onnx file says it is one for onnxruntime."""
     is_onnx = args.model.lower().endswith(".onnx")
     if args.backend is None:
-        args.backend = "onnxruntime" if is_onnx else "torch"
-    if args.backend != "torch" and not is_onnx:
-        raise ContrafuseError(f"--backend {args.backend} needs --model FILE.onnx (see `contrafuse export`), got {args.model!r}")
-    if args.backend != "torch" and args.weights is not None:
+        args.backend = "onnxruntime" if is_onnx else "auto"
+    if args.backend == "tensorrt" and not is_onnx:
+        raise ContrafuseError(f"--backend tensorrt needs --model FILE.onnx (see `contrafuse export`), got {args.model!r}")
+    if is_onnx and args.weights is not None:
         raise ContrafuseError(f"--weights {args.weights}: an ONNX model carries its weights; drop --weights")
     if args.backend == "torch" and is_onnx:
         raise ContrafuseError(f"--model {args.model}: an ONNX file needs --backend onnxruntime")

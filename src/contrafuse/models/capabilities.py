@@ -59,6 +59,8 @@ class Capabilities:
       CPU runs may use several workers at once without changing outputs.
     * ``int8``: how its ONNX export is quantised (None: no int8 export).
     * ``recipe``: the training recipe that trains it (``contrafuse train RECIPE``), or None.
+    * ``onnx_by_default``: its ONNX export runs faster than its PyTorch path on a CPU, so the
+      default backend (``auto``) runs it through a cached export (:mod:`contrafuse.onnx_cache`).
     """
 
     value_scale: float = 1.0
@@ -67,6 +69,7 @@ class Capabilities:
     thread_invariant: bool = False
     int8: Int8Recipe | None = None
     recipe: str | None = None
+    onnx_by_default: bool = False
 
     def traced_module(self, network: nn.Module) -> nn.Module:
         """What ONNX export traces for ``network``: its core, taking and returning luma in [0, 1]."""

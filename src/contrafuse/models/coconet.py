@@ -275,7 +275,8 @@ INT8 = Int8Recipe(
         "summed over all pixels, softmax, the A V products), BatchNorm, resizes, poolings and tanh "
         "stay float32; quantising them as well doubles the error for 14 % more speed",
 )
-CAPABILITIES = Capabilities(size_multiple=SIZE_MULTIPLE, onnx_core=onnx_core, int8=INT8, recipe="coconet")
+CAPABILITIES = Capabilities(size_multiple=SIZE_MULTIPLE, onnx_core=onnx_core, int8=INT8, recipe="coconet",
+                            onnx_by_default=True)
 
 
 @register_model("coconet", capabilities=CAPABILITIES)

@@ -291,7 +291,7 @@ INT8 = Int8Recipe(
 @register_model(
     "cs2fusion",
     foreign_state_filter=authors_state_to_ours,
-    capabilities=Capabilities(thread_invariant=True, int8=INT8, recipe="cs2fusion"),
+    capabilities=Capabilities(thread_invariant=True, int8=INT8, recipe="cs2fusion", onnx_by_default=True),
 )
 def cs2fusion(*, border: str = "replicate") -> nn.Module:
     return Cs2Fusion(border)
