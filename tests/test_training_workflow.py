@@ -152,6 +152,21 @@ def test_finetune_from_shipped_weights_validates_on_held_out_pairs(tmp_path, mon
     assert json.loads(metadata["data"])["names"] == ["s0", "s1", "s2"]  # s3 was held out of training
 
 
+def test_backbone_delay_holds_the_shipped_backbone_while_the_cpn_fits_its_prior(tmp_path, capsys):
+    data = user_folder(tmp_path / "mine")
+    shipped = create_model("cs2fusion").state_dict()
+    unchanged = {}
+    for steps in (2, 3):
+        run = tmp_path / f"run{steps}"
+        code = cli("--config", "cs2fusion_smoke", "--init", "default", "--out", str(run),
+                   *sets(folder_overrides(data, steps, **{"optim.backbone_delay_steps": 2, "optim.warmup_steps": 0})))
+        assert code == 0, capsys.readouterr().err
+        after, _ = read_safetensors(run / "cs2fusion.safetensors")
+        assert set(after) == set(shipped)
+        unchanged[steps] = all(torch.equal(after[k], shipped[k]) for k in shipped)
+    assert unchanged == {2: True, 3: False}  # held for the first two steps, learning from the third
+
+
 def test_init_with_weights_of_another_model_is_refused(tmp_path, capsys):
     data = user_folder(tmp_path / "mine", count=2)
     code = cli("--init", str(default_weights_path("coconet")), "--out", str(tmp_path / "run"),

@@ -53,6 +53,7 @@ class Cs2FusionOptim:
     milestones: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75])
     gamma: float = 0.1
     warmup_steps: int = 0  # linear warm-up of both learning rates
+    backbone_delay_steps: int = 0  # the backbone holds still first (a fine-tune: while the fresh CPN fits its prior)
 
 
 @dataclass
@@ -85,6 +86,7 @@ def check_config(cfg: Cs2FusionConfig) -> None:
     require(finite(o.gamma) and o.gamma > 0, "optim.gamma", "a finite number > 0", o.gamma)
     require(all(finite(m) and 0 <= m <= 1 for m in o.milestones), "optim.milestones", "fractions of the run in [0, 1]", o.milestones)
     require(o.warmup_steps >= 0, "optim.warmup_steps", ">= 0", o.warmup_steps)
+    require(o.backbone_delay_steps >= 0, "optim.backbone_delay_steps", ">= 0", o.backbone_delay_steps)
     require(finite(cfg.loss.k) and finite(cfg.loss.alpha), "loss.k and loss.alpha", "finite numbers", (cfg.loss.k, cfg.loss.alpha))
     if cfg.loss.augmented_positive not in AUGMENTED_POSITIVES:
         raise ConfigError(f"loss.augmented_positive must be one of {AUGMENTED_POSITIVES}, got {cfg.loss.augmented_positive!r}")
@@ -163,8 +165,10 @@ class Cs2FusionRecipe(Recipe):
             "cpn": Adam(models["cpn"].parameters(), lr=o.lr_cpn, betas=betas),
         }
         milestones = fraction_milestones(o.milestones, planned_steps(cfg))
+        delays = {"backbone": o.backbone_delay_steps, "cpn": 0}
         schedulers = {
-            name: LambdaLR(opt, WarmupMultiStep(milestones, o.gamma, o.warmup_steps)) for name, opt in optimizers.items()
+            name: LambdaLR(opt, WarmupMultiStep(milestones, o.gamma, o.warmup_steps, delays[name]))
+            for name, opt in optimizers.items()
         }
         return optimizers, schedulers
 

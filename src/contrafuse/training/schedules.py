@@ -9,17 +9,24 @@ class WarmupMultiStep:
 
     ``milestones`` are step numbers. ``warmup = 0`` disables the linear warm-up. With
     ``warmup = 0`` this is MultiStepLR stepped once per optimisation step.
+
+    ``delay``: the factor is 0 for the first ``delay`` steps (the network holds still) and the
+    warm-up starts after them: min(1, (s - delay + 1) / warmup).
     """
 
-    def __init__(self, milestones: list[int], gamma: float, warmup: int = 0) -> None:
+    def __init__(self, milestones: list[int], gamma: float, warmup: int = 0, delay: int = 0) -> None:
         self.milestones = sorted(int(m) for m in milestones)
         self.gamma = float(gamma)
         self.warmup = int(warmup)
+        self.delay = int(delay)
 
     def __call__(self, step: int) -> float:
+        if step < self.delay:
+            return 0.0
         factor = self.gamma ** bisect.bisect_right(self.milestones, step)
-        if self.warmup > 0 and step < self.warmup:
-            factor *= (step + 1) / self.warmup
+        since = step - self.delay
+        if self.warmup > 0 and since < self.warmup:
+            factor *= (since + 1) / self.warmup
         return factor
 
 
