@@ -25,6 +25,7 @@ from ..errors import ContrafuseError, ImageWriteError, RegistrationError
 from ..registration import (
     DEFAULT_MIN_CONFIDENCE,
     DEFAULT_WORKING_SIZE,
+    DIRECTION_CHOICES,
     FINE_STAGES,
     MODES,
     align_folders,
@@ -50,7 +51,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="output folder (created); with --rig a .json file or a folder (OUT/rig.json)")
     parser.add_argument("--mode", choices=MODES, default="affine",
                         help="motion model (default affine); none only resamples to the fixed image's size")
-    parser.add_argument("--direction", choices=("ir-to-vis", "vis-to-ir"), default="ir-to-vis",
+    parser.add_argument("--direction", choices=DIRECTION_CHOICES, default=DIRECTION_CHOICES[0],
                         help="which image is warped into the other's frame (default ir-to-vis)")
     parser.add_argument("--min-confidence", type=float, default=DEFAULT_MIN_CONFIDENCE,
                         help=f"refuse pairs whose confidence is lower (default {DEFAULT_MIN_CONFIDENCE})")

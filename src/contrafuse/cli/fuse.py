@@ -11,7 +11,7 @@ from ..errors import ContrafuseError, RegistrationError
 from ..io import is_video, pair_folders, write_image
 from ..models import DEFAULT_MODEL
 from ..options import Color, FuseOptions, Gamut, Precision, Rounding, parse_model_options
-from ..registration import DEFAULT_MIN_CONFIDENCE, FINE_STAGES, MODES, Registration
+from ..registration import DEFAULT_MIN_CONFIDENCE, DIRECTION_CHOICES, FINE_STAGES, MODES, Registration
 from ..shards import current_shard
 
 COLOR_CHOICES = [c.value for c in Color]
@@ -55,7 +55,7 @@ def add_align_arguments(parser: argparse.ArgumentParser) -> None:
                         "fails, naming the pair")
     parser.add_argument("--transform", type=Path, metavar="FILE",
                         help="apply a saved transform (the .json `contrafuse align` writes) to every pair or frame")
-    parser.add_argument("--direction", choices=("ir-to-vis", "vis-to-ir"),
+    parser.add_argument("--direction", choices=DIRECTION_CHOICES,
                         help="which image is warped into the other's frame (default ir-to-vis, or the --transform's)")
     parser.add_argument("--align-every", type=int, default=0, metavar="N",
                         help="videos with --align: re-estimate every N frames, each from the last (default 0: once, "

@@ -20,12 +20,13 @@ from .method import (
     orientation_features,
     to_gray01,
 )
-from .result import DIRECTIONS, MODES, Registration
+from .result import DIRECTION_CHOICES, DIRECTIONS, MODES, Registration
 from .rig import RigError, RigEstimate, align_rig, estimate_rig, write_rig
 
 __all__ = [
     "DEFAULT_MIN_CONFIDENCE",
     "DEFAULT_WORKING_SIZE",
+    "DIRECTION_CHOICES",
     "DIRECTIONS",
     "FINE_STAGES",
     "MODES",

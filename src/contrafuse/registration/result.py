@@ -20,6 +20,7 @@ from ..atomic import write_text
 
 MODES = ("none", "translation", "affine", "homography")
 DIRECTIONS = ("ir_to_vis", "vis_to_ir")
+DIRECTION_CHOICES = tuple(d.replace("_", "-") for d in DIRECTIONS)  # the command line's spelling
 FORMAT = "contrafuse.registration"
 FORMAT_VERSION = 1
 
