@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 import pytest
 from PIL import Image
 
-from conftest import CHROMIUM_FLAGS, REPO_ROOT, require_chromium, require_module
+from conftest import CHROMIUM_FLAGS, REPO_ROOT, locate_shared_dir, require_chromium, require_module
 from contrafuse.cli.main import main
 
 require_module("gradio", "demo")
@@ -47,9 +47,11 @@ def server(tmp_path_factory) -> Iterator[str]:
     port = free_port()
     log = tmp_path_factory.mktemp("demo-server") / "server.log"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    data = locate_shared_dir() / "data"  # honours CONTRAFUSE_SHARED, as the other tests do
+    data_root = ["--data-root", str(data)] if data.is_dir() else []
     with open(log, "w") as out:
         process = subprocess.Popen([sys.executable, "-m", "contrafuse.cli.main", "demo", "--port", str(port),
-                                    "--max-upload-mb", str(MAX_UPLOAD_MB)], stdout=out, stderr=subprocess.STDOUT,
+                                    "--max-upload-mb", str(MAX_UPLOAD_MB), *data_root], stdout=out, stderr=subprocess.STDOUT,
                                    env=env, cwd=REPO_ROOT)
     url = f"http://127.0.0.1:{port}/"
     try:
