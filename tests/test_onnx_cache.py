@@ -82,8 +82,7 @@ def test_the_key_follows_the_weights_and_the_builder_options():
     ({"precision": "bf16"}, "precision bf16"),
 ])
 def test_auto_falls_back_to_torch_and_says_why(setting, note, cache):
-    fuser = Fuser("cs2fusion", **({"weights": setting["weights"]} if "weights" in setting else {}),
-                  **{k: v for k, v in setting.items() if k != "weights"})
+    fuser = Fuser("cs2fusion", **setting)
     assert fuser.runner.onnx is None
     assert f"torch on cpu (backend auto: {note}" in fuser.describe()
     assert not (cache / "onnx").exists()

@@ -111,14 +111,23 @@ def onnx_unavailable() -> str | None:
     return None
 
 
-def why_not_onnx(model: Any, network: nn.Module, *, weights: Any, device: torch.device,
-                 precision: str | None, compile: bool) -> str | None:
-    """Why a registered model must run on PyTorch here (None: the cached export applies)."""
+def runs_faster_exported(model: Any, network: nn.Module) -> bool:
+    """True for a registered model (a name) whose capabilities declare ``onnx_by_default``."""
     from .models.registry import capabilities_of
 
-    if not isinstance(model, str) or not capabilities_of(network).onnx_by_default:
-        return ("it has no cached ONNX export (only models that run faster exported do); export it with "
-                "`contrafuse export` and pass --model FILE.onnx")
+    return isinstance(model, str) and capabilities_of(network).onnx_by_default
+
+
+NO_EXPORT = ("it has no cached ONNX export (only models that run faster exported do); export it with "
+             "`contrafuse export` and pass --model FILE.onnx")
+
+
+def why_not_onnx(model: Any, network: nn.Module, *, weights: Any, device: torch.device,
+                 precision: str | None, compile: bool) -> str | None:
+    """Why a registered model must run on PyTorch here (None: the cached export applies);
+    :data:`NO_EXPORT` for a model that is never run exported by default."""
+    if not runs_faster_exported(model, network):
+        return NO_EXPORT
     if weights is None:
         return "random weights (nothing worth caching)"
     if device.type != "cpu":

@@ -34,8 +34,7 @@ from .errors import ContrafuseError
 from .input_checks import InputChecks
 from .io import PairFiles, pair_folders, read_image, write_image
 from .models import DEFAULT_MODEL, create_model
-from .models.registry import capabilities_of
-from .onnx_cache import ONNX_MAX_PIXELS, cached_export, why_not_onnx
+from .onnx_cache import NO_EXPORT, ONNX_MAX_PIXELS, cached_export, why_not_onnx
 from .options import FuseOptions, resolve_options
 from .pipeline import Outcome, run_batched
 from .preparation import ImageLike, PreparedPair, as_array, finish_pair, prepare_pair
@@ -92,9 +91,8 @@ def build_runner(model: ModelLike, network: nn.Module, *, weights: str | os.Path
     if onnx is None and options.backend == "onnxruntime":
         raise ContrafuseError(f"backend onnxruntime cannot run {model if isinstance(model, str) else 'this module'}: "
                               f"{reason}")
-    if onnx is None:
-        quiet = not isinstance(model, str) or not capabilities_of(network).onnx_by_default
-        return ModelRunner(network, **plain, onnx_note="" if quiet else f"backend auto: {reason}")
+    if onnx is None:  # a model never run exported needs no note
+        return ModelRunner(network, **plain, onnx_note="" if reason == NO_EXPORT else f"backend auto: {reason}")
     return ModelRunner(network, **plain, onnx=onnx, onnx_max_pixels=ONNX_MAX_PIXELS)
 
 

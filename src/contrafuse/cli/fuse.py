@@ -10,6 +10,7 @@ from ..atomic import InputGuard, check_writable
 from ..errors import ContrafuseError, RegistrationError
 from ..io import is_video, pair_folders, write_image
 from ..models import DEFAULT_MODEL
+from ..options import BACKENDS as FUSE_BACKENDS
 from ..options import Color, FuseOptions, Gamut, Precision, Rounding, parse_model_options
 from ..registration import DEFAULT_MIN_CONFIDENCE, DIRECTION_CHOICES, FINE_STAGES, MODES, Registration
 from ..shards import current_shard
@@ -18,7 +19,7 @@ COLOR_CHOICES = [c.value for c in Color]
 ROUNDING_CHOICES = [r.value for r in Rounding]
 GAMUT_CHOICES = [g.value for g in Gamut]
 PRECISION_CHOICES = [p.value for p in Precision]
-BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+BACKENDS = (*FUSE_BACKENDS, "tensorrt")  # TensorRT runs a .onnx --model as an OnnxModel
 
 
 def add_speed_arguments(parser: argparse.ArgumentParser, workers_flag: str = "--workers") -> None:
