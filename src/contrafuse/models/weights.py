@@ -236,10 +236,14 @@ class WeightsMismatchError(WeightsError):
 SHOWN_NAMES = 3  # tensor names listed per kind of mismatch; the rest are counted
 
 
+def _first_few(items: list[str]) -> str:
+    """The first :data:`SHOWN_NAMES` items, comma-separated, and a count of the rest."""
+    more = f", ... {len(items) - SHOWN_NAMES} more" if len(items) > SHOWN_NAMES else ""
+    return ", ".join(items[:SHOWN_NAMES]) + more
+
+
 def _names(keys: list[str]) -> str:
-    shown = ", ".join(repr(k) for k in keys[:SHOWN_NAMES])
-    more = f", ... {len(keys) - SHOWN_NAMES} more" if len(keys) > SHOWN_NAMES else ""
-    return f"[{shown}{more}]"
+    return f"[{_first_few([repr(k) for k in keys])}]"
 
 
 def _mismatch(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> list[str]:
@@ -253,9 +257,8 @@ def _mismatch(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor])
     if unexpected:
         parts.append(f"unexpected {_names(unexpected)}")
     if misshaped:
-        shown = ", ".join(f"{k} {tuple(state[k].shape)}!={tuple(expected[k].shape)}" for k in misshaped[:SHOWN_NAMES])
-        more = f", ... {len(misshaped) - SHOWN_NAMES} more" if len(misshaped) > SHOWN_NAMES else ""
-        parts.append(f"wrong shape {shown}{more}")
+        parts.append("wrong shape " + _first_few([f"{k} {tuple(state[k].shape)}!={tuple(expected[k].shape)}"
+                                                  for k in misshaped]))
     return parts
 
 
