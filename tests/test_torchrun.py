@@ -58,3 +58,37 @@ def test_skip_existing_resumes_a_shared_run(tmp_path: Path) -> None:
     assert resumed.returncode == 0, resumed.stderr
     assert "fused 1 pair(s)" in resumed.stdout and "4 skipped" in resumed.stdout
     assert _files(tmp_path / "out") == before
+
+
+def _bench(ir: Path, vis: Path, out: Path, processes: int = 1) -> subprocess.CompletedProcess:
+    command = ["bench", "--data", f"crops={ir},{vis}", "--models", "average,cs2fusion", "--out", str(out), "--no-plots",
+               "--quiet", "--grid", "0"]
+    launcher = [sys.executable, "-m", "contrafuse"] if processes == 1 else [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", "-m", "contrafuse"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([*launcher, *command], capture_output=True, text=True, env=env, timeout=600)
+
+
+def _per_pair_values(out: Path) -> dict:
+    import json
+
+    record = json.loads((out / "metrics.json").read_text())
+    return {dataset: {method: entry["images"] for method, entry in data["methods"].items()}
+            for dataset, data in record["datasets"].items()}
+
+
+def test_two_processes_bench_every_pair_once_and_report_what_one_reports(tmp_path: Path) -> None:
+    ir, vis = _pairs(tmp_path / "in")
+    single = _bench(ir, vis, tmp_path / "one")
+    assert single.returncode == 0, single.stderr
+    shared = _bench(ir, vis, tmp_path / "two", processes=2)
+    assert shared.returncode == 0, shared.stderr
+    for method in ("average", "cs2fusion"):
+        one = {k: v for k, v in _files(tmp_path / "one" / "fused" / "crops" / method).items() if k.endswith(".png")}
+        two = {k: v for k, v in _files(tmp_path / "two" / "fused" / "crops" / method).items() if k.endswith(".png")}
+        assert one == two and len(one) == 5
+    assert _per_pair_values(tmp_path / "two") == _per_pair_values(tmp_path / "one")
+    assert shared.stdout.count("wrote ") == 1  # rank 0 alone writes the report
+    again = _bench(ir, vis, tmp_path / "two", processes=2)  # the cache rank 0 saved holds every rank's values
+    assert again.returncode == 0, again.stderr
+    assert _per_pair_values(tmp_path / "two") == _per_pair_values(tmp_path / "one")

@@ -11,6 +11,12 @@ Fused outputs are reused when ``run.json`` says they were made the same way (mod
 file, colour, rounding, and the infrared window when it is not ``auto``); ``refresh=True``
 recomputes everything. The metrics see the infrared sources through the same window as the
 models (``options.ir_range``), for result folders of other methods too.
+
+Under torchrun (``torchrun --nproc_per_node N -m contrafuse bench ...``) every process fuses and
+scores its share of each dataset's pairs (:mod:`contrafuse.shards`: pair i of what is not cached
+goes to rank i mod N, each on GPU ``LOCAL_RANK`` when there are several); the shares are gathered
+after each method and dataset, so every process holds the whole result, and only rank 0 writes
+``run.json``, the metric cache and the report.
 """
 from __future__ import annotations
 
@@ -35,6 +41,7 @@ from ..models import list_models, model_info
 from ..options import FuseOptions
 from ..preparation import PreparedPair
 from ..session import FolderJob, Fuser
+from ..shards import Shard, current_shard
 from ..thermal import IrRange
 from .specs import BenchDataset, Method
 
@@ -132,11 +139,13 @@ def fuse_dataset(
     options: FuseOptions = BENCH_OPTIONS,
     refresh: bool = False,
     progress: bool = True,
+    shard: Shard = Shard(),
 ) -> MethodResult:
     """Fuse every pair of ``dataset`` with a model method into ``folder/<pair>.png``.
 
     Existing outputs made with the same recipe are reused (their earlier time is kept);
-    a pair that fails is recorded with its message and the others still run.
+    a pair that fails is recorded with its message and the others still run. With a
+    distributed ``shard`` this process fuses its share and returns everyone's.
     """
     recipe = _recipe(method, options)
     previous = _read_run_file(folder)
@@ -153,13 +162,30 @@ def fuse_dataset(
                 result.timing.reused += 1
         else:
             jobs.append(FolderJob(pair, target))
-    if jobs:
-        _fuse_jobs(jobs, method, dataset, device, options, result, progress)
+    if shard.take(jobs):
+        _fuse_jobs(shard.take(jobs), method, dataset, device, options, result, progress and shard.is_main)
+    if shard.distributed:
+        _gather_fused(result, dataset, shard)
     if previous.get("device") not in (None, str(device)) and result.timing.reused:
         result.timing.device = f"{previous['device']} (cached) / {device}"
-    run_record = {"recipe": recipe, "device": str(device), "seconds": result.timing.seconds}
-    write_text(folder / RUN_FILE, json.dumps(run_record, indent=1) + "\n", overwrite=True)
+    if shard.is_main:
+        run_record = {"recipe": recipe, "device": str(device), "seconds": result.timing.seconds}
+        write_text(folder / RUN_FILE, json.dumps(run_record, indent=1) + "\n", overwrite=True)
     return result
+
+
+def _gather_fused(result: MethodResult, dataset: BenchDataset, shard: Shard) -> None:
+    """Every process's outputs, failures and times in ``result``, in the dataset's pair order."""
+    shares = shard.gather((result.outputs, result.failed, result.timing.seconds))
+    for outputs, failed, seconds in shares:
+        result.outputs.update(outputs)
+        result.failed.update(failed)
+        result.timing.seconds.update(seconds)
+    if len(shares) > 1:
+        result.timing.device = f"{result.timing.device}, {len(shares)} processes"
+    order = [p.name for p in dataset.pairs]
+    result.outputs = {n: result.outputs[n] for n in order if n in result.outputs}
+    result.timing.seconds = {n: result.timing.seconds[n] for n in order if n in result.timing.seconds}
 
 
 def _fuse_jobs(jobs: list[FolderJob], method: Method, dataset: BenchDataset, device: torch.device, options: FuseOptions,
@@ -255,12 +281,14 @@ def evaluate(
     workers: int = 1,
     progress: bool = True,
     ir_range: IrRange = IrRange(),
+    shard: Shard = Shard(),
 ) -> None:
     """Fill ``result.values`` with the metrics of every fused output (cached values reused).
 
     What the cache lacks is scored by :func:`contrafuse.evaluation.score_many`, the infrared
     sources seen through ``ir_range``; a pair that fails lands in ``result.failed`` with the
-    message naming its file.
+    message naming its file. With a distributed ``shard`` this process scores its share of
+    what the cache lacks and receives everyone's.
     """
     pairs = {p.name: p for p in dataset.pairs}
     todo: list[tuple[str, str]] = []  # (pair name, cache key) of what is not cached
@@ -271,19 +299,22 @@ def evaluate(
             result.values[name] = cached
         else:
             todo.append((name, key))
+    mine = shard.take(todo)
     scores = score_many(
-        [result.outputs[name] for name, _ in todo],
-        ir=[pairs[name].ir for name, _ in todo],
-        vis=[pairs[name].vis for name, _ in todo],
-        names=names, convention=convention, workers=workers, progress=progress,
+        [result.outputs[name] for name, _ in mine],
+        ir=[pairs[name].ir for name, _ in mine],
+        vis=[pairs[name].vis for name, _ in mine],
+        names=names, convention=convention, workers=workers, progress=progress and shard.is_main,
         desc=f"{dataset.label}/{result.method.label} metrics", ir_range=ir_range,
     )
-    for (name, key), score in zip(todo, scores):
-        if score.ok:
-            result.values[name] = score.values
-            cache.put(key, score.values)
-        else:
-            result.failed[name] = score.error
+    scored = [(name, key, score.values if score.ok else None, score.error) for (name, key), score in zip(mine, scores)]
+    for share in shard.gather(scored):
+        for name, key, values, error in share:
+            if values is not None:
+                result.values[name] = values
+                cache.put(key, values)
+            else:
+                result.failed[name] = error
     result.values = {p.name: result.values[p.name] for p in dataset.pairs if p.name in result.values}
 
 
@@ -314,7 +345,8 @@ def run_bench(
     """
     out_dir = Path(out_dir)
     names = metrics.resolve_names(metric_names)
-    device = resolve_device(device)
+    shard = current_shard()
+    device = resolve_device(device, local_rank=shard.local_rank)
     bench = BenchResult(datasets, methods, names, convention, str(device), ir_range=options.ir_range)
     cache = MetricCache(out_dir / ".cache" / "metrics.json", enabled=not refresh)
     try:
@@ -323,14 +355,16 @@ def run_bench(
             for method in methods:
                 if method.kind == "model":
                     folder = out_dir / "fused" / dataset.label / method.label
-                    result = fuse_dataset(method, dataset, folder, device, options, refresh, progress)
+                    result = fuse_dataset(method, dataset, folder, device, options, refresh, progress, shard)
                 else:
                     result = collect_results(method, dataset)
-                evaluate(result, dataset, names, convention, cache, workers, progress, options.ir_range)
-                cache.save()  # an interrupted run keeps what it has scored
+                evaluate(result, dataset, names, convention, cache, workers, progress, options.ir_range, shard)
+                if shard.is_main:
+                    cache.save()  # an interrupted run keeps what it has scored
                 per_method[method.label] = result
                 bench.warnings += [f"{dataset.label}/{method.label}/{n}: {msg}" for n, msg in result.failed.items()]
             bench.results[dataset.label] = per_method
     finally:
-        cache.save()
+        if shard.is_main:
+            cache.save()
     return bench

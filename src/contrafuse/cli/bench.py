@@ -14,6 +14,7 @@ from .. import metrics
 from ..bench.summary import BASES
 from ..errors import ContrafuseError
 from ..options import FuseOptions
+from ..shards import current_shard
 from .fuse import COLOR_CHOICES, ROUNDING_CHOICES, add_ir_range_argument, add_speed_arguments, speed_options
 from .parsers import documented_parser
 
@@ -79,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
         raise ContrafuseError(f"--metrics: {exc}") from None
     insets = parse_insets(args.inset)
     draw = not args.no_plots
-    if draw and not plots.available():  # say so now, not after fusing and scoring everything
+    main = current_shard().is_main
+    if draw and not plots.available() and main:  # say so now, not after fusing and scoring everything
         print("contrafuse bench: warning: matplotlib is not installed, so the figures are skipped (tables, report.html "
               "and its image grid are still written); pip install 'contrafuse[report]' for them, or pass --no-plots",
               file=sys.stderr)
@@ -92,10 +94,13 @@ def run(args: argparse.Namespace) -> int:
                                           backend="torch", **speed_options(args)),
                       refresh=args.refresh,
                       workers=args.workers, progress=not args.quiet)
+    status = 1 if bench.warnings else 0
+    if not main:  # under torchrun, every process holds the whole result; rank 0 reports it
+        return status
     grid_pairs = [n.strip() for n in args.grid_pairs.split(",")] if args.grid_pairs else None
     files = write_report(bench, args.out, args.grid, grid_pairs, plots=draw, insets=insets, basis=args.rank_pairs)
     for warning in bench.warnings:
         print(f"failed {warning}", file=sys.stderr)
     print(f"wrote {files.markdown}, {files.html}, {files.csv}, {files.json}"
           + (f" and {len(files.figures)} figure file(s)" if files.figures else ""))
-    return 1 if bench.warnings else 0
+    return status
