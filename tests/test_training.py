@@ -70,6 +70,12 @@ def test_config_yaml_overrides_and_errors(tmp_path):
         Cs2FusionRecipe().configure(load_config(path, ["loss.prior_weight=-1"]))
     with pytest.raises(ConfigError, match="prior_gamma"):
         Cs2FusionRecipe().configure(load_config(path, ["loss.prior_gamma=0"]))
+    with pytest.raises(ConfigError, match="prior_shape"):
+        Cs2FusionRecipe().configure(load_config(path, ["loss.prior_shape=max"]))
+    with pytest.raises(ConfigError, match="prior_softness"):
+        Cs2FusionRecipe().configure(load_config(path, ["loss.prior_softness=0"]))
+    with pytest.raises(ConfigError, match="backbone_weights"):
+        Cs2FusionRecipe().configure(load_config(path, ["loss.backbone_weights=both"]))
 
 
 def test_one_process_sees_the_samples_of_two():
@@ -277,6 +283,51 @@ def test_compensation_prior_target_follows_the_infrared_surplus():
     assert float(compensation_prior_loss(squared, ir=ir, vis=vis, gamma=2.0)) == 0.0
 
 
+def test_brighter_prior_chooses_the_brighter_source_smoothly():
+    from contrafuse.losses.cs2fusion import compensation_prior_target
+
+    ir = torch.tensor([[[[200.0, 10.0, 105.0, 110.0]]]])
+    vis = torch.tensor([[[[10.0, 200.0, 105.0, 100.0]]]])
+    target = compensation_prior_target(ir=ir, vis=vis, shape="brighter", softness=10.0)
+    assert target[0, 0, 0, 0] > 0.999 and target[0, 0, 0, 1] < 0.001
+    assert float(target[0, 0, 0, 2]) == pytest.approx(0.5)
+    assert float(target[0, 0, 0, 3]) == pytest.approx(float(torch.sigmoid(torch.tensor(1.0))))
+    with pytest.raises(ValueError, match="prior shape"):
+        compensation_prior_target(ir=ir, vis=vis, shape="max")
+
+
+def _backbone_loss_optimum(ir, vis, compensation, steps=300):
+    from contrafuse.losses.cs2fusion import backbone_loss
+
+    fused = ((ir + vis) / 2).clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([fused], lr=2.0)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        backbone_loss(fused, ir=ir, vis=vis, compensation=compensation).total.backward()
+        optimizer.step()
+    return fused.detach()
+
+
+def test_under_the_brighter_prior_a_night_background_keeps_the_infrared():
+    """A night pair: the visible image is dark but for a lamp, the infrared shows the scene at mid
+    level and a warm target. The backbone loss's pixel optimum under the "difference" prior sends
+    the background towards the dark visible image; under "brighter" it keeps the infrared's."""
+    from contrafuse.losses.cs2fusion import compensation_prior_target
+
+    generator = torch.Generator().manual_seed(0)
+    ir = 90.0 + 10.0 * torch.rand(1, 1, 24, 24, generator=generator)
+    ir[..., 8:14, 8:14] = 220.0
+    vis = 15.0 + 5.0 * torch.rand(1, 1, 24, 24, generator=generator)
+    vis[..., 18:22, 2:6] = 250.0
+    background = torch.ones_like(ir, dtype=torch.bool)
+    background[..., 8:14, 8:14] = background[..., 18:22, 2:6] = False
+    optimum = {shape: _backbone_loss_optimum(ir, vis, compensation_prior_target(ir=ir, vis=vis, gamma=2.0, shape=shape))
+               for shape in ("difference", "brighter")}
+    gap = {shape: float((f - ir)[background].abs().mean()) for shape, f in optimum.items()}
+    assert gap["brighter"] < 10.0 < 30.0 < gap["difference"]
+    assert float(optimum["brighter"][..., 19, 3]) > 200.0  # the lamp stays bright
+
+
 def test_prior_steps_fit_the_compensation_map_then_hand_over_to_the_contrastive_loss(tmp_path):
     from contrafuse.losses.cs2fusion import compensation_prior_target
 
@@ -297,3 +348,24 @@ def test_prior_steps_fit_the_compensation_map_then_hand_over_to_the_contrastive_
     assert all({"p_mean", "gap_vis", "gap_ir"} <= set(losses) for losses in logged)  # collapse watches
     target_mean = float(compensation_prior_target(ir=batch["ir"] * 255.0, vis=batch["vis"] * 255.0).mean())
     assert abs(float(logged[24]["p_mean"]) - target_mean) < abs(float(logged[0]["p_mean"]) - target_mean)
+
+
+@pytest.mark.parametrize("weights", ["cpn", "prior"])
+def test_backbone_loss_is_weighted_by_the_map_the_config_names(tmp_path, weights):
+    from contrafuse.losses.cs2fusion import backbone_loss, compensation_prior_target
+
+    cfg = tiny_config(smooth_pairs(tmp_path), steps=1, **{"loss.backbone_weights": weights, "loss.prior_shape": "brighter"})
+    recipe = Cs2FusionRecipe()
+    recipe.configure(cfg)
+    dataset = recipe.build_dataset(cfg, "train")
+    batch = torch.utils.data.default_collate([dataset[(i % 4, 100 + i)] for i in range(4)])
+    seed_everything(cfg.train.seed)
+    models = recipe.build_models(cfg)
+    ir, vis = batch["ir"] * 255.0, batch["vis"] * 255.0
+    with torch.no_grad():
+        fused = models["backbone"](ir=ir, vis=vis).fused
+    prior = compensation_prior_target(ir=ir, vis=vis, shape="brighter")
+    under_prior = float(backbone_loss(fused, ir=ir, vis=vis, compensation=prior).intensity)
+    optimizers, _ = recipe.build_optimizers(models, cfg)
+    logged = recipe.training_step(models, optimizers, batch, 0, Stage("main", 1))
+    assert (float(logged["intensity"]) == pytest.approx(under_prior, rel=1e-5)) == (weights == "prior")

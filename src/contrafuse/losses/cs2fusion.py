@@ -82,22 +82,40 @@ def backbone_loss(
 
 # -- compensation prior --------------------------------------------------------------------------
 
-def compensation_prior_target(*, ir: Tensor, vis: Tensor, gamma: float = 1.0) -> Tensor:
-    """The prior P0 = minmax(I_ir - I_vis)^gamma over the batch: high where the infrared is brighter.
+PRIOR_SHAPES = ("difference", "brighter")
 
-    ``gamma`` sets the level: the map's mean is about 0.54 at 1 and 0.33 at 2 on RoadScene patches,
-    where the authors' trained CPN has a mean of 0.30.
+
+def compensation_prior_target(
+    *, ir: Tensor, vis: Tensor, gamma: float = 1.0, shape: str = "difference", softness: float = 10.0
+) -> Tensor:
+    """The prior P0 for ``(B, 1, H, W)`` inputs on the 0-255 scale: high where the infrared is brighter.
+
+    ``"difference"``: P0 = minmax(I_ir - I_vis)^gamma over the batch. ``gamma`` sets the level:
+    the map's mean is about 0.54 at 1 and 0.33 at 2 on RoadScene patches, where the authors'
+    trained CPN has a mean of 0.30.
+
+    ``"brighter"``: P0 = sigmoid((I_ir - I_vis) / softness), a smooth choice of the brighter
+    source per pixel (``softness`` in grey levels). Under it the backbone loss's optimum is close
+    to the pixel-wise maximum; on night scenes, whose visible image is dark almost everywhere,
+    ``"difference"`` sends the background to the dark visible image (docs/training.md).
     """
+    if shape == "brighter":
+        return torch.sigmoid((ir - vis) / softness)
+    if shape != "difference":
+        raise ValueError(f"prior shape must be one of {PRIOR_SHAPES}, got {shape!r}")
     return minmax_normalise(ir - vis) ** gamma
 
 
-def compensation_prior_loss(compensation: Tensor, *, ir: Tensor, vis: Tensor, gamma: float = 1.0) -> Tensor:
+def compensation_prior_loss(
+    compensation: Tensor, *, ir: Tensor, vis: Tensor, gamma: float = 1.0, shape: str = "difference", softness: float = 10.0
+) -> Tensor:
     """Mean squared distance of P from :func:`compensation_prior_target` (``(B, 1, H, W)`` each).
 
     Not part of the authors' method: it keeps the CPN's map from saturating when training
     from scratch (docs/training.md, "Our CS2Fusion weights and the compensation prior").
     """
-    return F.mse_loss(compensation, compensation_prior_target(ir=ir, vis=vis, gamma=gamma))
+    target = compensation_prior_target(ir=ir, vis=vis, gamma=gamma, shape=shape, softness=softness)
+    return F.mse_loss(compensation, target)
 
 
 # -- contrastive loss ----------------------------------------------------------------------------

@@ -13,8 +13,8 @@ with the same result:
   both pairs (``CompensationPerceptionNet.with_visible_replaced``), so the occluded pair costs
   half a CPN conv.
 
-Not in the authors' method: ``loss.prior_steps`` / ``loss.prior_weight`` / ``loss.prior_gamma``
-add the compensation prior (:func:`~contrafuse.losses.cs2fusion.compensation_prior_loss`) to the
+Not in the authors' method: ``loss.prior_steps`` / ``loss.prior_weight`` / ``loss.prior_gamma`` /
+``loss.prior_shape`` / ``loss.prior_softness`` add the compensation prior (:func:`~contrafuse.losses.cs2fusion.compensation_prior_loss`) to the
 CPN's loss; off by default, on in the shipped config (docs/training.md).
 
 The visible patch goes into the visible encoder, as in the authors' test script and our
@@ -34,7 +34,8 @@ from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 from torch.utils.data import Dataset
 
 from ..data import OcclusionPolicy, PatchPairs, occlude
-from ..losses.cs2fusion import AUGMENTED_POSITIVES, backbone_loss, compensation_prior_loss, cpn_contrastive_loss
+from ..losses.cs2fusion import (AUGMENTED_POSITIVES, PRIOR_SHAPES, backbone_loss, compensation_prior_loss,
+                                compensation_prior_target, cpn_contrastive_loss)
 from ..models import create_model
 from ..models.cs2fusion import CompensationPerceptionNet, sso_features, stack_levels
 from .config import ConfigError, DataConfig, TrainConfig, check_betas, check_rate, finite, planned_steps, require
@@ -56,6 +57,9 @@ class Cs2FusionOptim:
     backbone_delay_steps: int = 0  # the backbone holds still first (a fine-tune: while the fresh CPN fits its prior)
 
 
+BACKBONE_WEIGHTS = ("cpn", "prior")
+
+
 @dataclass
 class Cs2FusionLoss:
     k: float = 2.0  # weight of L_c2 (the authors' "lambda")
@@ -65,7 +69,10 @@ class Cs2FusionLoss:
     ssim_max_val: float = 1.0  # the authors' kornia default on 0-255 data
     prior_steps: int = 0  # the CPN's first steps fit P to the prior alone instead of L_c
     prior_weight: float = 0.0  # after them, L_c + prior_weight * that prior
-    prior_gamma: float = 1.0  # the prior is minmax(I_ir - I_vis) ** prior_gamma; higher -> lower P
+    prior_gamma: float = 1.0  # the "difference" prior is minmax(I_ir - I_vis) ** prior_gamma; higher -> lower P
+    prior_shape: str = "difference"  # or "brighter": sigmoid((I_ir - I_vis) / prior_softness)
+    prior_softness: float = 10.0  # grey levels (0-255), for the "brighter" prior
+    backbone_weights: str = "cpn"  # P in L_f: the CPN's map (the method), or "prior": the prior map itself
 
 
 @dataclass
@@ -94,6 +101,11 @@ def check_config(cfg: Cs2FusionConfig) -> None:
         raise ConfigError(f"loss.prior_steps and loss.prior_weight must be >= 0, got {cfg.loss.prior_steps}, {cfg.loss.prior_weight}")
     if cfg.loss.prior_gamma <= 0:
         raise ConfigError(f"loss.prior_gamma must be > 0, got {cfg.loss.prior_gamma}")
+    require(cfg.loss.prior_shape in PRIOR_SHAPES, "loss.prior_shape", f"one of {', '.join(PRIOR_SHAPES)}", cfg.loss.prior_shape)
+    require(finite(cfg.loss.prior_softness) and cfg.loss.prior_softness > 0, "loss.prior_softness",
+            "a finite number of grey levels > 0", cfg.loss.prior_softness)
+    require(cfg.loss.backbone_weights in BACKBONE_WEIGHTS, "loss.backbone_weights", f"one of {', '.join(BACKBONE_WEIGHTS)}",
+            cfg.loss.backbone_weights)
     try:
         cfg.occlusion.check()
     except ValueError as exc:
@@ -191,7 +203,9 @@ class Cs2FusionRecipe(Recipe):
             models["backbone"], models["cpn"], ir=ir, vis=vis, vis_occluded=occluded,
             need_occluded_embedding=cfg.loss.augmented_positive == "paper",
         )
-        fusion = backbone_loss(views.fused, ir=ir, vis=vis, compensation=views.compensation.detach(),
+        weights = views.compensation.detach() if cfg.loss.backbone_weights == "cpn" else compensation_prior_target(
+            ir=ir, vis=vis, gamma=cfg.loss.prior_gamma, shape=cfg.loss.prior_shape, softness=cfg.loss.prior_softness)
+        fusion = backbone_loss(views.fused, ir=ir, vis=vis, compensation=weights,
                                ssim_window=cfg.loss.ssim_window, ssim_max_val=cfg.loss.ssim_max_val)
         optimizers["backbone"].zero_grad(set_to_none=True)
         fusion.total.backward()
@@ -203,7 +217,8 @@ class Cs2FusionRecipe(Recipe):
         )
         cpn_loss, prior = contrast.total, None
         if step < cfg.loss.prior_steps or cfg.loss.prior_weight > 0:
-            prior = compensation_prior_loss(views.compensation, ir=ir, vis=vis, gamma=cfg.loss.prior_gamma)
+            prior = compensation_prior_loss(views.compensation, ir=ir, vis=vis, gamma=cfg.loss.prior_gamma,
+                                            shape=cfg.loss.prior_shape, softness=cfg.loss.prior_softness)
             cpn_loss = prior if step < cfg.loss.prior_steps else cpn_loss + cfg.loss.prior_weight * prior
         optimizers["cpn"].zero_grad(set_to_none=True)
         cpn_loss.backward()
