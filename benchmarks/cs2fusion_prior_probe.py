@@ -21,7 +21,6 @@ from contrafuse import metrics
 from contrafuse.data import dataset_pairs
 from contrafuse.io import read_image
 from contrafuse.losses.cs2fusion import compensation_prior_target
-from contrafuse.models import create_model
 from contrafuse.session import Fuser
 
 NINE = ["EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM"]
