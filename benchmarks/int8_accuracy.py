@@ -13,7 +13,8 @@ quantised with it. Then:
 * accuracy: every tno42 pair fused by torch fp32 (the reference: what ``fuse`` and ``bench``
   give by default), by ONNX Runtime fp32 and by each variant, rounded to 8 bits as ``fuse``
   writes it, and scored with EN SD SF AG MI SCD VIF Qabf SSIM (cddfuse convention); the
-  deviation is ``|mean_variant - mean_fp32| / |mean_fp32|`` of the 42-pair mean, in percent.
+  deviation is ``|mean_variant - mean_fp32| / |mean_fp32|`` of the 42-pair mean, in percent;
+  and the lowest PSNR of a variant's output against the fp32 output over the pairs.
 
 Needs the shared data (tno42, roadscene:train for calibration) and onnx/onnxruntime.
 """
@@ -54,6 +55,7 @@ VARIANTS: dict[str, tuple[dict, int]] = {
     "symmetric": ({"activation_symmetric": True}, 16),
     "qoperator": ({"quant_format": "QOperator"}, 16),
     "minmax": ({"method": "MinMax"}, 16),
+    "full-leaky-ranges": ({"leaky_positive_ranges": False}, 16),
 }
 
 
@@ -105,14 +107,21 @@ def quantised(model: str, fp32_bytes: bytes, size_multiple: int, name: str, cach
     return path
 
 
-def scores(runner: ModelRunner, prepared: list, pairs_pixels: list) -> dict[str, float]:
-    """Means over the pairs of the 9 metrics of the runner's 8-bit outputs."""
-    rows = []
+def scores(runner: ModelRunner, prepared: list, pairs_pixels: list) -> tuple[dict[str, float], list[np.ndarray]]:
+    """Means over the pairs of the 9 metrics of the runner's 8-bit outputs, and the outputs."""
+    rows, outputs = [], []
     for prep, (ir, vis) in zip(prepared, pairs_pixels):
         fused = fuse_luma_batch(runner, ir=[prep.ir_luma], vis=[prep.vis_luma])[0]
         out = finish_pair(prep, fused, FuseOptions(color="gray"))
         rows.append(metrics.compute(out, ir=ir, vis=vis, names=NAMES))
-    return {n: float(np.mean([r[n] for r in rows])) for n in NAMES}
+        outputs.append(out)
+    return {n: float(np.mean([r[n] for r in rows])) for n in NAMES}, outputs
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of one 8-bit image against another (inf when identical)."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 def interleaved_seconds(runners: dict[str, ModelRunner], ir: np.ndarray, vis: np.ndarray, repeats: int) -> dict[str, float]:
@@ -172,23 +181,25 @@ def main() -> None:
         reference = None
         if not args.no_accuracy:
             start = time.perf_counter()
-            reference = scores(ModelRunner(create_model(model, device=cpu), device=cpu), prepared, pixels)
+            reference, reference_outputs = scores(ModelRunner(create_model(model, device=cpu), device=cpu), prepared, pixels)
             print(f"  [{model} torch fp32 on tno42: {time.perf_counter() - start:.0f} s]", file=sys.stderr, flush=True)
         for name, runner in runners.items():
             row = {"model": model, "variant": name, "seconds": seconds[name],
                    "speedup": seconds["onnxruntime-fp32"] / seconds[name]}
             if reference is not None and (name != "onnxruntime-fp32" or args.score_ort_fp32):
-                values = scores(runner, prepared, pixels)
+                values, outputs = scores(runner, prepared, pixels)
+                row["psnr"] = min(psnr(out, ref) for out, ref in zip(outputs, reference_outputs))
                 row["dev"] = {n: 100 * abs(values[n] - reference[n]) / abs(reference[n]) for n in NAMES}
                 row["signed"] = {n: 100 * (values[n] - reference[n]) / abs(reference[n]) for n in NAMES}
             table.append(row)
             print(f"  {model} {name}: {row['seconds']:.3f} s, x{row['speedup']:.2f}"
                   + (f", worst {max(row['dev'].values()):.2f} %" if "dev" in row else ""), flush=True)
     print("\n| model | variant | s at " + args.size + " | speed-up vs ORT fp32 | "
-          + " | ".join(NAMES) + " | worst |")
-    print("|---|---|---:|---:|" + "---:|" * (len(NAMES) + 1))
+          + " | ".join(NAMES) + " | worst | lowest PSNR vs fp32 |")
+    print("|---|---|---:|---:|" + "---:|" * (len(NAMES) + 2))
     for row in table:
-        cells = [f"{row['signed'][n]:+.2f}" for n in NAMES] + [f"{max(row['dev'].values()):.2f}"] if "dev" in row else ["-"] * 10
+        cells = ([f"{row['signed'][n]:+.2f}" for n in NAMES] + [f"{max(row['dev'].values()):.2f}", f"{row['psnr']:.1f} dB"]
+                 if "dev" in row else ["-"] * 11)
         print(f"| {row['model']} | {row['variant']} | {row['seconds']:.3f} | {row['speedup']:.2f}x | " + " | ".join(cells) + " |")
 
 

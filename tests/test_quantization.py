@@ -123,3 +123,48 @@ def test_gpu_providers_that_are_missing_are_an_error_not_a_cpu_fallback():
     with pytest.raises(ContrafuseError, match="TensorRT provider needs --device cuda"):
         providers_for(torch.device("cpu"), tensorrt=True)
     assert providers_for(torch.device("cpu")) == ["CPUExecutionProvider"]
+
+
+class _ConvLeakyConv(torch.nn.Module):
+    """Conv -> LeakyReLU -> conv on the two inputs: pre-activations spread evenly around zero."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.first = torch.nn.Conv2d(2, 8, 3, padding=1)
+        self.second = torch.nn.Conv2d(8, 1, 3, padding=1)
+
+    def forward(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
+        return self.second(torch.nn.functional.leaky_relu(self.first(torch.cat([ir, vis], 1)), 0.01))
+
+
+def test_positive_leaky_ranges_quantise_what_the_activation_keeps_more_finely(tmp_path):
+    import dataclasses
+
+    from onnx import numpy_helper
+
+    from contrafuse.io import PairFiles
+    from contrafuse.models.capabilities import Int8Recipe
+    from contrafuse.quantization import calibration_feeds, quantize_int8
+
+    graph = tmp_path / "tiny.onnx"
+    ir, vis = torch.rand(1, 1, 40, 56), torch.rand(1, 1, 40, 56)
+    torch.onnx.export(_ConvLeakyConv().eval(), (ir, vis), str(graph), input_names=["ir", "vis"], output_names=["fused"],
+                      opset_version=17, dynamo=False)
+    calibration_folders(tmp_path / "cal", 2)
+    pairs = [PairFiles(f"c{i}", tmp_path / "cal" / "ir" / f"c{i}.png", tmp_path / "cal" / "vis" / f"c{i}.png") for i in range(2)]
+    recipe = Int8Recipe(op_types=None, keep_float=(), why="test")
+    full = quantize_int8(graph.read_bytes(), recipe, pairs)
+    positive = quantize_int8(graph.read_bytes(), dataclasses.replace(recipe, leaky_positive_ranges=True), pairs)
+
+    def conv_output_range(data: bytes, layer: str) -> tuple[float, int]:
+        model = onnx.load_from_string(data)
+        values = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+        conv = next(n for n in model.graph.node if n.op_type == "Conv" and f"/{layer}/" in n.name)
+        node = next(n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == conv.output[0])
+        return float(values[node.input[1]]), int(values[node.input[2]])
+
+    (scale_full, zero_full), (scale_positive, zero_positive) = (conv_output_range(d, "first") for d in (full, positive))
+    assert zero_full > 60 and zero_positive == 0  # the range starts at 0: all 256 levels above it
+    assert scale_positive == pytest.approx(scale_full * (255 - zero_full) / 255, rel=1e-6)
+    assert conv_output_range(positive, "second") == conv_output_range(full, "second")  # feeds no LeakyReLU: as calibrated

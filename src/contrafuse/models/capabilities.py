@@ -24,7 +24,8 @@ class Int8Recipe:
     quantiser's settings: ``method`` (calibration: ``MinMax``, ``Percentile``, ``Entropy``,
     ``Distribution``; ``percentile`` for ``Percentile``), ``per_channel`` weight scales,
     ``reduce_range`` (7-bit weights), ``activation_symmetric`` (activations centred on zero),
-    ``quant_format`` (``QDQ`` or ``QOperator``).
+    ``quant_format`` (``QDQ`` or ``QOperator``), ``leaky_positive_ranges`` (the 8-bit range of a
+    convolution output that only feeds a LeakyReLU starts at 0: see :mod:`contrafuse.quantization`).
     """
 
     op_types: tuple[str, ...] | None
@@ -36,14 +37,16 @@ class Int8Recipe:
     reduce_range: bool = False
     activation_symmetric: bool = False
     quant_format: str = "QDQ"
+    leaky_positive_ranges: bool = False
 
     def describe(self) -> str:
         """The settings, for the file's metadata."""
         method = f"{self.method} ({self.percentile} %)" if self.method == "Percentile" else self.method
         weights = "per output channel" if self.per_channel else "per tensor"
         activations = "int8 symmetric" if self.activation_symmetric else "uint8"
+        leaky = "; convolution outputs feeding a LeakyReLU quantised over their positive range" if self.leaky_positive_ranges else ""
         return (f"{self.quant_format} format, {method} calibration; weights int8 symmetric {weights}"
-                f"{' (reduced range)' if self.reduce_range else ''}, activations {activations} per tensor")
+                f"{' (reduced range)' if self.reduce_range else ''}, activations {activations} per tensor{leaky}")
 
 
 @dataclass(frozen=True)
