@@ -14,8 +14,11 @@ with the same result:
   half a CPN conv.
 
 Not in the authors' method: ``loss.prior_steps`` / ``loss.prior_weight`` / ``loss.prior_gamma`` /
-``loss.prior_shape`` / ``loss.prior_softness`` add the compensation prior (:func:`~contrafuse.losses.cs2fusion.compensation_prior_loss`) to the
-CPN's loss; off by default, on in the shipped config (docs/training.md).
+``loss.prior_shape`` / ``loss.prior_softness`` add the compensation prior
+(:func:`~contrafuse.losses.cs2fusion.compensation_prior_loss`) to the CPN's loss; off by default,
+on in the shipped config (docs/training.md). ``loss.backbone_weights: prior`` weighs the backbone
+loss by the prior map itself instead of the CPN's (the fine-tune config: a fresh CPN's map is
+near an average of the sources for its first hundreds of steps).
 
 The visible patch goes into the visible encoder, as in the authors' test script and our
 inference wrapper ``Cs2Fusion`` (their train.py fed the infrared patch into that branch), so
