@@ -56,6 +56,7 @@ VARIANTS: dict[str, tuple[dict, int]] = {
     "qoperator": ({"quant_format": "QOperator"}, 16),
     "minmax": ({"method": "MinMax"}, 16),
     "full-leaky-ranges": ({"leaky_positive_ranges": False}, 16),
+    "positive-leaky-ranges": ({"leaky_positive_ranges": True}, 16),
 }
 
 

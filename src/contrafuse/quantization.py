@@ -22,6 +22,8 @@ quantised *before* the activation, over its pre-activation range, whose negative
 as the positive one or wider (CS2Fusion's decoder: -1200 to +600), while the LeakyReLU keeps
 only 1 % of it; starting the range at 0 makes the steps two to three times finer for the part
 that survives, at the price of the small negative outputs (the activation then acts as a ReLU).
+It suits a small negative slope only: CoCoNet's LeakyReLU(0.2) keeps a fifth of the negative
+half, and cutting it costs far more than it gains (docs/deployment.md).
 
 What it costs in accuracy is model- and metric-dependent and is measured, not assumed: see
 docs/deployment.md (MI, VIF, Qabf and SSIM react to the sub-grey-level noise of 8-bit
