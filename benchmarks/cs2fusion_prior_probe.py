@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from contrafuse import metrics
+from contrafuse.color import rgb_to_luma
 from contrafuse.data import dataset_pairs
 from contrafuse.io import read_image
 from contrafuse.losses.cs2fusion import compensation_prior_target
@@ -33,8 +34,7 @@ PRIORS = {  # label: (shape, gamma, softness)
 
 
 def gray(image: np.ndarray) -> np.ndarray:
-    image = image.astype(np.float64)
-    return image if image.ndim == 2 else image @ np.array([0.299, 0.587, 0.114])
+    return rgb_to_luma(image) if image.ndim == 3 else image.astype(np.float64)
 
 
 def intensity_optimum(p: np.ndarray, ir: np.ndarray, vis: np.ndarray, rounds: int = 30) -> np.ndarray:

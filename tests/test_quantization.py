@@ -143,16 +143,14 @@ def test_positive_leaky_ranges_quantise_what_the_activation_keeps_more_finely(tm
 
     from onnx import numpy_helper
 
-    from contrafuse.io import PairFiles
     from contrafuse.models.capabilities import Int8Recipe
-    from contrafuse.quantization import calibration_feeds, quantize_int8
+    from contrafuse.quantization import calibration_pairs, quantize_int8
 
     graph = tmp_path / "tiny.onnx"
     ir, vis = torch.rand(1, 1, 40, 56), torch.rand(1, 1, 40, 56)
     torch.onnx.export(_ConvLeakyConv().eval(), (ir, vis), str(graph), input_names=["ir", "vis"], output_names=["fused"],
                       opset_version=17, dynamo=False)
-    calibration_folders(tmp_path / "cal", 2)
-    pairs = [PairFiles(f"c{i}", tmp_path / "cal" / "ir" / f"c{i}.png", tmp_path / "cal" / "vis" / f"c{i}.png") for i in range(2)]
+    pairs = calibration_pairs(calibration_folders(tmp_path / "cal", 2), 2)
     recipe = Int8Recipe(op_types=None, keep_float=(), why="test")
     full = quantize_int8(graph.read_bytes(), recipe, pairs)
     positive = quantize_int8(graph.read_bytes(), dataclasses.replace(recipe, leaky_positive_ranges=True), pairs)

@@ -64,18 +64,21 @@ def test_config_yaml_overrides_and_errors(tmp_path):
         load_config(path, ["optim.lr=1"])
     with pytest.raises(ConfigError, match="expected an integer"):
         load_config(path, ["train.steps=abc"])
-    with pytest.raises(ConfigError, match="augmented_positive"):
-        Cs2FusionRecipe().configure(load_config(path, ["loss.augmented_positive=both"]))
-    with pytest.raises(ConfigError, match="prior_weight"):
-        Cs2FusionRecipe().configure(load_config(path, ["loss.prior_weight=-1"]))
-    with pytest.raises(ConfigError, match="prior_gamma"):
-        Cs2FusionRecipe().configure(load_config(path, ["loss.prior_gamma=0"]))
-    with pytest.raises(ConfigError, match="prior_shape"):
-        Cs2FusionRecipe().configure(load_config(path, ["loss.prior_shape=max"]))
-    with pytest.raises(ConfigError, match="prior_softness"):
-        Cs2FusionRecipe().configure(load_config(path, ["loss.prior_softness=0"]))
-    with pytest.raises(ConfigError, match="backbone_weights"):
-        Cs2FusionRecipe().configure(load_config(path, ["loss.backbone_weights=both"]))
+
+
+@pytest.mark.parametrize("override, key", [
+    ("loss.augmented_positive=both", "augmented_positive"),
+    ("loss.prior_weight=-1", "prior_weight"),
+    ("loss.prior_gamma=0", "prior_gamma"),
+    ("loss.prior_shape=max", "prior_shape"),
+    ("loss.prior_softness=0", "prior_softness"),
+    ("loss.backbone_weights=both", "backbone_weights"),
+])
+def test_recipe_refuses_loss_settings_out_of_range(tmp_path, override, key):
+    path = tmp_path / "c.yaml"
+    path.write_text("method: cs2fusion\n")
+    with pytest.raises(ConfigError, match=key):
+        Cs2FusionRecipe().configure(load_config(path, [override]))
 
 
 def test_one_process_sees_the_samples_of_two():

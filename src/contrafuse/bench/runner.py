@@ -162,8 +162,9 @@ def fuse_dataset(
                 result.timing.reused += 1
         else:
             jobs.append(FolderJob(pair, target))
-    if shard.take(jobs):
-        _fuse_jobs(shard.take(jobs), method, dataset, device, options, result, progress and shard.is_main)
+    mine = shard.take(jobs)
+    if mine:
+        _fuse_jobs(mine, method, dataset, device, options, result, progress and shard.is_main)
     if shard.distributed:
         _gather_fused(result, dataset, shard)
     if previous.get("device") not in (None, str(device)) and result.timing.reused:
