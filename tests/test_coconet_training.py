@@ -56,6 +56,30 @@ def test_stage_lengths_must_add_up() -> None:
         check_config(cfg)
 
 
+def test_constant_rate_by_default_and_warmup_then_milestone_when_set() -> None:
+    recipe = get_recipe("coconet")
+    cfg = load_config("coconet_smoke", [])
+    models = recipe.build_models(cfg)
+    optimizers, schedulers = recipe.build_optimizers(models, cfg)
+    assert schedulers == {}  # the official constant rate
+
+    cfg = load_config("coconet_smoke", ["train.steps=10", "stages.base_steps=6", "stages.contrastive_steps=4",
+                                        "optim.lr=0.001", "optim.warmup_steps=2", "optim.milestones=[0.8]", "optim.gamma=0.5"])
+    optimizers, schedulers = recipe.build_optimizers(models, cfg)
+    rates = []
+    for _ in range(10):
+        rates.append(optimizers["net"].param_groups[0]["lr"])
+        optimizers["net"].step()
+        schedulers["net"].step()
+    assert rates == pytest.approx([5e-4] + [1e-3] * 7 + [5e-4] * 2)
+
+
+@pytest.mark.parametrize("setting", ["optim.gamma=0", "optim.milestones=[1.5]", "optim.warmup_steps=-1"])
+def test_schedule_settings_out_of_range_are_refused(setting: str) -> None:
+    with pytest.raises(ConfigError, match=setting.split("=")[0]):
+        check_config(load_config("coconet_smoke", [setting]))
+
+
 def test_vgg_weights_setting_feeds_both_vgg_roles(tmp_path: Path) -> None:
     """``--set vgg.weights=FILE``: a torchvision vgg19 state dict for the trunk and the loss."""
     generator = torch.Generator().manual_seed(7)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.optim import Adam, Optimizer
-from torch.optim.lr_scheduler import LRScheduler
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 from torch.utils.data import Dataset
 
 from ..color import luma01
@@ -34,7 +34,8 @@ from ..losses.coconet import (
 )
 from ..models import create_model
 from ..models.vgg import DEFAULT_VGG_SEED, VGGLossFeatures, vgg_source_description
-from .config import ConfigError, DataConfig, LoopConfig, TrainConfig, check_betas, check_rate, finite, require
+from .config import ConfigError, DataConfig, LoopConfig, TrainConfig, check_betas, check_rate, finite, planned_steps, require
+from .schedules import WarmupMultiStep, fraction_milestones
 from .recipe import (Batch, Losses, Models, Optimizers, Recipe, Stage, models_trained_by, register_recipe,
                      registered_weights, training_pairs, unwrap)
 
@@ -48,8 +49,13 @@ class CoCoNetStages:
 
 @dataclass
 class CoCoNetOptim:
+    """Adam; the official rate is constant (no milestones, no warm-up)."""
+
     lr: float = 1e-4
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    milestones: list[float] = field(default_factory=list)  # fractions of train.steps where lr *= gamma
+    gamma: float = 0.1
+    warmup_steps: int = 0  # linear warm-up: fresh Adam moments on --init weights
 
 
 @dataclass
@@ -105,6 +111,10 @@ def check_config(cfg: CoCoNetConfig) -> None:
     """Range checks of the CoCoNet sections (the engine checks the shared ones)."""
     check_rate(cfg.optim.lr, "optim.lr")
     check_betas(cfg.optim.betas, "optim.betas")
+    o = cfg.optim
+    require(finite(o.gamma) and o.gamma > 0, "optim.gamma", "a finite number > 0", o.gamma)
+    require(all(finite(m) and 0 <= m <= 1 for m in o.milestones), "optim.milestones", "fractions of the run in [0, 1]", o.milestones)
+    require(isinstance(o.warmup_steps, int) and o.warmup_steps >= 0, "optim.warmup_steps", "a whole number >= 0", o.warmup_steps)
     require(cfg.loss.measure in (LOCAL, *MEASURES), "loss.measure", f"one of {', '.join((LOCAL, *MEASURES))}", cfg.loss.measure)
     for key in ("c1", "c2", "contrast", "brightness"):
         value = getattr(cfg.loss, key)
@@ -176,7 +186,12 @@ class CoCoNetRecipe(Recipe):
     ) -> tuple[dict[str, Optimizer], dict[str, LRScheduler]]:
         trainable = [p for p in models["net"].parameters() if p.requires_grad]  # not the frozen VGG trunk
         betas = (float(cfg.optim.betas[0]), float(cfg.optim.betas[1]))
-        return {"net": Adam(trainable, lr=cfg.optim.lr, betas=betas)}, {}
+        optimizer = Adam(trainable, lr=cfg.optim.lr, betas=betas)
+        o = cfg.optim
+        if not o.milestones and not o.warmup_steps:
+            return {"net": optimizer}, {}
+        factor = WarmupMultiStep(fraction_milestones(o.milestones, planned_steps(cfg)), o.gamma, o.warmup_steps)
+        return {"net": optimizer}, {"net": LambdaLR(optimizer, factor)}
 
     def build_dataset(self, cfg: CoCoNetConfig, split: str) -> Dataset:
         check_config(cfg)
