@@ -36,7 +36,7 @@ from contrafuse.export import OnnxModel, _with_metadata, export_onnx
 from contrafuse.fusion import FuseOptions, finish_pair, fuse_luma_batch, prepare_pair
 from contrafuse.io import read_image
 from contrafuse.models import create_model
-from contrafuse.quantization import calibration_pairs, quantize_int8, recipe_for
+from contrafuse.quantization import calibration_pairs, float_activations, quantize_int8, recipe_for
 from contrafuse.runtime import ModelRunner
 from deploy import resized, source_pair  # benchmarks/deploy.py, next to this file
 
@@ -57,11 +57,31 @@ VARIANTS: dict[str, tuple[dict, int]] = {
     "minmax": ({"method": "MinMax"}, 16),
     "full-leaky-ranges": ({"leaky_positive_ranges": False}, 16),
     "positive-leaky-ranges": ({"leaky_positive_ranges": True}, 16),
+    "no-float-activations": ({"float_activations": ()}, 16),
 }
 
 
 def keep(model: str, extra: tuple[str, ...]) -> dict:
     return {"keep_float": recipe_for(model).keep_float + extra}
+
+
+# activation-name fragments left float32 in addition to the recipe's (variants "float-...")
+EXTRA_FLOAT = {
+    "cs2fusion": {
+        "float-input": ("/model/Pad_",),
+        "float-first": ("/model/Pad_", "layers.0/Conv_output_0"),
+        "float-first-decoder": ("/model/Pad_", "layers.0/Conv_output_0", "decoder.2/Conv_output_0", "decoder.1/Conv_output_0"),
+    },
+    "coconet": {
+        "float-input": ("/model/Pad",),
+    },
+}
+
+
+def extra_changes(model: str, name: str) -> dict:
+    if name in EXTRA_FLOAT.get(model, {}):
+        return {"float_activations": tuple(dict.fromkeys(recipe_for(model).float_activations + EXTRA_FLOAT[model][name]))}
+    return keep(model, EXTRA_KEEP[model][name])
 
 
 # node-name fragments kept float32 in addition to the recipe's, per model (tried as variants "keep-...")
@@ -92,13 +112,20 @@ def quantised(model: str, fp32_bytes: bytes, size_multiple: int, name: str, cach
     if name in VARIANTS:
         changes, count = VARIANTS[name]
     else:
-        changes, count = keep(model, EXTRA_KEEP[model][name]), 16
+        changes, count = extra_changes(model, name), 16
     if "+" in name:  # combinations: "percentile+keep-decoder"
         changes, count = {}, 16
         for part in name.split("+"):
-            part_changes, part_count = VARIANTS[part] if part in VARIANTS else (keep(model, EXTRA_KEEP[model][part]), 16)
+            part_changes, part_count = VARIANTS[part] if part in VARIANTS else (extra_changes(model, part), 16)
             changes = {**changes, **part_changes}
             count = part_count if part_count != 16 else count
+    shipped_floats = recipe_for(model).float_activations
+    if (set(changes) == {"float_activations"} and count == 16
+            and set(shipped_floats) <= set(changes["float_activations"])):  # the shipped calibration: derive from its file
+        shipped = quantised(model, fp32_bytes, size_multiple, "shipped", cache).read_bytes()
+        extra = tuple(f for f in changes["float_activations"] if f not in shipped_floats)
+        path.write_bytes(float_activations(shipped, extra) if extra else shipped)
+        return path
     recipe = dataclasses.replace(recipe_for(model), **changes)
     pairs = calibration_pairs("roadscene:train", count)
     start = time.perf_counter()
@@ -143,7 +170,10 @@ def main() -> None:
     parser.add_argument("--models", default="cs2fusion,coconet")
     parser.add_argument("--variants", default="shipped",
                         help="comma-separated variants for every model, or per model: 'cs2fusion=a,b;coconet=c'")
-    parser.add_argument("--pairs", type=int, default=42, help="N tno42 pairs spread over the 42 (default all)")
+    parser.add_argument("--data", default="tno42:test",
+                        help="comma-separated NAME:SPLIT sets scored (default tno42:test; choose recipes on "
+                             "llvip:test,m3fd:test,fmb:test, the cross-sensor validation pairs)")
+    parser.add_argument("--pairs", type=int, default=42, help="N pairs spread over the sets (default 42: all of tno42)")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--size", default="640x480")
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/contrafuse-int8-accuracy"))
@@ -153,7 +183,7 @@ def main() -> None:
     args = parser.parse_args()
     args.cache_dir.mkdir(parents=True, exist_ok=True)
     cpu = torch.device("cpu")
-    pairs = dataset_pairs("tno42", "test")
+    pairs = [p for spec in args.data.split(",") for p in dataset_pairs(*spec.split(":", 1))]
     pairs = [pairs[int(i * len(pairs) / args.pairs)] for i in range(min(args.pairs, len(pairs)))]  # spread evenly
     pixels = [(read_image(p.ir), read_image(p.vis)) for p in pairs]
     prepared = [prepare_pair(ir=ir, vis=vis) for ir, vis in pixels]
@@ -161,7 +191,7 @@ def main() -> None:
     source = source_pair()
     ir_speed, vis_speed = resized(source[0], size), resized(source[1], size)
     per_model = dict(part.split("=", 1) for part in args.variants.split(";")) if "=" in args.variants else {}
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {len(pairs)} tno42 pairs; speed at {args.size}, "
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {len(pairs)} pairs of {args.data}; speed at {args.size}, "
           f"median of {args.repeats} interleaved calls after a warm-up", flush=True)
     table = []
     for model in args.models.split(","):
@@ -183,7 +213,7 @@ def main() -> None:
         if not args.no_accuracy:
             start = time.perf_counter()
             reference, reference_outputs = scores(ModelRunner(create_model(model, device=cpu), device=cpu), prepared, pixels)
-            print(f"  [{model} torch fp32 on tno42: {time.perf_counter() - start:.0f} s]", file=sys.stderr, flush=True)
+            print(f"  [{model} torch fp32 on {args.data}: {time.perf_counter() - start:.0f} s]", file=sys.stderr, flush=True)
         for name, runner in runners.items():
             row = {"model": model, "variant": name, "seconds": seconds[name],
                    "speedup": seconds["onnxruntime-fp32"] / seconds[name]}

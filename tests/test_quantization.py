@@ -166,3 +166,37 @@ def test_positive_leaky_ranges_quantise_what_the_activation_keeps_more_finely(tm
     assert zero_full > 60 and zero_positive == 0  # the range starts at 0: all 256 levels above it
     assert scale_positive == pytest.approx(scale_full * (255 - zero_full) / 255, rel=1e-6)
     assert conv_output_range(positive, "second") == conv_output_range(full, "second")  # feeds no LeakyReLU: as calibrated
+
+
+def test_float_activations_leave_the_named_tensors_unquantised_and_refuse_unknown_names(tmp_path):
+    import dataclasses
+
+    import onnxruntime as ort
+
+    from contrafuse.models.capabilities import Int8Recipe
+    from contrafuse.quantization import calibration_pairs, quantize_int8
+
+    graph = tmp_path / "tiny.onnx"
+    ir, vis = torch.rand(1, 1, 40, 56), torch.rand(1, 1, 40, 56)
+    net = _ConvLeakyConv().eval()
+    torch.onnx.export(net, (ir, vis), str(graph), input_names=["ir", "vis"], output_names=["fused"],
+                      opset_version=17, dynamo=False)
+    pairs = calibration_pairs(calibration_folders(tmp_path / "cal", 2), 2)
+    recipe = Int8Recipe(op_types=None, keep_float=(), why="test")
+    full = quantize_int8(graph.read_bytes(), recipe, pairs)
+    partial = quantize_int8(graph.read_bytes(), dataclasses.replace(recipe, float_activations=("first/Conv_output_0",)), pairs)
+
+    def quantised_inputs(data: bytes) -> set[str]:
+        return {n.input[0] for n in onnx.load_from_string(data).graph.node if n.op_type == "QuantizeLinear"}
+
+    conv_output = "/first/Conv_output_0"
+    assert conv_output in quantised_inputs(full) and conv_output not in quantised_inputs(partial)
+    assert quantised_inputs(full) - quantised_inputs(partial) == {conv_output}
+    feeds = {"ir": ir.numpy(), "vis": vis.numpy()}
+    with torch.no_grad():
+        reference = net(ir, vis).numpy()
+    errors = {name: float(np.abs(ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+                                 - reference).mean()) for name, data in (("full", full), ("partial", partial))}
+    assert errors["partial"] < errors["full"]  # one rounding fewer on the way
+    with pytest.raises(QuantizationError, match="no quantised activation matches 'renamed'"):
+        quantize_int8(graph.read_bytes(), dataclasses.replace(recipe, float_activations=("renamed",)), pairs)

@@ -25,6 +25,14 @@ that survives, at the price of the small negative outputs (the activation then a
 It suits a small negative slope only: CoCoNet's LeakyReLU(0.2) keeps a fifth of the negative
 half, and cutting it costs far more than it gains (docs/deployment.md).
 
+``float_activations`` in the recipe names activations whose Q/DQ pair is taken out after
+calibration. ONNX Runtime's ``nodes_to_exclude`` keeps a node's arithmetic in float32 but still
+quantises the tensors around it when a neighbour is quantised; removing the pair is what keeps the
+tensor itself exact. A sensitivity sweep (``benchmarks/int8_sensitivity.py``) finds which ones
+matter: in CS2Fusion nearly all the int8 error comes from the padded input images and the first
+convolution of each encoder, cheap layers (one input channel) whose 8-bit outputs every later
+layer builds on.
+
 What it costs in accuracy is model- and metric-dependent and is measured, not assumed: see
 docs/deployment.md (MI, VIF, Qabf and SSIM react to the sub-grey-level noise of 8-bit
 activations; EN, SD and SCD much less).
@@ -156,7 +164,43 @@ def quantize_int8(graph_bytes: bytes, recipe: Int8Recipe, pairs: list[PairFiles]
         finally:
             logging.getLogger().setLevel(quiet)
         quantised = target.read_bytes()
-    return positive_leaky_ranges(quantised) if recipe.leaky_positive_ranges else quantised
+    if recipe.leaky_positive_ranges:
+        quantised = positive_leaky_ranges(quantised)
+    return float_activations(quantised, recipe.float_activations) if recipe.float_activations else quantised
+
+
+def float_activations(graph_bytes: bytes, fragments: tuple[str, ...]) -> bytes:
+    """The QDQ graph with the QuantizeLinear / DequantizeLinear pairs of every activation whose
+    name contains one of ``fragments`` removed: the consumers read the float32 tensor. A
+    :class:`QuantizationError` when a fragment matches no quantised activation (a renamed layer
+    must not silently leave the recipe's precision behind)."""
+    import onnx
+
+    model = onnx.load_from_string(graph_bytes)
+    graph = model.graph
+    weights = {tensor.name for tensor in graph.initializer}
+    quantized = {node.output[0]: node.input[0] for node in graph.node if node.op_type == "QuantizeLinear"
+                 and node.input[0] not in weights and any(f in node.input[0] for f in fragments)}
+    unmatched = [f for f in fragments if not any(f in name for name in quantized.values())]
+    if unmatched:
+        raise QuantizationError(f"int8 recipe: no quantised activation matches {', '.join(map(repr, unmatched))}")
+    dequantized = {node.output[0]: quantized[node.input[0]] for node in graph.node
+                   if node.op_type == "DequantizeLinear" and node.input[0] in quantized}
+    nodes = [node for node in graph.node if node.output[0] not in quantized and node.output[0] not in dequantized]
+    for node in nodes:
+        for index, name in enumerate(node.input):
+            if name in dequantized:
+                node.input[index] = dequantized[name]
+    for output in graph.output:
+        if output.name in dequantized:
+            output.name = dequantized[output.name]
+    used = {name for node in nodes for name in node.input}
+    del graph.node[:]
+    graph.node.extend(nodes)
+    kept = [tensor for tensor in graph.initializer if tensor.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    return model.SerializeToString()
 
 
 def positive_leaky_ranges(graph_bytes: bytes) -> bytes:

@@ -25,7 +25,9 @@ class Int8Recipe:
     ``Distribution``; ``percentile`` for ``Percentile``), ``per_channel`` weight scales,
     ``reduce_range`` (7-bit weights), ``activation_symmetric`` (activations centred on zero),
     ``quant_format`` (``QDQ`` or ``QOperator``), ``leaky_positive_ranges`` (the 8-bit range of a
-    convolution output that only feeds a LeakyReLU starts at 0: see :mod:`contrafuse.quantization`).
+    convolution output that only feeds a LeakyReLU starts at 0: see :mod:`contrafuse.quantization`),
+    ``float_activations`` (fragments of activation tensor names left unquantised after calibration:
+    their consumers read float32, so a layer whose input and output are both listed runs in float32).
     """
 
     op_types: tuple[str, ...] | None
@@ -38,6 +40,7 @@ class Int8Recipe:
     activation_symmetric: bool = False
     quant_format: str = "QDQ"
     leaky_positive_ranges: bool = False
+    float_activations: tuple[str, ...] = ()
 
     def describe(self) -> str:
         """The settings, for the file's metadata."""
@@ -45,8 +48,9 @@ class Int8Recipe:
         weights = "per output channel" if self.per_channel else "per tensor"
         activations = "int8 symmetric" if self.activation_symmetric else "uint8"
         leaky = "; convolution outputs feeding a LeakyReLU quantised over their positive range" if self.leaky_positive_ranges else ""
+        floats = f"; activations kept float32: {', '.join(self.float_activations)}" if self.float_activations else ""
         return (f"{self.quant_format} format, {method} calibration; weights int8 symmetric {weights}"
-                f"{' (reduced range)' if self.reduce_range else ''}, activations {activations} per tensor{leaky}")
+                f"{' (reduced range)' if self.reduce_range else ''}, activations {activations} per tensor{leaky}{floats}")
 
 
 @dataclass(frozen=True)
