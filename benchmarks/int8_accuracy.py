@@ -57,7 +57,7 @@ VARIANTS: dict[str, tuple[dict, int]] = {
     "minmax": ({"method": "MinMax"}, 16),
     "full-leaky-ranges": ({"leaky_positive_ranges": False}, 16),
     "positive-leaky-ranges": ({"leaky_positive_ranges": True}, 16),
-    "no-float-activations": ({"float_activations": ()}, 16),
+    "no-float-activations": ({"float_activations": ()}, 16),  # the recipe before 2026-12-07
 }
 
 
@@ -69,7 +69,6 @@ def keep(model: str, extra: tuple[str, ...]) -> dict:
 EXTRA_FLOAT = {
     "cs2fusion": {
         "float-input": ("/model/Pad_",),
-        "float-first": ("/model/Pad_", "layers.0/Conv_output_0"),
         "float-first-decoder": ("/model/Pad_", "layers.0/Conv_output_0", "decoder.2/Conv_output_0", "decoder.1/Conv_output_0"),
     },
     "coconet": {
