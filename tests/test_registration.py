@@ -150,7 +150,8 @@ def test_verify_refuses_an_ambiguous_medical_pair_the_confidence_lets_through(da
     assert corner_error(unverified.matrix, truth, moving.shape) > 10  # wrong, and not caught at 0.25
     with pytest.raises(RegistrationError, match="SPECT 75: cannot register .*two directions disagree"):
         estimate(ir=moving, vis=fixed, mode="affine", verify=True, min_confidence=0.25, name="SPECT 75")
-    with pytest.raises(RegistrationError, match="confidence 0.28. is below 0.300"):  # the default refuses it
+    # the default refuses it (0.27-0.28 across OpenCV builds: the value is not the point, the refusal is)
+    with pytest.raises(RegistrationError, match=r"confidence 0\.2\d\d is below 0\.300"):
         estimate(ir=moving, vis=fixed, mode="affine", name="SPECT 75")
 
 
