@@ -25,7 +25,8 @@ import onnxruntime as ort
 
 from contrafuse.data import dataset_pairs
 from contrafuse.export import export_onnx
-from contrafuse.quantization import calibration_feeds, calibration_pairs, quantize_int8, recipe_for
+from contrafuse.quantization import (calibration_feeds, calibration_pairs, quantize_int8, quantized_activations,
+                                     recipe_for, without_quantization)
 from deploy import resized, source_pair  # benchmarks/deploy.py, next to this file
 
 VALIDATION = ("llvip:test", "m3fd:test", "fmb:test")
@@ -34,34 +35,6 @@ VALIDATION = ("llvip:test", "m3fd:test", "fmb:test")
 def validation_pairs(count: int) -> list:
     pairs = [p for spec in VALIDATION for p in dataset_pairs(*spec.split(":"))]
     return [pairs[int(i * len(pairs) / count)] for i in range(min(count, len(pairs)))]
-
-
-def activation_quantizers(model: onnx.ModelProto) -> list[str]:
-    """Input tensor names of the QuantizeLinear nodes that quantise activations (not weights)."""
-    weights = {t.name for t in model.graph.initializer}
-    return [n.input[0] for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in weights]
-
-
-def without_quantization(model: onnx.ModelProto, tensors: set[str]) -> bytes:
-    """The graph with the Q/DQ pairs of ``tensors`` removed: their consumers read the float tensor."""
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    graph = copy.graph
-    quantized = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] in tensors}
-    dequantized = {n.output[0]: quantized[n.input[0]] for n in graph.node
-                   if n.op_type == "DequantizeLinear" and n.input[0] in quantized}
-    keep = [n for n in graph.node if not (n.op_type == "QuantizeLinear" and n.input[0] in tensors)
-            and not (n.op_type == "DequantizeLinear" and n.input[0] in quantized)]
-    for node in keep:
-        for i, name in enumerate(node.input):
-            if name in dequantized:
-                node.input[i] = dequantized[name]
-    for output in graph.output:
-        if output.name in dequantized:
-            raise ValueError(f"{output.name} is a graph output")
-    del graph.node[:]
-    graph.node.extend(keep)
-    return copy.SerializeToString()
 
 
 def central_crop(feeds: dict[str, np.ndarray], side: int) -> dict[str, np.ndarray]:
@@ -119,15 +92,15 @@ def main() -> None:
     if not int8_path.exists():
         int8_path.write_bytes(quantize_int8(fp32.SerializeToString(), recipe_for(args.model),
                                             calibration_pairs(), multiple))
-    int8 = onnx.load(str(int8_path))
+    int8 = int8_path.read_bytes()
     pairs = validation_pairs(args.pairs)
     feeds = [central_crop(f, args.crop) for f in calibration_feeds(pairs, multiple)]
     references = outputs(session(fp32.SerializeToString(), args.threads), feeds)
     print(f"{args.model}: {len(pairs)} validation pairs ({', '.join(p.name for p in pairs)})")
-    print(f"shipped int8: {psnr(outputs(session(int8.SerializeToString(), args.threads), feeds), references):.2f} dB")
+    print(f"shipped int8: {psnr(outputs(session(int8, args.threads), feeds), references):.2f} dB")
 
     gains = []
-    for tensor in activation_quantizers(int8):
+    for tensor in quantized_activations(int8):
         value = psnr(outputs(session(without_quantization(int8, {tensor}), args.threads), feeds), references)
         gains.append((value, tensor))
         print(f"  float {tensor}: {value:.2f} dB", flush=True)

@@ -174,16 +174,32 @@ def float_activations(graph_bytes: bytes, fragments: tuple[str, ...]) -> bytes:
     name contains one of ``fragments`` removed: the consumers read the float32 tensor. A
     :class:`QuantizationError` when a fragment matches no quantised activation (a renamed layer
     must not silently leave the recipe's precision behind)."""
+    names = quantized_activations(graph_bytes)
+    unmatched = [f for f in fragments if not any(f in name for name in names)]
+    if unmatched:
+        raise QuantizationError(f"int8 recipe: no quantised activation matches {', '.join(map(repr, unmatched))}")
+    return without_quantization(graph_bytes, {name for name in names if any(f in name for f in fragments)})
+
+
+def quantized_activations(graph_bytes: bytes) -> list[str]:
+    """Names of the tensors a QDQ graph quantises that are not weights (inputs of its activation QuantizeLinears)."""
+    import onnx
+
+    graph = onnx.load_from_string(graph_bytes).graph
+    weights = {tensor.name for tensor in graph.initializer}
+    return [node.input[0] for node in graph.node if node.op_type == "QuantizeLinear" and node.input[0] not in weights]
+
+
+def without_quantization(graph_bytes: bytes, tensors: set[str]) -> bytes:
+    """The QDQ graph with the QuantizeLinear / DequantizeLinear pairs of exactly ``tensors``
+    (activation names) removed, and the initialisers only they used."""
     import onnx
 
     model = onnx.load_from_string(graph_bytes)
     graph = model.graph
     weights = {tensor.name for tensor in graph.initializer}
     quantized = {node.output[0]: node.input[0] for node in graph.node if node.op_type == "QuantizeLinear"
-                 and node.input[0] not in weights and any(f in node.input[0] for f in fragments)}
-    unmatched = [f for f in fragments if not any(f in name for name in quantized.values())]
-    if unmatched:
-        raise QuantizationError(f"int8 recipe: no quantised activation matches {', '.join(map(repr, unmatched))}")
+                 and node.input[0] not in weights and node.input[0] in tensors}
     dequantized = {node.output[0]: quantized[node.input[0]] for node in graph.node
                    if node.op_type == "DequantizeLinear" and node.input[0] in quantized}
     nodes = [node for node in graph.node if node.output[0] not in quantized and node.output[0] not in dequantized]
