@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import statistics
 import sys
 import time
@@ -32,10 +33,11 @@ import torch
 
 from contrafuse import metrics
 from contrafuse.data import dataset_pairs
-from contrafuse.export import OnnxModel, _with_metadata, export_onnx
+from contrafuse.export import OnnxModel, export_onnx, with_metadata
 from contrafuse.fusion import FuseOptions, finish_pair, fuse_luma_batch, prepare_pair
 from contrafuse.io import read_image
 from contrafuse.models import create_model
+from contrafuse.onnx_cache import weights_digest
 from contrafuse.quantization import calibration_pairs, float_activations, quantize_int8, recipe_for
 from contrafuse.runtime import ModelRunner
 from deploy import resized, source_pair  # benchmarks/deploy.py, next to this file
@@ -103,34 +105,44 @@ def parse_size(text: str) -> tuple[int, int]:
     return height, width
 
 
-def quantised(model: str, fp32_bytes: bytes, size_multiple: int, name: str, cache: Path) -> Path:
-    """The int8 file of variant ``name`` (cached)."""
-    path = cache / f"{model}_int8_{name}.onnx"
-    if path.exists():
-        return path
-    if name in VARIANTS:
-        changes, count = VARIANTS[name]
-    else:
-        changes, count = extra_changes(model, name), 16
+def variant_changes(model: str, name: str) -> tuple[dict, int]:
+    """Changes to ``model``'s recipe and the number of calibration pairs of variant ``name``."""
     if "+" in name:  # combinations: "percentile+keep-decoder"
         changes, count = {}, 16
         for part in name.split("+"):
-            part_changes, part_count = VARIANTS[part] if part in VARIANTS else (extra_changes(model, part), 16)
+            part_changes, part_count = variant_changes(model, part)
             changes = {**changes, **part_changes}
             count = part_count if part_count != 16 else count
-    shipped_floats = recipe_for(model).float_activations
-    if (set(changes) == {"float_activations"} and count == 16
-            and set(shipped_floats) <= set(changes["float_activations"])):  # the shipped calibration: derive from its file
-        shipped = quantised(model, fp32_bytes, size_multiple, "shipped", cache).read_bytes()
-        extra = tuple(f for f in changes["float_activations"] if f not in shipped_floats)
-        path.write_bytes(float_activations(shipped, extra) if extra else shipped)
-        return path
+        return changes, count
+    return VARIANTS[name] if name in VARIANTS else (extra_changes(model, name), 16)
+
+
+def file_key(*parts: object) -> str:
+    """12 hex digits over what a cached file depends on, so that a changed recipe, weights file
+    or runtime never reuses a stale one."""
+    import onnxruntime
+
+    digest = hashlib.sha256(repr((*parts, onnxruntime.__version__)).encode())
+    return digest.hexdigest()[:12]
+
+
+def quantised(model: str, fp32_bytes: bytes, size_multiple: int, name: str, cache: Path) -> Path:
+    """The int8 file of variant ``name`` (cached under a key of the fp32 graph, the recipe and the runtime)."""
+    changes, count = variant_changes(model, name)
     recipe = dataclasses.replace(recipe_for(model), **changes)
+    path = cache / f"{model}_int8_{name}_{file_key(hashlib.sha256(fp32_bytes).hexdigest(), recipe, count)}.onnx"
+    if path.exists():
+        return path
+    if set(changes) <= {"float_activations"} and count == 16 and recipe.float_activations:
+        # float activations are taken out after calibration: one calibrated file serves every such variant
+        calibrated = quantised(model, fp32_bytes, size_multiple, "no-float-activations", cache).read_bytes()
+        path.write_bytes(float_activations(calibrated, recipe.float_activations))
+        return path
     pairs = calibration_pairs("roadscene:train", count)
     start = time.perf_counter()
     data = quantize_int8(fp32_bytes, recipe, pairs, size_multiple)
     print(f"  [{model} {name}: quantised in {time.perf_counter() - start:.0f} s]", file=sys.stderr, flush=True)
-    path.write_bytes(_with_metadata(data, {"contrafuse_precision": "int8", "size_multiple": str(size_multiple)}))
+    path.write_bytes(with_metadata(data, {"contrafuse_precision": "int8", "size_multiple": str(size_multiple)}))
     return path
 
 
@@ -194,7 +206,7 @@ def main() -> None:
           f"median of {args.repeats} interleaved calls after a warm-up", flush=True)
     table = []
     for model in args.models.split(","):
-        fp32_path = args.cache_dir / f"{model}_fp32.onnx"
+        fp32_path = args.cache_dir / f"{model}_fp32_{file_key(weights_digest(create_model(model, device=cpu)))}.onnx"
         if not fp32_path.exists():
             export_onnx(model, fp32_path)
         fp32 = OnnxModel(fp32_path, cpu)

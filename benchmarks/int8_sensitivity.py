@@ -15,6 +15,7 @@ first, and each step prints its PSNR and its speed against ONNX Runtime fp32 at 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import statistics
 import time
 from pathlib import Path
@@ -25,9 +26,12 @@ import onnxruntime as ort
 
 from contrafuse.data import dataset_pairs
 from contrafuse.export import export_onnx
+from contrafuse.models import create_model
+from contrafuse.onnx_cache import weights_digest
 from contrafuse.quantization import (calibration_feeds, calibration_pairs, quantize_int8, quantized_activations,
                                      recipe_for, without_quantization)
 from deploy import resized, source_pair  # benchmarks/deploy.py, next to this file
+from int8_accuracy import file_key
 
 VALIDATION = ("llvip:test", "m3fd:test", "fmb:test")
 
@@ -83,12 +87,13 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/contrafuse-int8-sensitivity"))
     args = parser.parse_args()
     args.cache_dir.mkdir(parents=True, exist_ok=True)
-    fp32_path = args.cache_dir / f"{args.model}_fp32.onnx"
+    fp32_path = args.cache_dir / f"{args.model}_fp32_{file_key(weights_digest(create_model(args.model, device='cpu')))}.onnx"
     if not fp32_path.exists():
         export_onnx(args.model, fp32_path)
     fp32 = onnx.load(str(fp32_path))
     multiple = int({p.key: p.value for p in fp32.metadata_props}.get("size_multiple", "1"))
-    int8_path = args.cache_dir / f"{args.model}_int8.onnx"
+    fp32_digest = hashlib.sha256(fp32.SerializeToString()).hexdigest()
+    int8_path = args.cache_dir / f"{args.model}_int8_{file_key(fp32_digest, recipe_for(args.model))}.onnx"
     if not int8_path.exists():
         int8_path.write_bytes(quantize_int8(fp32.SerializeToString(), recipe_for(args.model),
                                             calibration_pairs(), multiple))

@@ -196,7 +196,8 @@ def _trace_to_bytes(model: nn.Module, opset: int) -> bytes:
     return buffer.getvalue()
 
 
-def _with_metadata(data: bytes, entries: dict[str, str]) -> bytes:
+def with_metadata(data: bytes, entries: dict[str, str]) -> bytes:
+    """``data`` (an ONNX model's bytes) with ``entries`` added to its metadata, checked."""
     onnx = _require("onnx")
     proto = onnx.load_from_string(data)
     for key, value in entries.items():
@@ -328,7 +329,7 @@ def export_onnx(
     if precision == "int8":
         data, int8_entries = _quantize(data, recipe, size_multiple, calibration_set)
         metadata.update(int8_entries)
-    return write_bytes(out, _with_metadata(data, metadata), overwrite=overwrite)
+    return write_bytes(out, with_metadata(data, metadata), overwrite=overwrite)
 
 
 def _calibration_set(calibration: str | None, count: int | None,
