@@ -37,7 +37,7 @@ from contrafuse.export import OnnxModel, export_onnx, with_metadata
 from contrafuse.fusion import FuseOptions, finish_pair, fuse_luma_batch, prepare_pair
 from contrafuse.io import read_image
 from contrafuse.models import create_model
-from contrafuse.onnx_cache import weights_digest
+from contrafuse.onnx_cache import export_key
 from contrafuse.quantization import calibration_pairs, float_activations, quantize_int8, recipe_for
 from contrafuse.runtime import ModelRunner
 from deploy import resized, source_pair  # benchmarks/deploy.py, next to this file
@@ -206,7 +206,7 @@ def main() -> None:
           f"median of {args.repeats} interleaved calls after a warm-up", flush=True)
     table = []
     for model in args.models.split(","):
-        fp32_path = args.cache_dir / f"{model}_fp32_{file_key(weights_digest(create_model(model, device=cpu)))}.onnx"
+        fp32_path = args.cache_dir / f"{model}_fp32_{export_key(model, create_model(model, device=cpu))}.onnx"
         if not fp32_path.exists():
             export_onnx(model, fp32_path)
         fp32 = OnnxModel(fp32_path, cpu)

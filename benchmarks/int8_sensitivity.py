@@ -27,7 +27,7 @@ import onnxruntime as ort
 from contrafuse.data import dataset_pairs
 from contrafuse.export import export_onnx
 from contrafuse.models import create_model
-from contrafuse.onnx_cache import weights_digest
+from contrafuse.onnx_cache import export_key
 from contrafuse.quantization import (calibration_feeds, calibration_pairs, quantize_int8, quantized_activations,
                                      recipe_for, without_quantization)
 from deploy import resized, source_pair  # benchmarks/deploy.py, next to this file
@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/contrafuse-int8-sensitivity"))
     args = parser.parse_args()
     args.cache_dir.mkdir(parents=True, exist_ok=True)
-    fp32_path = args.cache_dir / f"{args.model}_fp32_{file_key(weights_digest(create_model(args.model, device='cpu')))}.onnx"
+    fp32_path = args.cache_dir / f"{args.model}_fp32_{export_key(args.model, create_model(args.model, device='cpu'))}.onnx"
     if not fp32_path.exists():
         export_onnx(args.model, fp32_path)
     fp32 = onnx.load(str(fp32_path))
