@@ -3,7 +3,8 @@
     PYTHONPATH=src python benchmarks/int8_accuracy.py [--models cs2fusion,coconet]
         [--variants shipped,percentile,...] [--pairs 42] [--repeats 7] [--size 640x480] [--cache-dir DIR]
 
-For each model: the shipped fp32 weights are exported once; each variant is a change of the
+For each model: the shipped fp32 weights are exported once (the default backend's cached
+export, in the user's cache folder; ``--cache-dir`` holds the int8 files); each variant is a change of the
 model's int8 recipe (its registry entry's ``capabilities.int8``; see :data:`VARIANTS`),
 quantised with it. Then:
 
@@ -33,11 +34,11 @@ import torch
 
 from contrafuse import metrics
 from contrafuse.data import dataset_pairs
-from contrafuse.export import OnnxModel, export_onnx, with_metadata
+from contrafuse.export import OnnxModel, with_metadata
 from contrafuse.fusion import FuseOptions, finish_pair, fuse_luma_batch, prepare_pair
 from contrafuse.io import read_image
 from contrafuse.models import create_model
-from contrafuse.onnx_cache import export_key
+from contrafuse.onnx_cache import cached_export
 from contrafuse.quantization import calibration_pairs, float_activations, quantize_int8, recipe_for
 from contrafuse.runtime import ModelRunner
 from deploy import resized, source_pair  # benchmarks/deploy.py, next to this file
@@ -206,9 +207,8 @@ def main() -> None:
           f"median of {args.repeats} interleaved calls after a warm-up", flush=True)
     table = []
     for model in args.models.split(","):
-        fp32_path = args.cache_dir / f"{model}_fp32_{export_key(model, create_model(model, device=cpu))}.onnx"
-        if not fp32_path.exists():
-            export_onnx(model, fp32_path)
+        network = create_model(model, device=cpu)
+        fp32_path = cached_export(model, network)  # the default backend's export, in the user's cache folder
         fp32 = OnnxModel(fp32_path, cpu)
         import onnx
 
@@ -223,7 +223,7 @@ def main() -> None:
         reference = None
         if not args.no_accuracy:
             start = time.perf_counter()
-            reference, reference_outputs = scores(ModelRunner(create_model(model, device=cpu), device=cpu), prepared, pixels)
+            reference, reference_outputs = scores(ModelRunner(network, device=cpu), prepared, pixels)
             print(f"  [{model} torch fp32 on {args.data}: {time.perf_counter() - start:.0f} s]", file=sys.stderr, flush=True)
         for name, runner in runners.items():
             row = {"model": model, "variant": name, "seconds": seconds[name],

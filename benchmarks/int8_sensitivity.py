@@ -25,9 +25,8 @@ import onnx
 import onnxruntime as ort
 
 from contrafuse.data import dataset_pairs
-from contrafuse.export import export_onnx
 from contrafuse.models import create_model
-from contrafuse.onnx_cache import export_key
+from contrafuse.onnx_cache import cached_export
 from contrafuse.quantization import (calibration_feeds, calibration_pairs, quantize_int8, quantized_activations,
                                      recipe_for, without_quantization)
 from deploy import resized, source_pair  # benchmarks/deploy.py, next to this file
@@ -87,20 +86,18 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/contrafuse-int8-sensitivity"))
     args = parser.parse_args()
     args.cache_dir.mkdir(parents=True, exist_ok=True)
-    fp32_path = args.cache_dir / f"{args.model}_fp32_{export_key(args.model, create_model(args.model, device='cpu'))}.onnx"
-    if not fp32_path.exists():
-        export_onnx(args.model, fp32_path)
-    fp32 = onnx.load(str(fp32_path))
+    fp32 = onnx.load(str(cached_export(args.model, create_model(args.model, device="cpu"))))
     multiple = int({p.key: p.value for p in fp32.metadata_props}.get("size_multiple", "1"))
-    fp32_digest = hashlib.sha256(fp32.SerializeToString()).hexdigest()
+    fp32_bytes = fp32.SerializeToString()
+    fp32_digest = hashlib.sha256(fp32_bytes).hexdigest()
     int8_path = args.cache_dir / f"{args.model}_int8_{file_key(fp32_digest, recipe_for(args.model))}.onnx"
     if not int8_path.exists():
-        int8_path.write_bytes(quantize_int8(fp32.SerializeToString(), recipe_for(args.model),
+        int8_path.write_bytes(quantize_int8(fp32_bytes, recipe_for(args.model),
                                             calibration_pairs(), multiple))
     int8 = int8_path.read_bytes()
     pairs = validation_pairs(args.pairs)
     feeds = [central_crop(f, args.crop) for f in calibration_feeds(pairs, multiple)]
-    references = outputs(session(fp32.SerializeToString(), args.threads), feeds)
+    references = outputs(session(fp32_bytes, args.threads), feeds)
     print(f"{args.model}: {len(pairs)} validation pairs ({', '.join(p.name for p in pairs)})")
     print(f"shipped int8: {psnr(outputs(session(int8, args.threads), feeds), references):.2f} dB")
 
@@ -113,7 +110,7 @@ def main() -> None:
 
     ir, vis, _ = source_pair()
     speed_feed = {role: resized(image, (480, 640))[None, None] for role, image in (("ir", ir), ("vis", vis))}
-    base = seconds(session(fp32.SerializeToString(), args.threads), speed_feed, args.repeats)
+    base = seconds(session(fp32_bytes, args.threads), speed_feed, args.repeats)
     print("\n| float32 activations (worst first) | PSNR vs fp32, dB | speed-up vs ORT fp32 |\n|---|---:|---:|")
     chosen: set[str] = set()
     for k in range(args.top + 1):
