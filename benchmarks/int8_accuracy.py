@@ -2,11 +2,13 @@
 
     PYTHONPATH=src python benchmarks/int8_accuracy.py [--models cs2fusion,coconet]
         [--variants shipped,percentile,...] [--pairs 42] [--repeats 7] [--size 640x480] [--cache-dir DIR]
+        [--int8-weights FILE]
 
 For each model: the shipped fp32 weights are exported once (the default backend's cached
 export, in the user's cache folder; ``--cache-dir`` holds the int8 files); each variant is a change of the
 model's int8 recipe (its registry entry's ``capabilities.int8``; see :data:`VARIANTS`),
-quantised with it. Then:
+quantised with it (from ``--int8-weights`` instead when given, e.g. a quantisation-aware fine-tune
+from ``benchmarks/int8_qat.py``; the reference stays the shipped fp32 weights). Then:
 
 * speed: one call at ``--size`` (TNO pair 01 resized), ONNX Runtime fp32 and every variant,
   **interleaved** (each repeat times every session once, in turn), so that load from other
@@ -189,6 +191,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--size", default="640x480")
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/contrafuse-int8-accuracy"))
+    parser.add_argument("--int8-weights", type=Path, default=None,
+                        help="weights file the int8 variants are quantised from (e.g. a quantisation-aware "
+                             "fine-tune); the fp32 reference stays the shipped weights")
     parser.add_argument("--no-accuracy", action="store_true")
     parser.add_argument("--score-ort-fp32", action="store_true",
                         help="also score ONNX Runtime fp32 on tno42 (it matches torch fp32 to 0.00 %%; off to save time)")
@@ -212,7 +217,8 @@ def main() -> None:
         fp32 = OnnxModel(fp32_path, cpu)
         import onnx
 
-        proto = onnx.load(str(fp32_path))
+        int8_source = cached_export(model, create_model(model, args.int8_weights, device=cpu)) if args.int8_weights else fp32_path
+        proto = onnx.load(str(int8_source))
         del proto.metadata_props[:]  # the variants get their own
         fp32_bytes = proto.SerializeToString()
         runners = {"onnxruntime-fp32": ModelRunner(fp32, device=cpu)}
