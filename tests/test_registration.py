@@ -22,7 +22,7 @@ from conftest import REPO_ROOT, require_path
 from contrafuse.cli.main import main as cli_main
 from contrafuse.errors import ContrafuseError, RegistrationError, WriteError
 from contrafuse.io import read_image, write_image
-from contrafuse.registration import Registration, SearchRange, align_folders, align_pair, estimate
+from contrafuse.registration import VERIFY_BELOW, Registration, SearchRange, align_folders, align_pair, estimate
 
 MARGIN = 0.1
 
@@ -108,7 +108,7 @@ def test_each_mode_recovers_a_known_warp_of_a_real_pair(data_dir, mode, kwargs, 
     truth = about_centre(width, height, shift=(shift[0] * width, shift[1] * height), **kwargs)
     moving, fixed, moving_crop = misalign(ir, vis, truth)
     found = estimate(ir=moving, vis=fixed, mode=mode)
-    source = estimate(ir=moving_crop, vis=fixed, mode=mode, initial=np.eye(3), min_confidence=0.0)
+    source = estimate(ir=moving_crop, vis=fixed, mode=mode, initial=np.eye(3), min_confidence=0.0, verify_below=0.0)
     assert found.mode == mode and found.direction == "ir_to_vis"
     assert corner_error(found.matrix, source.matrix @ truth, moving.shape) < BOUND[mode]
     # far from the start: the identity (or the search grid alone) would miss by tens of pixels
@@ -134,7 +134,7 @@ def test_medical_ct_affine_against_the_reregistered_source(data_dir):
     truth = about_centre(width, height, angle=4.0, scale=1.12, shift=(10.0, -8.0))
     moving, fixed, moving_crop = misalign(ir, vis, truth)
     found = estimate(ir=moving, vis=fixed, mode="affine", verify=True)
-    source = estimate(ir=moving_crop, vis=fixed, mode="affine", initial=np.eye(3), min_confidence=0.0)
+    source = estimate(ir=moving_crop, vis=fixed, mode="affine", initial=np.eye(3), min_confidence=0.0, verify_below=0.0)
     assert corner_error(found.matrix, source.matrix @ truth, moving.shape) < BOUND["affine"]
 
 
@@ -146,13 +146,17 @@ def test_verify_refuses_an_ambiguous_medical_pair_the_confidence_lets_through(da
     width, height = crop_size(vis)
     truth = about_centre(width, height, angle=4.0, scale=1.15, shift=(10.0, -8.0))
     moving, fixed, _ = misalign(ir, vis, truth)
-    unverified = estimate(ir=moving, vis=fixed, mode="affine", min_confidence=0.25, name="SPECT 75")
+    unverified = estimate(ir=moving, vis=fixed, mode="affine", min_confidence=0.25, verify_below=0.0, name="SPECT 75")
     assert corner_error(unverified.matrix, truth, moving.shape) > 10  # wrong, and not caught at 0.25
     with pytest.raises(RegistrationError, match="SPECT 75: cannot register .*two directions disagree"):
         estimate(ir=moving, vis=fixed, mode="affine", verify=True, min_confidence=0.25, name="SPECT 75")
-    # the default refuses it (0.27-0.28 across OpenCV builds: the value is not the point, the refusal is)
-    with pytest.raises(RegistrationError, match=r"confidence 0\.2\d\d is below 0\.300"):
+    # the defaults refuse it: its confidence is in the band below VERIFY_BELOW, so the two-way check runs
+    assert unverified.confidence < VERIFY_BELOW
+    with pytest.raises(RegistrationError, match="SPECT 75: cannot register .*two directions disagree"):
         estimate(ir=moving, vis=fixed, mode="affine", name="SPECT 75")
+    # without the check, 0.30 (the threshold calibrated for that) refuses it on the confidence alone
+    with pytest.raises(RegistrationError, match=r"confidence 0\.2\d\d is below 0\.300"):
+        estimate(ir=moving, vis=fixed, mode="affine", min_confidence=0.30, verify_below=0.0, name="SPECT 75")
 
 
 def test_different_resolutions_visible_upscaled(data_dir):
@@ -164,7 +168,7 @@ def test_different_resolutions_visible_upscaled(data_dir):
     big = cv2.resize(fixed, (round(fixed.shape[1] * 1.5), round(fixed.shape[0] * 1.5)), interpolation=cv2.INTER_CUBIC)
     upscale = np.array([[1.5, 0, 0.25], [0, 1.5, 0.25], [0, 0, 1.0]])  # pixel centres: x' = (x + .5) 1.5 - .5
     found = estimate(ir=moving, vis=big, mode="affine")
-    source = estimate(ir=moving_crop, vis=fixed, mode="affine", initial=np.eye(3), min_confidence=0.0)
+    source = estimate(ir=moving_crop, vis=fixed, mode="affine", initial=np.eye(3), min_confidence=0.0, verify_below=0.0)
     assert found.fixed_shape == big.shape[:2] and found.moving_shape == moving.shape[:2]
     assert corner_error(found.matrix, upscale @ source.matrix @ truth, moving.shape) < 1.5 * BOUND["affine"]
     warped = found.warp(moving)

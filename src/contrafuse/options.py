@@ -14,7 +14,7 @@ from typing import Any
 
 from .alignment import AlignOptionError, as_registration, check_min_confidence, check_mode, resolve_direction
 from .errors import ContrafuseError
-from .registration import DEFAULT_MIN_CONFIDENCE, FINE_STAGES, Registration
+from .registration import DEFAULT_MIN_CONFIDENCE, FINE_STAGES, VERIFY_BELOW, Registration
 from .thermal import IrRange, parse_ir_range
 
 BACKENDS = ("auto", "torch", "onnxruntime")  # how a registered model runs; see contrafuse.onnx_cache
@@ -122,6 +122,8 @@ class FuseOptions:
       ``min_confidence``: estimated pairs whose confidence is lower are refused (default
       :data:`~contrafuse.registration.DEFAULT_MIN_CONFIDENCE`); ``verify``: register each pair
       both ways and refuse a disagreement (twice the time; see ``docs/registration.md``);
+      ``verify_below``: without ``verify``, that check for pairs whose confidence is below this
+      (default :data:`~contrafuse.registration.VERIFY_BELOW`; 0: never);
       ``fine``: the last refinement stage, ``ecc`` (default) or ``mattes`` (SimpleITK).
     """
 
@@ -141,6 +143,7 @@ class FuseOptions:
     align_every: int = 0
     min_confidence: float = DEFAULT_MIN_CONFIDENCE
     verify: bool = False
+    verify_below: float = VERIFY_BELOW
     fine: str = "ecc"
 
     def __post_init__(self) -> None:
@@ -156,6 +159,8 @@ class FuseOptions:
             raise AlignOptionError(f"align_every must be >= 0 (0: once, on the first frame), got {self.align_every}")
         object.__setattr__(self, "min_confidence", check_min_confidence(self.min_confidence))
         object.__setattr__(self, "verify", bool(self.verify))
+        if not 0.0 <= float(self.verify_below) <= 1.0:
+            raise AlignOptionError(f"verify_below must be in [0, 1], got {self.verify_below!r}")
         if self.fine not in FINE_STAGES:
             raise AlignOptionError(f"fine must be one of {', '.join(FINE_STAGES)}, got {self.fine!r}")
         object.__setattr__(self, "color", choice_of(Color, self.color, "color"))

@@ -170,7 +170,7 @@ def prepare_pair(
         moving = ir if bounds is None else ir_y.astype(np.float32)
         registration = estimate(ir=moving, vis=vis, mode=options.align, direction=options.warp_direction,
                                 initial=initial, min_confidence=options.min_confidence, verify=options.verify,
-                                fine=options.fine, name=pair_name(names))
+                                verify_below=options.verify_below, fine=options.fine, name=pair_name(names))
     if registration is not None:
         check_fits(registration, ir_shape=ir.shape, vis_shape=vis.shape, name=pair_name(names))
         if registration.moving_role == "ir":

@@ -24,6 +24,7 @@ from pathlib import Path
 from ..errors import ContrafuseError, ImageWriteError, RegistrationError
 from ..registration import (
     DEFAULT_MIN_CONFIDENCE,
+    VERIFY_BELOW,
     DEFAULT_WORKING_SIZE,
     DIRECTION_CHOICES,
     FINE_STAGES,
@@ -58,6 +59,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--verify", action="store_true",
                         help="also register the other way round and refuse a disagreement (twice the time; "
                         "recommended for medical pairs)")
+    parser.add_argument("--verify-below", type=float, default=VERIFY_BELOW, metavar="C",
+                        help=f"without --verify, that check for pairs whose confidence is below C (default "
+                        f"{VERIFY_BELOW}; 0: never, and then raise --min-confidence to 0.30)")
     parser.add_argument("--fine", choices=FINE_STAGES, default="ecc",
                         help="last refinement stage: ecc (default) or mattes (Mattes mutual information, SimpleITK: "
                         "pip install 'contrafuse[itk]'; translation and affine)")
@@ -79,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     if args.working_size < 32:
         raise ContrafuseError(f"--working-size must be at least 32, got {args.working_size}")
     options = {"mode": args.mode, "direction": args.direction, "min_confidence": args.min_confidence,
-               "verify": args.verify, "working_size": args.working_size, "fine": args.fine}
+               "verify": args.verify, "verify_below": args.verify_below, "working_size": args.working_size, "fine": args.fine}
     if args.rig:
         return _run_rig(args, options)
     if args.ir.is_dir():

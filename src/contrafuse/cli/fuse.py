@@ -12,7 +12,7 @@ from ..io import is_video, pair_folders, write_image
 from ..models import DEFAULT_MODEL
 from ..options import BACKENDS as FUSE_BACKENDS
 from ..options import Color, FuseOptions, Gamut, Precision, Rounding, parse_model_options
-from ..registration import DEFAULT_MIN_CONFIDENCE, DIRECTION_CHOICES, FINE_STAGES, MODES, Registration
+from ..registration import DEFAULT_MIN_CONFIDENCE, DIRECTION_CHOICES, FINE_STAGES, MODES, VERIFY_BELOW, Registration
 from ..shards import current_shard
 
 COLOR_CHOICES = [c.value for c in Color]
@@ -67,6 +67,9 @@ def add_align_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verify", action="store_true",
                         help="with --align: also register each pair the other way round and refuse a disagreement "
                         "(twice the registration time; recommended for medical pairs)")
+    parser.add_argument("--verify-below", type=float, default=VERIFY_BELOW, metavar="C",
+                        help=f"with --align, without --verify: that check for pairs whose confidence is below C "
+                        f"(default {VERIFY_BELOW}; 0: never, and then raise --min-confidence to 0.30)")
     parser.add_argument("--fine", choices=FINE_STAGES, default="ecc",
                         help="with --align: the last refinement stage, ecc (default) or mattes (Mattes mutual "
                         "information, SimpleITK: pip install 'contrafuse[itk]')")
@@ -144,6 +147,7 @@ def options_of(args: argparse.Namespace) -> FuseOptions:
     return FuseOptions(color=args.color, rounding=args.rounding, gamut=args.gamut, resize=args.resize,
                        ir_range=args.ir_range, align=args.align, transform=args.transform, direction=args.direction,
                        align_every=args.align_every, min_confidence=args.min_confidence, verify=args.verify,
+                       verify_below=args.verify_below,
                        fine=args.fine, backend="auto" if args.backend == "tensorrt" else args.backend,
                        **speed_options(args))
 

@@ -29,8 +29,15 @@ from ..errors import RegistrationError
 from . import mattes
 from .result import MODES, Registration, normalize_direction, resize_matrix, roles
 
-DEFAULT_MIN_CONFIDENCE = 0.30
-"""Default threshold on :attr:`Registration.confidence` below which a pair is refused."""
+DEFAULT_MIN_CONFIDENCE = 0.20
+"""Default threshold on :attr:`Registration.confidence` below which a pair is refused. Results between
+it and :data:`VERIFY_BELOW` are only accepted when the two-way check agrees."""
+
+VERIFY_BELOW = 0.40
+"""Results whose confidence is below this are also registered the other way round, and refused when
+the two directions disagree, even without ``verify``. In this band right and wrong results score
+alike, and the two-way check tells them apart (docs/registration.md, "What the confidence means").
+0 turns the check off; without it, 0.30 is the calibrated threshold."""
 
 FINE_STAGES = ("ecc", "mattes")
 """The last refinement stage: ``ecc`` (gradient-orientation ECC and its polish, the default) or
@@ -117,6 +124,7 @@ def estimate(
     search: SearchRange = SearchRange(),
     working_size: int = DEFAULT_WORKING_SIZE,
     verify: bool = False,
+    verify_below: float = VERIFY_BELOW,
     fine: str = "ecc",
     name: str = "pair",
 ) -> Registration:
@@ -140,6 +148,8 @@ def estimate(
             of the moving image's diagonal (mean corner distance). Twice the time; it catches
             most wrong results that pass the confidence threshold, which matters for medical
             pairs (see ``docs/registration.md``).
+        verify_below: without ``verify``, the same check for results whose confidence is below
+            this (:data:`VERIFY_BELOW`; 0: never).
         fine: the last refinement stage, one of :data:`FINE_STAGES`: ``ecc`` (default) or
             ``mattes`` (Mattes mutual information from the ECC result; needs SimpleITK).
         name: how error messages name the pair (e.g. the file names).
@@ -175,7 +185,7 @@ def estimate(
     if mode == "none":
         return result
     _check(result, problem, min_confidence, name)
-    if verify:
+    if verify or result.confidence < verify_below:
         backward = _Problem(fixed_values, moving_values, working_size, search.scale_bounds())
         reverse = backward.refine(backward.start(mode, None, search), mode, fine)
         gap = _corner_distance(reverse @ result.matrix, np.eye(3), result.moving_shape)
