@@ -21,7 +21,7 @@ from contrafuse.cli.main import main
 from contrafuse.errors import ContrafuseError, PairError, RegistrationError
 from contrafuse.fusion import FuseOptions
 from contrafuse.io import read_image, write_image
-from contrafuse.registration import Registration
+from contrafuse.registration import VERIFY_BELOW, Registration
 
 MODEL = "cs2fusion"
 
@@ -145,12 +145,16 @@ def test_fuse_prints_the_confidence_and_takes_min_confidence_and_verify(files, t
     assert f"confidence {confidence:.3f} is below" in capsys.readouterr().err and not (tmp_path / "b.png").exists()
     seen = []
     real = contrafuse.preparation.estimate
-    monkeypatch.setattr(contrafuse.preparation, "estimate", lambda **kw: seen.append(kw["verify"]) or real(**kw))
-    assert main([*base, "--out", str(tmp_path / "c.png"), "--verify"]) == 0 and seen == [True]
+    monkeypatch.setattr(contrafuse.preparation, "estimate",
+                        lambda **kw: seen.append((kw["verify"], kw["verify_below"])) or real(**kw))
+    assert main([*base, "--out", str(tmp_path / "c.png"), "--verify"]) == 0 and seen == [(True, VERIFY_BELOW)]
+    assert main([*base, "--out", str(tmp_path / "e.png"), "--verify-below", "0"]) == 0 and seen[-1] == (False, 0.0)
     assert main(["fuse", "--ir", str(files["ir"]), "--vis", str(files["vis"]), "--out", str(tmp_path / "d.png"),
                  "--verify"]) == 2  # --verify without --align
     with pytest.raises(ContrafuseError, match=r"min_confidence must be in \[0, 1\]"):
         FuseOptions(align="affine", min_confidence=1.5)
+    with pytest.raises(ContrafuseError, match=r"verify_below must be in \[0, 1\]"):
+        FuseOptions(align="affine", verify_below=-0.1)
 
 
 def test_folder_mode_prints_each_confidence(files, tmp_path, capsys):
