@@ -24,11 +24,11 @@ from pathlib import Path
 from ..errors import ContrafuseError, ImageWriteError, RegistrationError
 from ..registration import (
     DEFAULT_MIN_CONFIDENCE,
-    VERIFY_BELOW,
     DEFAULT_WORKING_SIZE,
     DIRECTION_CHOICES,
     FINE_STAGES,
     MODES,
+    VERIFY_BELOW,
     align_folders,
     align_pair,
     align_rig,

@@ -13,9 +13,9 @@ from ..errors import RegistrationError
 from .files import AlignReport, Aligned, align_folders, align_pair, output_stem, read_pair, write_alignment
 from .method import (
     DEFAULT_MIN_CONFIDENCE,
-    VERIFY_BELOW,
     DEFAULT_WORKING_SIZE,
     FINE_STAGES,
+    VERIFY_BELOW,
     SearchRange,
     estimate,
     orientation_features,
@@ -26,12 +26,12 @@ from .rig import RigError, RigEstimate, align_rig, estimate_rig, write_rig
 
 __all__ = [
     "DEFAULT_MIN_CONFIDENCE",
-    "VERIFY_BELOW",
     "DEFAULT_WORKING_SIZE",
     "DIRECTION_CHOICES",
     "DIRECTIONS",
     "FINE_STAGES",
     "MODES",
+    "VERIFY_BELOW",
     "AlignReport",
     "Aligned",
     "Registration",
