@@ -36,11 +36,11 @@ def check_mode(mode: str) -> str:
     return value
 
 
-def check_min_confidence(value: float) -> float:
-    """``value`` if it is a threshold in ``[0, 1]``."""
+def check_confidence_threshold(value: float, name: str) -> float:
+    """``value`` as a float if it is a confidence threshold in ``[0, 1]``; ``name`` is the option's, for the error."""
     threshold = float(value)
     if not 0.0 <= threshold <= 1.0:
-        raise AlignOptionError(f"min_confidence must be in [0, 1], got {value!r}")
+        raise AlignOptionError(f"{name} must be in [0, 1], got {value!r}")
     return threshold
 
 
@@ -89,5 +89,5 @@ def warp_float(registration: Registration, values: np.ndarray) -> np.ndarray:
     return registration.warp(np.ascontiguousarray(values, dtype=np.float32)).astype(np.float64)
 
 
-__all__ = ["AlignOptionError", "as_registration", "check_fits", "check_min_confidence", "check_mode", "resolve_direction",
+__all__ = ["AlignOptionError", "as_registration", "check_confidence_threshold", "check_fits", "check_mode", "resolve_direction",
            "warp_float"]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from .alignment import AlignOptionError, as_registration, check_min_confidence, check_mode, resolve_direction
+from .alignment import AlignOptionError, as_registration, check_confidence_threshold, check_mode, resolve_direction
 from .errors import ContrafuseError
 from .registration import DEFAULT_MIN_CONFIDENCE, FINE_STAGES, VERIFY_BELOW, Registration
 from .thermal import IrRange, parse_ir_range
@@ -157,10 +157,9 @@ class FuseOptions:
                                    "apply the saved one")
         if int(self.align_every) < 0:
             raise AlignOptionError(f"align_every must be >= 0 (0: once, on the first frame), got {self.align_every}")
-        object.__setattr__(self, "min_confidence", check_min_confidence(self.min_confidence))
+        for threshold in ("min_confidence", "verify_below"):
+            object.__setattr__(self, threshold, check_confidence_threshold(getattr(self, threshold), threshold))
         object.__setattr__(self, "verify", bool(self.verify))
-        if not 0.0 <= float(self.verify_below) <= 1.0:
-            raise AlignOptionError(f"verify_below must be in [0, 1], got {self.verify_below!r}")
         if self.fine not in FINE_STAGES:
             raise AlignOptionError(f"fine must be one of {', '.join(FINE_STAGES)}, got {self.fine!r}")
         object.__setattr__(self, "color", choice_of(Color, self.color, "color"))
