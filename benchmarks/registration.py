@@ -61,7 +61,7 @@ import numpy as np
 
 from contrafuse.data import dataset_pairs
 from contrafuse.io import read_image
-from contrafuse.registration import (DEFAULT_MIN_CONFIDENCE, DEFAULT_WORKING_SIZE, VERIFY_BELOW, RegistrationError, estimate,
+from contrafuse.registration import (DEFAULT_MIN_CONFIDENCE, DEFAULT_ECC_TOLERANCE, DEFAULT_WORKING_SIZE, VERIFY_BELOW, RegistrationError, estimate,
                                      to_gray01)
 from contrafuse.registration.result import resize_matrix
 
@@ -186,6 +186,8 @@ class Failure(Exception):
 
 WORKING_SIZE = DEFAULT_WORKING_SIZE  # --working-size: ours and the reference
 CHECK_BELOW = VERIFY_BELOW  # --verify-below: ours
+ECC_TOLERANCE = DEFAULT_ECC_TOLERANCE  # --ecc-tolerance: ours (ECC's stopping rule)
+REFERENCE_ECC_TOLERANCE = 1e-5  # the reference always runs ECC to this, so a faster setting of ours is not scored against a coarser reference
 Estimate = tuple[np.ndarray, float]
 
 
@@ -193,7 +195,7 @@ def run_contrafuse(moving: np.ndarray, fixed: np.ndarray, mode: str, min_confide
                    verify: bool = False, fine: str = "ecc") -> Estimate:
     try:
         found = estimate(ir=moving, vis=fixed, mode=mode, verify=verify, min_confidence=min_confidence,
-                         verify_below=CHECK_BELOW, working_size=WORKING_SIZE, fine=fine)
+                         verify_below=CHECK_BELOW, working_size=WORKING_SIZE, fine=fine, ecc_tolerance=ECC_TOLERANCE)
     except RegistrationError as exc:
         raise Failure(exc.problem) from None
     return found.matrix, found.confidence
@@ -294,7 +296,7 @@ def reference(case: Case) -> np.ndarray:
         return np.eye(3)
     mode = FAMILY_MODE[case.family]
     return estimate(ir=case.moving_crop, vis=case.fixed, mode=mode, initial=np.eye(3), min_confidence=0.0, verify_below=0.0,
-                    working_size=WORKING_SIZE).matrix
+                    working_size=WORKING_SIZE, ecc_tolerance=REFERENCE_ECC_TOLERANCE).matrix
 
 
 def score(case: Case, residual: np.ndarray, matrix: np.ndarray) -> tuple[float, float]:
@@ -501,6 +503,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verify-below", type=float, default=VERIFY_BELOW,
                         help=f"contrafuse's two-way check below this confidence (default {VERIFY_BELOW}; 0: off, "
                         "the behaviour before 2026-12-08)")
+    parser.add_argument("--ecc-tolerance", type=float, default=DEFAULT_ECC_TOLERANCE,
+                        help=f"contrafuse's ECC stopping rule (default {DEFAULT_ECC_TOLERANCE:g}; 1e-5 before 2026-12-08); "
+                        f"the reference always uses {REFERENCE_ECC_TOLERANCE:g}")
     parser.add_argument("--data", default=None, help="data root (default: $CONTRAFUSE_DATA or ../shared/data)")
     parser.add_argument("--json", type=Path, default=None, help="write every result to this JSON file")
     parser.add_argument("--verbose", action="store_true", help="list every failure and wrong result on stderr")
@@ -516,8 +521,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(families) - set(FAMILIES)) + sorted(set(methods) - set(METHODS)) + sorted(set(hard) - set(HARD))
     if unknown:
         parser.error(f"unknown family or method: {', '.join(unknown)}")
-    global WORKING_SIZE, CLOCK, CHECK_BELOW
+    global WORKING_SIZE, CLOCK, CHECK_BELOW, ECC_TOLERANCE
     WORKING_SIZE, CLOCK, CHECK_BELOW = args.working_size, CLOCKS[args.clock], args.verify_below
+    ECC_TOLERANCE = args.ecc_tolerance
     cases = load_cases(args.limit, families, args.seed, args.data, args.datasets.split(","), hard)
     started = time.perf_counter()
     results = evaluate(cases, methods, args.verbose)

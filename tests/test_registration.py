@@ -22,7 +22,8 @@ from conftest import REPO_ROOT, require_path
 from contrafuse.cli.main import main as cli_main
 from contrafuse.errors import ContrafuseError, RegistrationError, WriteError
 from contrafuse.io import read_image, write_image
-from contrafuse.registration import VERIFY_BELOW, Registration, SearchRange, align_folders, align_pair, estimate
+from contrafuse.registration import (DEFAULT_ECC_TOLERANCE, VERIFY_BELOW, Registration, SearchRange, align_folders, align_pair,
+                                     estimate)
 
 MARGIN = 0.1
 
@@ -100,15 +101,17 @@ BOUND = {"translation": 1.0, "affine": 1.5, "homography": 2.5}
     ("homography", {"angle": -2.0, "scale": 0.92, "shift": (0.04, 0.03), "perspective": (1.0e-4, -8.0e-5)}),
 ])
 @pytest.mark.parametrize("pair", ["roadscene/{}/FLIR_04688.jpg", "tno42/{}/29.png"])
-def test_each_mode_recovers_a_known_warp_of_a_real_pair(data_dir, mode, kwargs, pair):
+@pytest.mark.parametrize("ecc_tolerance", [DEFAULT_ECC_TOLERANCE, 1e-5])
+def test_each_mode_recovers_a_known_warp_of_a_real_pair(data_dir, mode, kwargs, pair, ecc_tolerance):
     ir, vis = load(data_dir, pair.format("ir"), pair.format("vis"))
     width, height = crop_size(vis)
     kwargs = dict(kwargs)
     shift = kwargs.pop("shift")
     truth = about_centre(width, height, shift=(shift[0] * width, shift[1] * height), **kwargs)
     moving, fixed, moving_crop = misalign(ir, vis, truth)
-    found = estimate(ir=moving, vis=fixed, mode=mode)
-    source = estimate(ir=moving_crop, vis=fixed, mode=mode, initial=np.eye(3), min_confidence=0.0, verify_below=0.0)
+    found = estimate(ir=moving, vis=fixed, mode=mode, ecc_tolerance=ecc_tolerance)
+    source = estimate(ir=moving_crop, vis=fixed, mode=mode, initial=np.eye(3), min_confidence=0.0, verify_below=0.0,
+                      ecc_tolerance=1e-5)  # the reference as the benchmark makes it
     assert found.mode == mode and found.direction == "ir_to_vis"
     assert corner_error(found.matrix, source.matrix @ truth, moving.shape) < BOUND[mode]
     # far from the start: the identity (or the search grid alone) would miss by tens of pixels
@@ -265,6 +268,9 @@ def test_images_too_small_or_wrong_shape_are_refused():
         estimate(ir=tiny, vis=tiny, direction="sideways")
     with pytest.raises(ValueError, match="ir image must be"):
         estimate(ir=np.zeros((40, 40, 2), np.uint8), vis=np.zeros((40, 40), np.uint8))
+    for bad in (0.0, 1.0, -1e-4):
+        with pytest.raises(ValueError, match="ecc_tolerance must lie in"):
+            estimate(ir=tiny, vis=tiny, ecc_tolerance=bad)
 
 
 def test_flat_image_is_refused():
@@ -389,6 +395,19 @@ def test_cli_single_pair_writes_prints_and_refuses_to_clobber(folders, tmp_path,
     assert cli_main(bad) == 1
     assert "cannot register" in capsys.readouterr().err and not (out / "c.png").exists()
     assert cli_main(["align", "--ir", str(ir_dir), "--vis", str(vis_dir / "a.png"), "--out", str(out)]) == 2
+
+
+def test_cli_ecc_tolerance_reaches_the_estimate_and_is_checked(folders, tmp_path, capsys, monkeypatch):
+    from contrafuse.registration import files
+
+    seen = []
+    monkeypatch.setattr(files, "estimate", lambda **kwargs: seen.append(kwargs["ecc_tolerance"]) or estimate(**kwargs))
+    ir_dir, vis_dir = folders
+    arguments = ["align", "--ir", str(ir_dir / "a.png"), "--vis", str(vis_dir / "a.png"), "--out", str(tmp_path / "out"),
+                 "--mode", "translation"]
+    assert cli_main(arguments + ["--ecc-tolerance", "3e-5"]) == 0 and seen == [3e-5]
+    assert cli_main(arguments + ["--ecc-tolerance", "0", "--overwrite"]) == 2
+    assert "--ecc-tolerance must lie in (0, 1)" in capsys.readouterr().err and seen == [3e-5]
 
 
 def test_align_folders_api(folders, tmp_path):

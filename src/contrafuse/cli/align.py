@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..errors import ContrafuseError, ImageWriteError, RegistrationError
 from ..registration import (
+    DEFAULT_ECC_TOLERANCE,
     DEFAULT_MIN_CONFIDENCE,
     DEFAULT_WORKING_SIZE,
     DIRECTION_CHOICES,
@@ -67,6 +68,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "pip install 'contrafuse[itk]'; translation and affine)")
     parser.add_argument("--working-size", type=int, default=DEFAULT_WORKING_SIZE,
                         help=f"longest side of the refinement grid (default {DEFAULT_WORKING_SIZE})")
+    parser.add_argument("--ecc-tolerance", type=float, default=DEFAULT_ECC_TOLERANCE, metavar="E",
+                        help=f"ECC stops when an iteration moves the correlation by less than E (default "
+                        f"{DEFAULT_ECC_TOLERANCE:g}; 1e-5 is slower and can be a little more precise)")
     parser.add_argument("--rig", action="store_true",
                         help="folders of one fixed rig: write one transform, the robust consensus of all pairs "
                         "(outliers reported), for `contrafuse fuse --transform`")
@@ -82,8 +86,11 @@ def run(args: argparse.Namespace) -> int:
         raise ContrafuseError(f"--out {args.out}: exists and is not a folder")
     if args.working_size < 32:
         raise ContrafuseError(f"--working-size must be at least 32, got {args.working_size}")
+    if not 0 < args.ecc_tolerance < 1:
+        raise ContrafuseError(f"--ecc-tolerance must lie in (0, 1), got {args.ecc_tolerance:g}")
     options = {"mode": args.mode, "direction": args.direction, "min_confidence": args.min_confidence,
-               "verify": args.verify, "verify_below": args.verify_below, "working_size": args.working_size, "fine": args.fine}
+               "verify": args.verify, "verify_below": args.verify_below, "working_size": args.working_size, "fine": args.fine,
+               "ecc_tolerance": args.ecc_tolerance}
     if args.rig:
         return _run_rig(args, options)
     if args.ir.is_dir():

@@ -13,6 +13,7 @@ from ..errors import RegistrationError
 from .files import AlignReport, Aligned, align_folders, align_pair, output_stem, read_pair, write_alignment
 from .method import (
     DEFAULT_MIN_CONFIDENCE,
+    DEFAULT_ECC_TOLERANCE,
     DEFAULT_WORKING_SIZE,
     FINE_STAGES,
     VERIFY_BELOW,
@@ -26,6 +27,7 @@ from .rig import RigError, RigEstimate, align_rig, estimate_rig, write_rig
 
 __all__ = [
     "DEFAULT_MIN_CONFIDENCE",
+    "DEFAULT_ECC_TOLERANCE",
     "DEFAULT_WORKING_SIZE",
     "DIRECTION_CHOICES",
     "DIRECTIONS",

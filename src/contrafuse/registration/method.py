@@ -69,6 +69,10 @@ moving image's diagonal."""
 MIN_SIDE = 24
 """Smallest image side (pixels) we try to register."""
 
+DEFAULT_ECC_TOLERANCE = 1e-4
+"""ECC's stopping rule: a run ends when an iteration moves the feature correlation by less than
+this (or after 50 iterations). Until 2026-12-08 it was 1e-5 (docs/registration.md, "Speed")."""
+
 _FEATURE_BLUR = 1.0      # Gaussian sigma on the gray image before gradients (refinement levels)
 _FEATURE_SMOOTH = 1.0    # Gaussian sigma on the features themselves (widens ECC's basin)
 _TEMPLATE_KEEP = 0.7     # central part of the moving image matched in the search
@@ -76,7 +80,7 @@ _BORDER_RING = 3         # pixels at each image border left out of ECC (filters 
 _POLISH_ROUNDS = 2
 _STARTS = 4              # best distinct grid points of the search refined at the coarse level
 _STARTS_APART = 3.0      # coarse-grid pixels (largest corner distance) between two starts
-_ECC_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 50, 1e-5)
+_ECC_ITERATIONS = 50
 _MOTIONS = {
     "translation": cv2.MOTION_TRANSLATION,
     "rigid": cv2.MOTION_EUCLIDEAN,
@@ -126,6 +130,7 @@ def estimate(
     verify: bool = False,
     verify_below: float = VERIFY_BELOW,
     fine: str = "ecc",
+    ecc_tolerance: float = DEFAULT_ECC_TOLERANCE,
     name: str = "pair",
 ) -> Registration:
     """Estimate the transform that brings the moving image onto the fixed one.
@@ -152,6 +157,8 @@ def estimate(
             this (:data:`VERIFY_BELOW`; 0: never).
         fine: the last refinement stage, one of :data:`FINE_STAGES`: ``ecc`` (default) or
             ``mattes`` (Mattes mutual information from the ECC result; needs SimpleITK).
+        ecc_tolerance: ECC's stopping rule (:data:`DEFAULT_ECC_TOLERANCE`); smaller is slower and can be
+            a little more precise.
         name: how error messages name the pair (e.g. the file names).
 
     Returns:
@@ -167,6 +174,8 @@ def estimate(
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if fine not in FINE_STAGES:
         raise ValueError(f"fine must be one of {', '.join(FINE_STAGES)}, got {fine!r}")
+    if not 0 < ecc_tolerance < 1:
+        raise ValueError(f"ecc_tolerance must lie in (0, 1), got {ecc_tolerance}")
     if fine == "mattes":
         mattes.simpleitk()  # before any work: a missing extra is a usage error
     direction = normalize_direction(direction)
@@ -175,7 +184,7 @@ def estimate(
     moving_values, fixed_values = to_float01(moving, moving_role), to_float01(fixed, roles(direction)[1])
     if min(*moving_values.shape[:2], *fixed_values.shape[:2]) < MIN_SIDE:
         raise RegistrationError(name, f"images smaller than {MIN_SIDE} px on a side carry too little structure")
-    problem = _Problem(moving_values, fixed_values, working_size, search.scale_bounds())
+    problem = _Problem(moving_values, fixed_values, working_size, search.scale_bounds(), ecc_tolerance)
     if mode == "none":
         matrix, confidence = problem.prior, problem.confidence(problem.prior)
     else:
@@ -186,7 +195,7 @@ def estimate(
         return result
     _check(result, problem, min_confidence, name)
     if verify or result.confidence < verify_below:
-        backward = _Problem(fixed_values, moving_values, working_size, search.scale_bounds())
+        backward = _Problem(fixed_values, moving_values, working_size, search.scale_bounds(), ecc_tolerance)
         reverse = backward.refine(backward.start(mode, None, search), mode, fine)
         gap = _corner_distance(reverse @ result.matrix, np.eye(3), result.moving_shape)
         limit = VERIFY_TOLERANCE * float(np.hypot(*result.moving_shape))
@@ -251,13 +260,15 @@ class _Problem:
     full-resolution fixed pixels; each level converts to its own grid.
     """
 
-    def __init__(self, moving: np.ndarray, fixed: np.ndarray, working_size: int, scales: tuple[float, float]):
+    def __init__(self, moving: np.ndarray, fixed: np.ndarray, working_size: int, scales: tuple[float, float],
+                 ecc_tolerance: float):
         self.prior = resize_matrix(moving.shape[:2], fixed.shape[:2])  # same field of view
         work = _fit(fixed.shape[:2], working_size)
         coarse = _fit(fixed.shape[:2], min(SEARCH_SIZE, working_size))
-        self.levels = [_Level(moving, fixed, coarse, scales)]
+        criteria = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, _ECC_ITERATIONS, ecc_tolerance)
+        self.levels = [_Level(moving, fixed, coarse, scales, criteria)]
         if max(work) > 1.25 * max(coarse):
-            self.levels.append(_Level(moving, fixed, work, scales))
+            self.levels.append(_Level(moving, fixed, work, scales, criteria))
 
     def start(self, mode: str, initial: Registration | np.ndarray | None, search: SearchRange) -> list[np.ndarray]:
         """The starting matrices: ``initial`` if given, else the best distinct points of the global search."""
@@ -310,9 +321,10 @@ class _Problem:
 class _Level:
     """Both images resampled to one grid (the fixed image's, scaled), and their features."""
 
-    def __init__(self, moving: np.ndarray, fixed: np.ndarray, shape: tuple[int, int], scales: tuple[float, float]):
+    def __init__(self, moving: np.ndarray, fixed: np.ndarray, shape: tuple[int, int], scales: tuple[float, float],
+                 criteria: tuple[int, int, float]):
         height, width = shape
-        self.shape, self.scales = shape, scales
+        self.shape, self.scales, self.criteria = shape, scales, criteria
         self.fixed_map = resize_matrix(fixed.shape[:2], shape)    # full fixed -> level
         self.moving_map = resize_matrix(moving.shape[:2], shape)  # full moving -> level (the prior)
         self.fixed_image = _resize(fixed, width, height)
@@ -378,7 +390,7 @@ class _Level:
         try:
             _, found = cv2.findTransformECCWithMask(
                 self.fixed_features, self.moving_features, self.mask, self.mask,
-                start, _MOTIONS[motion], _ECC_CRITERIA, 1,
+                start, _MOTIONS[motion], self.criteria, 1,
             )
         except cv2.error:  # did not converge, or the overlap vanished
             return warp
@@ -409,7 +421,7 @@ class _Level:
         start = np.eye(3, dtype=np.float32) if motion == "homography" else np.eye(2, 3, dtype=np.float32)
         try:
             _, found = cv2.findTransformECCWithMask(
-                self.fixed_features, features, self.mask, inside, start, _MOTIONS[motion], _ECC_CRITERIA, 1,
+                self.fixed_features, features, self.mask, inside, start, _MOTIONS[motion], self.criteria, 1,
             )
         except cv2.error:
             return full_matrix
