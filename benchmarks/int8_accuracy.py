@@ -66,6 +66,11 @@ VARIANTS: dict[str, tuple[dict, int]] = {
 }
 
 
+# variant name -> calibration pairs other than the default roadscene:train ones (count from VARIANTS)
+CALIBRATION = {"mixed-16": "roadscene:train+llvip:train", "mixed-32": "roadscene:train+llvip:train"}
+VARIANTS.update({"mixed-16": ({}, 16), "mixed-32": ({}, 32)})
+
+
 def keep(model: str, extra: tuple[str, ...]) -> dict:
     return {"keep_float": recipe_for(model).keep_float + extra}
 
@@ -133,15 +138,16 @@ def quantised(model: str, fp32_bytes: bytes, size_multiple: int, name: str, cach
     """The int8 file of variant ``name`` (cached under a key of the fp32 graph, the recipe and the runtime)."""
     changes, count = variant_changes(model, name)
     recipe = dataclasses.replace(recipe_for(model), **changes)
-    path = cache / f"{model}_int8_{name}_{file_key(hashlib.sha256(fp32_bytes).hexdigest(), recipe, count)}.onnx"
+    spec = CALIBRATION.get(name, "roadscene:train")
+    path = cache / f"{model}_int8_{name}_{file_key(hashlib.sha256(fp32_bytes).hexdigest(), recipe, count, spec)}.onnx"
     if path.exists():
         return path
-    if set(changes) <= {"float_activations"} and count == 16 and recipe.float_activations:
+    if set(changes) <= {"float_activations"} and count == 16 and recipe.float_activations and name not in CALIBRATION:
         # float activations are taken out after calibration: one calibrated file serves every such variant
         calibrated = quantised(model, fp32_bytes, size_multiple, "no-float-activations", cache).read_bytes()
         path.write_bytes(float_activations(calibrated, recipe.float_activations))
         return path
-    pairs = calibration_pairs("roadscene:train", count)
+    pairs = calibration_pairs(spec, count)
     start = time.perf_counter()
     data = quantize_int8(fp32_bytes, recipe, pairs, size_multiple)
     print(f"  [{model} {name}: quantised in {time.perf_counter() - start:.0f} s]", file=sys.stderr, flush=True)

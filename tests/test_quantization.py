@@ -200,3 +200,16 @@ def test_float_activations_leave_the_named_tensors_unquantised_and_refuse_unknow
     assert errors["partial"] < errors["full"]  # one rounding fewer on the way
     with pytest.raises(QuantizationError, match="no quantised activation matches 'renamed'"):
         quantize_int8(graph.read_bytes(), dataclasses.replace(recipe, float_activations=("renamed",)), pairs)
+
+
+def test_calibration_from_several_named_sets_shares_the_count(shared_dir):
+    from contrafuse.quantization import calibration_pairs
+
+    root = shared_dir / "data"
+    pairs = calibration_pairs("roadscene:train+llvip:train", 7, root)
+    roadscene = {p.name for p in dataset_pairs("roadscene", "train", root)}
+    llvip = {p.name for p in dataset_pairs("llvip", "train", root)}
+    assert len(pairs) == 7 and len({p.name for p in pairs}) == 7
+    assert sum(p.name in roadscene for p in pairs) == 4 and sum(p.name in llvip for p in pairs) == 3
+    with pytest.raises(QuantizationError, match="from 2 sets needs at least 2 pairs"):
+        calibration_pairs("roadscene:train+llvip:train", 1, root)

@@ -78,9 +78,16 @@ def recipe_for(model_name: str) -> Int8Recipe:
 def calibration_pairs(spec: str = DEFAULT_CALIBRATION, count: int = DEFAULT_CALIBRATION_PAIRS,
                       root: str | os.PathLike | None = None) -> list[PairFiles]:
     """``count`` pairs spread evenly over a named dataset split (``"NAME[:SPLIT]"``, split default
-    ``train``) or over two folders paired by file stem (``"IR_DIR,VIS_DIR"``)."""
+    ``train``) or over two folders paired by file stem (``"IR_DIR,VIS_DIR"``); several named splits
+    joined by ``+`` (``"roadscene:train+llvip:train"``) share the count evenly."""
     from .data import dataset_pairs, folder_pairs
 
+    if "+" in spec and "," not in spec:
+        parts = [part.strip() for part in spec.split("+")]
+        if count < len(parts):
+            raise QuantizationError(f"calibration from {len(parts)} sets needs at least {len(parts)} pairs, got {count}")
+        shares = [count // len(parts) + (index < count % len(parts)) for index in range(len(parts))]
+        return [pair for part, share in zip(parts, shares) for pair in calibration_pairs(part, share, root)]
     if "," in spec:
         ir_dir, vis_dir = (part.strip() for part in spec.split(",", 1))
         pairs = folder_pairs(ir_dir, vis_dir)

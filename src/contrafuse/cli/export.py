@@ -26,9 +26,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
                         help="fp32 (default) or int8: static quantisation for ONNX Runtime on CPU, calibrated on "
                         "training pairs (recorded in the file's metadata); see docs/deployment.md")
-    parser.add_argument("--calibration", metavar="NAME[:SPLIT] | IR_DIR,VIS_DIR",
-                        help="int8: dataset split (default roadscene:train) or two folders paired by stem that the "
-                        "calibration pairs come from")
+    parser.add_argument("--calibration", metavar="NAME[:SPLIT][+NAME[:SPLIT]...] | IR_DIR,VIS_DIR",
+                        help="int8: dataset split (default roadscene:train; several joined by + share the pairs) or "
+                        "two folders paired by stem that the calibration pairs come from")
     parser.add_argument("--calibration-pairs", type=int, metavar="N", help="int8: number of calibration pairs (default 16)")
     parser.add_argument("--data-root", type=Path, help="root of the named datasets (default: $CONTRAFUSE_DATA or shared/data)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
