@@ -67,8 +67,8 @@ VARIANTS: dict[str, tuple[dict, int]] = {
 
 
 # variant name -> calibration pairs other than the default roadscene:train ones (count from VARIANTS)
-CALIBRATION = {"mixed-16": "roadscene:train+llvip:train", "mixed-32": "roadscene:train+llvip:train"}
-VARIANTS.update({"mixed-16": ({}, 16), "mixed-32": ({}, 32)})
+CALIBRATION = {"mixed-16": "roadscene:train+llvip:train"}
+VARIANTS["mixed-16"] = ({}, 16)
 
 
 def keep(model: str, extra: tuple[str, ...]) -> dict:

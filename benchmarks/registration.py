@@ -61,8 +61,8 @@ import numpy as np
 
 from contrafuse.data import dataset_pairs
 from contrafuse.io import read_image
-from contrafuse.registration import (DEFAULT_MIN_CONFIDENCE, DEFAULT_ECC_TOLERANCE, DEFAULT_WORKING_SIZE, VERIFY_BELOW, RegistrationError, estimate,
-                                     to_gray01)
+from contrafuse.registration import (DEFAULT_ECC_TOLERANCE, DEFAULT_MIN_CONFIDENCE, DEFAULT_WORKING_SIZE, VERIFY_BELOW,
+                                     RegistrationError, estimate, to_gray01)
 from contrafuse.registration.result import resize_matrix
 
 DATASETS = (("tno42", "test"), ("roadscene", "test50"), ("harvard", "test"))
@@ -187,7 +187,7 @@ class Failure(Exception):
 WORKING_SIZE = DEFAULT_WORKING_SIZE  # --working-size: ours and the reference
 CHECK_BELOW = VERIFY_BELOW  # --verify-below: ours
 ECC_TOLERANCE = DEFAULT_ECC_TOLERANCE  # --ecc-tolerance: ours (ECC's stopping rule)
-REFERENCE_ECC_TOLERANCE = 1e-5  # the reference always runs ECC to this, so a faster setting of ours is not scored against a coarser reference
+REFERENCE_ECC_TOLERANCE = 1e-5  # the reference always: a faster setting of ours is not scored against a coarser reference
 Estimate = tuple[np.ndarray, float]
 
 

@@ -12,8 +12,8 @@ Method, confidence and failure behaviour: ``docs/registration.md``.
 from ..errors import RegistrationError
 from .files import AlignReport, Aligned, align_folders, align_pair, output_stem, read_pair, write_alignment
 from .method import (
-    DEFAULT_MIN_CONFIDENCE,
     DEFAULT_ECC_TOLERANCE,
+    DEFAULT_MIN_CONFIDENCE,
     DEFAULT_WORKING_SIZE,
     FINE_STAGES,
     VERIFY_BELOW,
@@ -26,8 +26,8 @@ from .result import DIRECTION_CHOICES, DIRECTIONS, MODES, Registration
 from .rig import RigError, RigEstimate, align_rig, estimate_rig, write_rig
 
 __all__ = [
-    "DEFAULT_MIN_CONFIDENCE",
     "DEFAULT_ECC_TOLERANCE",
+    "DEFAULT_MIN_CONFIDENCE",
     "DEFAULT_WORKING_SIZE",
     "DIRECTION_CHOICES",
     "DIRECTIONS",
