@@ -33,6 +33,7 @@ from ..registration import (
     align_folders,
     align_pair,
     align_rig,
+    check_ecc_tolerance,
     output_stem,
     write_alignment,
     write_rig,
@@ -86,8 +87,10 @@ def run(args: argparse.Namespace) -> int:
         raise ContrafuseError(f"--out {args.out}: exists and is not a folder")
     if args.working_size < 32:
         raise ContrafuseError(f"--working-size must be at least 32, got {args.working_size}")
-    if not 0 < args.ecc_tolerance < 1:
-        raise ContrafuseError(f"--ecc-tolerance must lie in (0, 1), got {args.ecc_tolerance:g}")
+    try:
+        check_ecc_tolerance(args.ecc_tolerance, "--ecc-tolerance")
+    except ValueError as exc:
+        raise ContrafuseError(str(exc)) from None
     options = {"mode": args.mode, "direction": args.direction, "min_confidence": args.min_confidence,
                "verify": args.verify, "verify_below": args.verify_below, "working_size": args.working_size, "fine": args.fine,
                "ecc_tolerance": args.ecc_tolerance}

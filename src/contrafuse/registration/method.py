@@ -174,8 +174,7 @@ def estimate(
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if fine not in FINE_STAGES:
         raise ValueError(f"fine must be one of {', '.join(FINE_STAGES)}, got {fine!r}")
-    if not 0 < ecc_tolerance < 1:
-        raise ValueError(f"ecc_tolerance must lie in (0, 1), got {ecc_tolerance}")
+    check_ecc_tolerance(ecc_tolerance)
     if fine == "mattes":
         mattes.simpleitk()  # before any work: a missing extra is a usage error
     direction = normalize_direction(direction)
@@ -204,6 +203,13 @@ def estimate(
                 name, f"the two directions disagree by {gap:.1f} px (more than {limit:.1f} px): the alignment is ambiguous"
             )
     return result
+
+
+def check_ecc_tolerance(value: float, name: str = "ecc_tolerance") -> float:
+    """``value`` if it is an ECC stopping rule in ``(0, 1)``, else ValueError; ``name`` is the option's, for the error."""
+    if not 0 < value < 1:
+        raise ValueError(f"{name} must lie in (0, 1), got {value:g}")
+    return value
 
 
 def to_gray01(image: np.ndarray, role: str = "image") -> np.ndarray:
